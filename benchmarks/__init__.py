@@ -1,0 +1,1 @@
+"""Benchmarks that compare Shard with the llama.cpp servers it should beat."""

@@ -1,0 +1,159 @@
+"""Start, probe and always stop the servers under test, one at a time.
+
+Every server gets the same GGUF, the same thread count and the same per-sequence context, so
+the benchmark compares serving strategies rather than configurations.
+"""
+
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+SERVER_NAMES: tuple[str, ...] = ("shard", "llama-cpp-python", "llama-server")
+
+# Modules llama-cpp-python's server imports beyond the core wheel (its `[server]` extra).
+LLAMA_CPP_SERVER_EXTRAS: dict[str, str] = {
+    "uvicorn": "uvicorn",
+    "fastapi": "fastapi",
+    "sse_starlette": "sse-starlette",
+    "starlette_context": "starlette-context",
+    "pydantic_settings": "pydantic-settings",
+}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What every server is given: one model, one CPU budget, one context size per sequence."""
+
+    model: Path
+    threads: int
+    parallel: int
+    ctx_per_sequence: int
+    llama_server_binary: Path | None
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How to start one server and how to tell that it is ready to answer."""
+
+    name: str
+    command: list[str]
+    ready_path: str
+
+
+def free_port() -> int:
+    """Ask the kernel for an unused port so runs never collide with whatever else listens."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def launch_spec(name: str, config: ServerConfig, port: int) -> LaunchSpec:
+    """The command line for each server, with equivalent settings."""
+    model, threads = str(config.model), str(config.threads)
+    if name == "shard":
+        command = [
+            sys.executable, "-m", "shard", "oracle", "--model", model, "--port", str(port),
+            "--parallel", str(config.parallel), "--threads", threads,
+        ]  # fmt: skip
+        return LaunchSpec(name, command, "/health")
+    if name == "llama-cpp-python":
+        # One sequence at a time by design, so its context is one sequence's context.
+        command = [
+            sys.executable, "-m", "llama_cpp.server", "--model", model,
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(config.ctx_per_sequence),
+            "--n_threads", threads, "--n_threads_batch", threads, "--verbose", "False",
+        ]  # fmt: skip
+        return LaunchSpec(name, command, "/v1/models")
+    if name == "llama-server":
+        if config.llama_server_binary is None:
+            raise ValueError("llama-server needs a built binary")
+        # -c is the total KV cache; llama-server splits it across the -np slots.
+        # Continuous batching is on by default in this version; the web UI is switched off.
+        command = [
+            str(config.llama_server_binary), "-m", model, "--host", "127.0.0.1",
+            "--port", str(port), "-np", str(config.parallel),
+            "-c", str(config.ctx_per_sequence * config.parallel),
+            "-t", threads, "-tb", threads, "--no-webui",
+        ]  # fmt: skip
+        return LaunchSpec(name, command, "/health")
+    raise ValueError(f"unknown server {name!r}; choose from {', '.join(SERVER_NAMES)}")
+
+
+def ensure_llama_cpp_server_extras() -> None:
+    """Install llama-cpp-python's server extras if missing: without them it cannot start."""
+    missing = [
+        package
+        for module, package in LLAMA_CPP_SERVER_EXTRAS.items()
+        if importlib.util.find_spec(module) is None
+    ]
+    if missing:
+        print(f"installing llama-cpp-python server extras: {' '.join(missing)}", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", *missing], check=True)
+
+
+class ServerFailed(RuntimeError):
+    """A server exited or never became ready; the message points at its log."""
+
+
+def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float) -> None:
+    """Poll the readiness URL; stop early if the process dies so failures show quickly."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ServerFailed(f"exited with code {process.returncode}; log: {log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(url).status_code == 200:
+                    return
+            time.sleep(0.5)
+    raise ServerFailed(f"not ready after {timeout_s:.0f} s; log: {log}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate the whole process group (servers may fork), then kill it if it lingers."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def log_tail(log: Path, lines: int = 20) -> str:
+    """Last lines of a server log, for an error message worth reading."""
+    if not log.exists():
+        return ""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def running_server(spec: LaunchSpec, log: Path, timeout_s: float) -> Iterator[str]:
+    """Start a server in its own process group, yield its base URL once ready, always stop it."""
+    port = spec.command[spec.command.index("--port") + 1]
+    base_url = f"http://127.0.0.1:{port}"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"starting {spec.name}: {' '.join(spec.command)}", flush=True)
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            spec.command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            _wait_ready(process, base_url + spec.ready_path, log, timeout_s)
+            yield base_url
+        finally:
+            _stop(process)

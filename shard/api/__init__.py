@@ -1,0 +1,1 @@
+"""The HTTP layer: OpenAI-compatible protocol models, thin routes, errors, streaming."""

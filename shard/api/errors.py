@@ -1,0 +1,137 @@
+"""OpenAI's error body everywhere: `{"error": {"message", "type", "param", "code"}}`.
+
+Every failure, including FastAPI's own validation and routing errors, goes through here, so
+a client never sees FastAPI's `{"detail": ...}` shape or a traceback.
+"""
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    503: "server_error",
+}
+
+_CODE_BY_STATUS = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "invalid_request",
+    429: "rate_limit_exceeded",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+class APIError(Exception):
+    """An error a handler raises to answer with OpenAI's error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or _CODE_BY_STATUS.get(status, "error")
+        self.param = param
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.status, self.message, self.code, self.param)
+
+
+def error_body(status: int, message: str, code: str, param: str | None) -> dict[str, Any]:
+    error_type = _TYPE_BY_STATUS.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_response(error: APIError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+def _param_path(location: Sequence[Any]) -> str | None:
+    """`("body", "messages", 0, "role")` to `messages[0].role`, OpenAI's way of naming it."""
+    parts = [p for p in location if p not in ("body", "query", "path", "header")]
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif isinstance(part, str) and not part.startswith(("function-", "tagged-union")):
+            text += f".{part}" if text else part
+    return text or None
+
+
+def validation_error(exc: RequestValidationError) -> APIError:
+    """Pydantic's first complaint, phrased the way OpenAI phrases it."""
+    errors = exc.errors()
+    if not errors:
+        return APIError(400, "Invalid request.")
+    first = errors[0]
+    kind = first.get("type", "")
+    param = _param_path(first.get("loc", ()))
+    if kind == "json_invalid":
+        return APIError(400, "We could not parse the JSON body of your request. "
+                        f"({first.get('msg', 'invalid JSON')})")
+    if kind == "missing" and param:
+        return APIError(400, f"Missing required parameter: '{param}'.", param=param)
+    if kind == "extra_forbidden" and param:
+        return APIError(400, f"Unrecognized request argument supplied: {param}", param=param)
+    if param is None and kind in ("model_attributes_type", "dict_type"):
+        return APIError(400, "The request body must be a JSON object.")
+    message = str(first.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    if param:
+        message = f"Invalid value for '{param}': {message}"
+    return APIError(400, message, param=param)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error through `error_body`."""
+
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        if exc.status_code == 404:
+            message = "Unknown request URL. Please check the URL and method."
+        error = APIError(exc.status_code, message, headers=getattr(exc, "headers", None))
+        return error_response(error)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(APIError(500, "The server had an error processing your request."))

@@ -1,0 +1,43 @@
+"""What every route needs from the running oracle, handed out as one FastAPI dependency."""
+
+import time
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from shard.api.errors import APIError
+from shard.engine.scheduler import Scheduler
+
+
+@dataclass
+class OracleState:
+    """The scheduler plus the names the served model answers to."""
+
+    model_names: list[str]
+    scheduler: Scheduler | None = None
+    started: int = field(default_factory=lambda: int(time.time()))
+    draining: bool = False
+
+    def resolve_model(self, requested: str) -> str:
+        """The requested name if this server serves it; 404 model_not_found otherwise."""
+        if requested in self.model_names:
+            return requested
+        raise APIError(
+            404,
+            f"The model '{requested}' does not exist. Served models: "
+            f"{', '.join(self.model_names)}",
+            code="model_not_found",
+            param="model",
+        )
+
+    def ready_scheduler(self) -> Scheduler:
+        if self.scheduler is None or not self.scheduler.ready:
+            raise APIError(
+                503, "The model is still loading; try again shortly.", headers={"Retry-After": "5"}
+            )
+        return self.scheduler
+
+
+def get_oracle(request: Request) -> OracleState:
+    state: OracleState = request.app.state.oracle
+    return state

@@ -1,0 +1,20 @@
+"""GET /models and /models/{id}: the GGUF's name plus every --served-model-name alias."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from shard.api.oracle_state import OracleState, get_oracle
+from shard.api.protocol import ModelCard, ModelList
+
+router = APIRouter()
+
+
+@router.get("/models")
+async def list_models(oracle: Annotated[OracleState, Depends(get_oracle)]) -> ModelList:
+    return ModelList(data=[ModelCard(id=name, created=oracle.started) for name in oracle.model_names])
+
+
+@router.get("/models/{model_id:path}")
+async def get_model(model_id: str, oracle: Annotated[OracleState, Depends(get_oracle)]) -> ModelCard:
+    return ModelCard(id=oracle.resolve_model(model_id), created=oracle.started)

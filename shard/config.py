@@ -1,0 +1,52 @@
+"""Oracle settings: one pydantic-settings model read from `SHARD_*` variables and CLI flags."""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class OracleSettings(BaseSettings):
+    """Everything `shard oracle` can be told; each field is also `SHARD_<NAME>` in the env."""
+
+    model_config = SettingsConfigDict(env_prefix="SHARD_", extra="ignore")
+
+    model: Path | None = Field(
+        default=None,
+        description="GGUF file to serve; the embedded Gemma 3 270M when not given",
+    )
+    served_model_name: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "extra names the model answers to (repeatable; comma-separated in the environment), "
+            "e.g. llama-3-70b-bitnet"
+        ),
+    )
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="port to listen on")
+    n_ctx: int = Field(
+        default=2048, ge=64, description="context length of one sequence (prompt + completion)"
+    )
+    threads: int = Field(default=0, ge=0, description="llama.cpp CPU threads; 0 means all cores")
+    parallel: int = Field(
+        default=8, ge=1, le=64, description="sequences decoded together in one batch"
+    )
+    n_batch: int = Field(
+        default=512, ge=32, description="most prompt tokens fed to one decode step"
+    )
+    max_queue: int = Field(
+        default=64, ge=0, description="requests that may wait for a free sequence before 503"
+    )
+    chat_template: str | None = Field(
+        default=None,
+        description="built-in llama.cpp template name, Jinja text, or a file holding Jinja text",
+    )
+    log_level: str = Field(default="info", description="uvicorn and shard log level")
+
+    @field_validator("served_model_name", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value

@@ -1,0 +1,1 @@
+"""The engine: llama.cpp behind one thread, continuous batching, coupled sampling."""

@@ -1,0 +1,363 @@
+"""The engine thread: the only code that calls into llama.cpp (DESIGN.md invariant 5).
+
+Tasks come in through a thread-safe inbox; results go out through `deliver`, once per step.
+Each step puts every running choice's next token, plus as much waiting prompt as fits in
+`n_batch`, into ONE `llama_decode` (continuous batching, as llama.cpp's server does).
+"""
+
+import logging
+import queue
+import threading
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shard.engine.chat_template import ChatTemplate, TemplateError
+from shard.engine.llama_model import Batch, ContextShape, LlamaModel
+from shard.engine.sampling import (
+    Logits,
+    coupled_uniform,
+    needs_processing,
+    pick_token,
+    process_logits,
+    token_logprob,
+)
+from shard.engine.text_stream import TextStream
+from shard.engine.types import (
+    Admitted,
+    ChoiceDelta,
+    EngineEvent,
+    FinishReason,
+    GenerationRequest,
+    Rejected,
+    TokenLogprob,
+)
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[list[tuple[str, EngineEvent]]], None]
+"""Hands one step's events, keyed by request id, to the asyncio side (must not block)."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What the engine thread needs to build its model and context."""
+
+    model_path: Path
+    n_ctx: int
+    n_seq: int
+    n_batch: int
+    threads: int
+    chat_template: str | None = None
+
+
+@dataclass(eq=False)
+class _Choice:
+    """One sequence: a choice of a request, decoding in its own KV stream."""
+
+    index: int
+    seq_id: int
+    text: TextStream
+    position: int = 0
+    next_token: int | None = None
+    generated: int = 0
+    counts: Counter[int] = field(default_factory=Counter)
+    batch_index: int = -1
+    finished: bool = False
+
+
+@dataclass(eq=False)
+class _Task:
+    """A request inside the engine: its prompt, how much of it is cached, its choices."""
+
+    request: GenerationRequest
+    prompt: list[int]
+    max_new: int
+    choices: list[_Choice] = field(default_factory=list)
+    prefilled: int = 0
+    logits_index: int = -1
+
+    @property
+    def lead(self) -> _Choice:
+        return self.choices[0]
+
+
+@dataclass(frozen=True)
+class _Submit:
+    request: GenerationRequest
+
+
+@dataclass(frozen=True)
+class _Cancel:
+    request_id: str
+
+
+class _Stop:
+    pass
+
+
+class Engine:
+    """Owns the model on a thread of its own; `submit` and `cancel` are safe from any thread."""
+
+    def __init__(self, config: EngineConfig, deliver: Deliver) -> None:
+        self.config = config
+        self._deliver = deliver
+        self._inbox: queue.Queue[_Submit | _Cancel | _Stop] = queue.Queue()
+        self._thread = threading.Thread(target=self._main, name="shard-engine", daemon=True)
+        self.ready = threading.Event()
+        self.load_error: BaseException | None = None
+        self.template_description = ""
+        self.n_vocab = 0
+        self._waiting: deque[_Task] = deque()
+        self._running: list[_Task] = []
+        self._outbox: list[tuple[str, EngineEvent]] = []
+
+    # -- any thread -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, request: GenerationRequest) -> None:
+        self._inbox.put(_Submit(request))
+
+    def cancel(self, request_id: str) -> None:
+        self._inbox.put(_Cancel(request_id))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._inbox.put(_Stop())
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- engine thread ----------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            self._load()
+        except BaseException as error:  # reported to the API as a failed start
+            log.exception("model failed to load")
+            self.load_error = error
+            self.ready.set()
+            return
+        self.ready.set()
+        try:
+            while self._handle_inbox(block=not (self._running or self._waiting)):
+                self._admit_waiting()
+                if self._running:
+                    self._step()
+                self._flush()
+        finally:
+            self._batch.free()
+            self._model.close()
+
+    def _load(self) -> None:
+        config = self.config
+        shape = ContextShape(config.n_ctx, config.n_seq, config.n_batch, config.threads)
+        self._model = LlamaModel(config.model_path, shape)
+        self._template = ChatTemplate.choose(
+            config.chat_template,
+            self._model.embedded_chat_template(),
+            self._model.metadata("general.architecture") or "",
+            self._model.bos_text(),
+            self._model.eos_text(),
+        )
+        self.template_description = self._template.description
+        self.n_vocab = self._model.n_vocab
+        self._bos_text = self._model.bos_text()
+        self._batch = Batch(config.n_batch + config.n_seq, config.n_seq)
+        self._free_seq_ids = list(range(config.n_seq - 1, -1, -1))
+        log.info("model loaded: %s, chat template %s", config.model_path, self._template.description)
+
+    def _handle_inbox(self, block: bool) -> bool:
+        """Take every pending command; wait for one when idle. False means stop."""
+        try:
+            command = self._inbox.get(block=block)
+        except queue.Empty:
+            return True
+        while True:
+            if isinstance(command, _Stop):
+                return False
+            if isinstance(command, _Submit):
+                self._accept(command.request)
+            else:
+                self._drop(command.request_id)
+            try:
+                command = self._inbox.get_nowait()
+            except queue.Empty:
+                self._flush()
+                return True
+
+    def _accept(self, request: GenerationRequest) -> None:
+        """Render and tokenize the prompt, check it fits, and queue it (or refuse it)."""
+        rid = request.request_id
+        n_ctx = self.config.n_ctx
+        if request.n > self.config.n_seq:
+            message = f"n={request.n} is more than this server runs at once ({self.config.n_seq})"
+            self._emit(rid, Rejected("invalid_request", message, "n"))
+            return
+        bad_bias = [t for t in request.sampling.logit_bias if not 0 <= t < self._model.n_vocab]
+        if bad_bias:
+            message = f"logit_bias has token ids outside the vocabulary: {bad_bias[:5]}"
+            self._emit(rid, Rejected("invalid_request", message, "logit_bias"))
+            return
+        try:
+            text = self._template.render(request.messages)
+        except TemplateError as error:
+            self._emit(rid, Rejected("invalid_request", str(error), "messages"))
+            return
+        if self._bos_text and text.startswith(self._bos_text):
+            text = text[len(self._bos_text) :]  # tokenize adds BOS itself
+        prompt = self._model.tokenize(text)
+        if len(prompt) >= n_ctx:
+            message = (
+                f"This model's maximum context length is {n_ctx} tokens. However, your "
+                f"messages resulted in {len(prompt)} tokens. Please reduce the length of the "
+                "messages."
+            )
+            self._emit(rid, Rejected("context_length_exceeded", message, "messages"))
+            return
+        room = n_ctx - len(prompt)
+        if request.max_tokens > room and not request.shrink_to_fit:
+            message = (
+                f"This model's maximum context length is {n_ctx} tokens. However, you "
+                f"requested {len(prompt) + request.max_tokens} tokens ({len(prompt)} in the "
+                f"messages, {request.max_tokens} in the completion). Please reduce the length "
+                "of the messages or completion."
+            )
+            self._emit(rid, Rejected("context_length_exceeded", message, "messages"))
+            return
+        max_new = min(request.max_tokens, room)
+        self._emit(rid, Admitted(prompt_tokens=len(prompt)))
+        self._waiting.append(_Task(request, prompt, max_new))
+
+    def _admit_waiting(self) -> None:
+        """Move waiting tasks to running, in order, while there are free sequences."""
+        while self._waiting and len(self._free_seq_ids) >= self._waiting[0].request.n:
+            task = self._waiting.popleft()
+            for index in range(task.request.n):
+                stream = TextStream(task.request.stop)
+                task.choices.append(_Choice(index, self._free_seq_ids.pop(), stream))
+            self._running.append(task)
+
+    def _drop(self, request_id: str) -> None:
+        """Cancel a request: its sequences are freed before the next decode."""
+        for task in self._waiting:
+            if task.request.request_id == request_id:
+                self._waiting.remove(task)
+                return
+        for task in self._running:
+            if task.request.request_id == request_id:
+                self._retire(task)
+                return
+
+    def _retire(self, task: _Task) -> None:
+        for choice in task.choices:
+            self._model.forget(choice.seq_id)
+            self._free_seq_ids.append(choice.seq_id)
+        self._running.remove(task)
+
+    def _step(self) -> None:
+        """One batched decode over all running choices plus waiting prompt chunks."""
+        batch = self._batch
+        batch.clear()
+        decoding = [
+            (task, choice)
+            for task in self._running
+            for choice in task.choices
+            if choice.next_token is not None
+        ]
+        for _, choice in decoding:
+            assert choice.next_token is not None
+            choice.batch_index = batch.add(choice.next_token, choice.position, choice.seq_id, True)
+        prefilled = self._add_prompt_chunks(batch)
+        if not len(batch):
+            return
+        try:
+            self._model.decode(batch)
+        except RuntimeError:
+            log.exception("decode failed; failing the running requests")
+            for task in list(self._running):
+                message = "the engine failed to decode this request"
+                self._emit(task.request.request_id, Rejected("internal_error", message))
+                self._retire(task)
+            return
+        for task, choice in decoding:
+            choice.position += 1
+            self._advance(task, choice, self._model.logits(choice.batch_index))
+        for task in prefilled:
+            self._start_choices(task)
+        for task in [t for t in self._running if all(c.finished for c in t.choices)]:
+            self._retire(task)
+
+    def _add_prompt_chunks(self, batch: Batch) -> list[_Task]:
+        """Fill the batch's spare room with prompt tokens; returns tasks whose prompt is done."""
+        budget = self.config.n_batch - len(batch)
+        done: list[_Task] = []
+        for task in self._running:
+            remaining = len(task.prompt) - task.prefilled
+            if remaining == 0:
+                continue
+            if budget <= 0:
+                break
+            take = min(budget, remaining)
+            last = len(task.prompt) - 1
+            for position in range(task.prefilled, task.prefilled + take):
+                index = batch.add(
+                    task.prompt[position], position, task.lead.seq_id, position == last
+                )
+            task.prefilled += take
+            budget -= take
+            if task.prefilled == len(task.prompt):
+                task.logits_index = index
+                done.append(task)
+        return done
+
+    def _start_choices(self, task: _Task) -> None:
+        """The prompt is cached: share it with the other choices, then sample first tokens."""
+        for choice in task.choices[1:]:
+            self._model.copy_sequence(task.lead.seq_id, choice.seq_id)
+        logits = self._model.logits(task.logits_index)
+        for choice in task.choices:
+            choice.position = len(task.prompt)
+            self._advance(task, choice, logits)
+
+    def _advance(self, task: _Task, choice: _Choice, logits: Logits) -> None:
+        """Sample the choice's next token from `logits` and report what it adds."""
+        params = task.request.sampling
+        processed = (
+            process_logits(logits, params, choice.counts)
+            if needs_processing(params, choice.counts)
+            else logits
+        )
+        u = coupled_uniform(params.seed, choice.index, choice.generated)
+        token = pick_token(processed, params, u)
+        choice.generated += 1
+        choice.counts[token] += 1
+        logprobs: tuple[TokenLogprob, ...] = ()
+        if params.logprobs:
+            logprobs = (token_logprob(logits, token, params.top_logprobs, self._model.piece),)
+        finish: FinishReason | None = None
+        if self._model.is_end_of_generation(token):
+            text, finish = choice.text.flush(), "stop"
+        else:
+            text = choice.text.push(self._model.piece(token))
+            if choice.text.stopped:
+                finish = "stop"
+            elif choice.generated >= task.max_new:
+                text, finish = text + choice.text.flush(), "length"
+        if finish is None:
+            choice.next_token = token
+        else:
+            choice.next_token = None
+            choice.finished = True
+        if text or logprobs or finish:
+            delta = ChoiceDelta(choice.index, text, choice.generated, logprobs, finish)
+            self._emit(task.request.request_id, delta)
+
+    def _emit(self, request_id: str, event: EngineEvent) -> None:
+        self._outbox.append((request_id, event))
+
+    def _flush(self) -> None:
+        if self._outbox:
+            events, self._outbox = self._outbox, []
+            self._deliver(events)

@@ -1,0 +1,203 @@
+"""The llama.cpp model and context, through llama-cpp-python's low-level API.
+
+Only the engine thread may call into this class (DESIGN.md invariant 5).
+"""
+
+import ctypes
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+from shard.engine.sampling import Logits
+
+log = logging.getLogger(__name__)
+_GGML_LOG_LEVEL_ERROR = 4  # enum ggml_log_level in ggml.h
+
+
+@dataclass(frozen=True)
+class ContextShape:
+    """How big a context to make: sequences that decode together and each one's length."""
+
+    n_ctx_per_seq: int
+    n_seq: int
+    n_batch: int
+    threads: int
+
+
+@llama_cpp.llama_log_callback
+def _quiet_llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """Route llama.cpp's chatter to Python logging at debug level (errors stay visible)."""
+    if level == _GGML_LOG_LEVEL_ERROR:
+        log.error(text.decode(errors="replace").rstrip())
+    else:
+        log.debug(text.decode(errors="replace").rstrip())
+
+
+class LlamaModel:
+    """A loaded GGUF with one context of `n_seq` independent KV streams."""
+
+    def __init__(self, path: Path, shape: ContextShape) -> None:
+        llama_cpp.llama_log_set(_quiet_llama_log, ctypes.c_void_p())
+        llama_cpp.llama_backend_init()
+        model_params = llama_cpp.llama_model_default_params()
+        model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
+        if not model:
+            raise ValueError(f"llama.cpp could not load the model at {path}")
+        self._model = model
+        self.vocab = llama_cpp.llama_model_get_vocab(model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.path = path
+        self.shape = shape
+
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = shape.n_ctx_per_seq * shape.n_seq
+        params.n_seq_max = shape.n_seq
+        params.n_batch = shape.n_batch
+        params.n_ubatch = min(shape.n_batch, 512)
+        params.n_threads = shape.threads
+        params.n_threads_batch = shape.threads
+        params.kv_unified = False  # one stream per sequence: results don't depend on neighbours
+        params.no_perf = True
+        context = llama_cpp.llama_init_from_model(model, params)
+        if not context:
+            raise ValueError("llama.cpp could not create a context; try a smaller --n-ctx")
+        self._ctx = context
+        self._memory = llama_cpp.llama_get_memory(context)
+        self._piece_buffer = ctypes.create_string_buffer(256)
+        self._pieces: dict[int, bytes] = {}
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    def metadata(self, key: str) -> str | None:
+        """A GGUF metadata value as text, or None when the file does not have it."""
+        buffer = ctypes.create_string_buffer(4096)
+        size = llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buffer, len(buffer))
+        if size < 0:
+            return None
+        if size >= len(buffer):
+            buffer = ctypes.create_string_buffer(size + 1)
+            llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buffer, len(buffer))
+        return buffer.value.decode(errors="replace")
+
+    def embedded_chat_template(self) -> str | None:
+        """The Jinja chat template stored in the GGUF, if any."""
+        template = llama_cpp.llama_model_chat_template(self._model, None)
+        return template.decode(errors="replace") if template else None
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """Text to token ids, adding BOS where the model wants it and parsing special tokens."""
+        data = text.encode()
+        capacity = len(data) + 8
+        tokens = (llama_cpp.llama_token * capacity)()
+        count = llama_cpp.llama_tokenize(self.vocab, data, len(data), tokens, capacity, True, True)
+        if count < 0:
+            capacity = -count
+            tokens = (llama_cpp.llama_token * capacity)()
+            count = llama_cpp.llama_tokenize(
+                self.vocab, data, len(data), tokens, capacity, True, True
+            )
+        return list(tokens[:count])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token renders as (control tokens render as nothing); cached."""
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
+        size = llama_cpp.llama_token_to_piece(
+            self.vocab, token, self._piece_buffer, len(self._piece_buffer), 0, False
+        )
+        if size < 0:
+            bigger = ctypes.create_string_buffer(-size)
+            size = llama_cpp.llama_token_to_piece(self.vocab, token, bigger, -size, 0, False)
+            rendered = bigger.raw[:size]
+        else:
+            rendered = self._piece_buffer.raw[:size]
+        self._pieces[token] = rendered
+        return rendered
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def bos_text(self) -> str:
+        """The BOS token's text, so a template that writes it is not tokenized with a second."""
+        bos = llama_cpp.llama_vocab_bos(self.vocab)
+        if bos < 0:
+            return ""
+        size = llama_cpp.llama_token_to_piece(
+            self.vocab, bos, self._piece_buffer, len(self._piece_buffer), 0, True
+        )
+        return self._piece_buffer.raw[: max(size, 0)].decode(errors="replace")
+
+    def eos_text(self) -> str:
+        eos = llama_cpp.llama_vocab_eos(self.vocab)
+        if eos < 0:
+            return ""
+        size = llama_cpp.llama_token_to_piece(
+            self.vocab, eos, self._piece_buffer, len(self._piece_buffer), 0, True
+        )
+        return self._piece_buffer.raw[: max(size, 0)].decode(errors="replace")
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    def decode(self, batch: "Batch") -> None:
+        """Run the model over every token in the batch; raises when llama.cpp refuses."""
+        status = llama_cpp.llama_decode(self._ctx, batch.raw)
+        if status != 0:
+            raise RuntimeError(f"llama_decode failed with status {status}")
+
+    def logits(self, batch_index: int) -> Logits:
+        """A view (no copy) of the logits for the batch entry at `batch_index`."""
+        pointer = llama_cpp.llama_get_logits_ith(self._ctx, batch_index)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+    def forget(self, seq_id: int, from_position: int = 0) -> None:
+        """Drop a sequence's cache from `from_position` on (the whole of it by default)."""
+        llama_cpp.llama_memory_seq_rm(self._memory, seq_id, from_position, -1)
+
+    def copy_sequence(self, source: int, target: int) -> None:
+        """Give `target` everything `source` has cached (how `n` choices share one prompt).
+
+        Each sequence has its own KV stream, and llama.cpp copies only whole streams.
+        """
+        llama_cpp.llama_memory_seq_cp(self._memory, source, target, -1, -1)
+
+    def close(self) -> None:
+        llama_cpp.llama_free(self._ctx)
+        llama_cpp.llama_model_free(self._model)
+
+
+class Batch:
+    """A reusable llama_batch that is filled token by token and decoded in one call."""
+
+    def __init__(self, capacity: int, n_seq: int) -> None:
+        self.capacity = capacity
+        self.raw = llama_cpp.llama_batch_init(capacity, 0, n_seq)
+        self.raw.n_tokens = 0
+
+    def __len__(self) -> int:
+        return int(self.raw.n_tokens)
+
+    def clear(self) -> None:
+        self.raw.n_tokens = 0
+
+    def add(self, token: int, position: int, seq_id: int, want_logits: bool) -> int:
+        """Append one token; returns its index, which `LlamaModel.logits` takes."""
+        index = int(self.raw.n_tokens)
+        if index >= self.capacity:
+            raise OverflowError("batch is full")
+        raw = self.raw
+        raw.token[index] = token
+        raw.pos[index] = position
+        raw.n_seq_id[index] = 1
+        raw.seq_id[index][0] = seq_id
+        raw.logits[index] = want_logits
+        raw.n_tokens = index + 1
+        return index
+
+    def free(self) -> None:
+        llama_cpp.llama_batch_free(self.raw)

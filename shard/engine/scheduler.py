@@ -1,0 +1,115 @@
+"""The asyncio side of the engine: admission bound, per-request event queues, cancellation.
+
+Handlers call `Scheduler.generate`; the engine thread's events come back through
+`loop.call_soon_threadsafe`, once per decode step, and are routed to each request's queue.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from shard.engine.engine import Engine, EngineConfig
+from shard.engine.types import Admitted, ChoiceDelta, EngineEvent, GenerationRequest, Rejected
+
+
+class QueueFullError(Exception):
+    """More requests are in flight than the server runs plus its queue bound."""
+
+
+class EngineNotReadyError(Exception):
+    """The model is still loading, or failed to load."""
+
+
+class RequestRejectedError(Exception):
+    """The engine refused the request before generating (too long, bad ids, ...)."""
+
+    def __init__(self, rejection: Rejected) -> None:
+        super().__init__(rejection.message)
+        self.rejection = rejection
+
+
+class Generation:
+    """A running request as the handler sees it: prompt size, then a stream of deltas."""
+
+    def __init__(self, request: GenerationRequest) -> None:
+        self.request = request
+        self.prompt_tokens = 0
+        self.queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+        self.finished = False
+
+    async def deltas(self) -> AsyncIterator[ChoiceDelta]:
+        """Every delta of every choice, in order, until all choices have finished."""
+        open_choices = self.request.n
+        while open_choices:
+            event = await self.queue.get()
+            if isinstance(event, Rejected):
+                raise RequestRejectedError(event)
+            if isinstance(event, ChoiceDelta):
+                if event.finish_reason is not None:
+                    open_choices -= 1
+                yield event
+        self.finished = True
+
+
+class Scheduler:
+    """Bounds what is in flight and connects handlers to the engine thread."""
+
+    def __init__(self, config: EngineConfig, max_queue: int) -> None:
+        self.capacity = config.n_seq + max_queue
+        self._loop = asyncio.get_running_loop()
+        self._engine = Engine(config, self._deliver_threadsafe)
+        self._generations: dict[str, Generation] = {}
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._generations)
+
+    async def start(self) -> None:
+        """Start the engine thread and wait (without blocking the loop) for the model."""
+        self._engine.start()
+        await asyncio.to_thread(self._engine.ready.wait)
+        if self._engine.load_error is not None:
+            raise self._engine.load_error
+
+    @property
+    def ready(self) -> bool:
+        return self._engine.ready.is_set() and self._engine.load_error is None
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self._engine.stop)
+
+    @asynccontextmanager
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Generation]:
+        """Submit a request; leaving the block early cancels whatever is still running."""
+        if not self.ready:
+            raise EngineNotReadyError("the model is still loading")
+        if self.in_flight >= self.capacity:
+            raise QueueFullError(f"{self.in_flight} requests are already in flight")
+        generation = Generation(request)
+        self._generations[request.request_id] = generation
+        try:
+            self._engine.submit(request)
+            first = await generation.queue.get()
+            if isinstance(first, Rejected):
+                generation.finished = True
+                raise RequestRejectedError(first)
+            assert isinstance(first, Admitted)
+            generation.prompt_tokens = first.prompt_tokens
+            yield generation
+        finally:
+            del self._generations[request.request_id]
+            if not generation.finished:
+                self._engine.cancel(request.request_id)
+
+    def _deliver_threadsafe(self, events: list[tuple[str, EngineEvent]]) -> None:
+        self._loop.call_soon_threadsafe(self._dispatch, events)
+
+    def _dispatch(self, events: list[tuple[str, EngineEvent]]) -> None:
+        for request_id, event in events:
+            generation = self._generations.get(request_id)
+            if generation is not None:
+                generation.queue.put_nowait(event)

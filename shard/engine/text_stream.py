@@ -1,0 +1,52 @@
+"""Turns a choice's token pieces into text, holding back what might still become a stop string.
+
+Pieces are bytes; a UTF-8 character may span tokens, so an incremental decoder keeps the tail.
+Text that could be the start of a stop string is held until the next token settles it, so a
+client never sees text that a stop string later takes back.
+"""
+
+import codecs
+
+
+class TextStream:
+    """Per-choice text assembly with OpenAI `stop` semantics (the stop string is not returned)."""
+
+    def __init__(self, stop: tuple[str, ...]) -> None:
+        self._stop = tuple(s for s in stop if s)
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+        self.stopped = False
+
+    def push(self, piece: bytes) -> str:
+        """Add one token's bytes; return the text that is now safe to release."""
+        if self.stopped:
+            return ""
+        self._pending += self._decoder.decode(piece)
+        for stop in self._stop:
+            at = self._pending.find(stop)
+            if at >= 0:
+                self.stopped = True
+                released, self._pending = self._pending[:at], ""
+                return released
+        hold = self._held_back_length()
+        cut = len(self._pending) - hold
+        released, self._pending = self._pending[:cut], self._pending[cut:]
+        return released
+
+    def flush(self) -> str:
+        """Release everything held (generation ended for another reason than a stop string)."""
+        if self.stopped:
+            return ""
+        released = self._pending + self._decoder.decode(b"", final=True)
+        self._pending = ""
+        return released
+
+    def _held_back_length(self) -> int:
+        """Longest tail of the pending text that is a proper prefix of some stop string."""
+        longest = 0
+        for stop in self._stop:
+            for size in range(min(len(stop) - 1, len(self._pending)), longest, -1):
+                if self._pending.endswith(stop[:size]):
+                    longest = size
+                    break
+        return longest

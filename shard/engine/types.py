@@ -1,0 +1,86 @@
+"""Engine-side request and event types, kept apart from the HTTP protocol models."""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message after the API layer has flattened its content to plain text."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick each token; `seed` is always set (the oracle draws one when the user did not)."""
+
+    seed: int
+    temperature: float = 0.7
+    top_p: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What the engine needs to run one chat completion with `n` choices."""
+
+    request_id: str
+    messages: tuple[ChatMessage, ...]
+    sampling: SamplingParams
+    max_tokens: int = 500
+    shrink_to_fit: bool = False
+    """True when max_tokens was the default: it shrinks to what the context has left, where
+    a value the client chose that does not fit is refused (as vLLM and OpenAI do)."""
+    stop: tuple[str, ...] = ()
+    n: int = 1
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """Log-probability of one token under the model, with its strongest alternatives."""
+
+    token: bytes
+    logprob: float
+    top: tuple[tuple[bytes, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """The prompt fitted; generation is queued."""
+
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The engine refused the request before generating anything."""
+
+    code: str
+    message: str
+    param: str | None = None
+
+
+@dataclass(frozen=True)
+class ChoiceDelta:
+    """New output for one choice: text released so far, tokens made, and maybe the end."""
+
+    index: int
+    text: str
+    completion_tokens: int
+    logprobs: tuple[TokenLogprob, ...] = ()
+    finish_reason: FinishReason | None = None
+
+
+EngineEvent = Admitted | Rejected | ChoiceDelta
