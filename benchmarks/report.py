@@ -7,6 +7,7 @@ the exact command. It shows only what was measured; a server that failed is name
 import os
 import platform
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -32,6 +33,7 @@ class RunInfo:
     launch_commands: dict[str, str] = field(default_factory=dict)
     llama_server_version: str | None = None
     failures: dict[str, str] = field(default_factory=dict)
+    busy_before: dict[str, float] = field(default_factory=dict)
     started_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M"))
 
 
@@ -44,6 +46,24 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def busy_cpu_fraction(interval_s: float = 1.0) -> float | None:
+    """Share of CPU time spent busy over a short interval, before a server starts: anything
+    else running on a 2-core machine skews the numbers, so the report records it."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    try:
+        busy_before, total_before = sample()
+        time.sleep(interval_s)
+        busy_after, total_after = sample()
+    except (OSError, ValueError):
+        return None
+    return (busy_after - busy_before) / max(1, total_after - total_before)
 
 
 def package_version(name: str) -> str:
@@ -61,10 +81,16 @@ def _by_level(results: list[LevelResult]) -> dict[int, dict[str, LevelResult]]:
     return table
 
 
-def _ratio(results: dict[str, LevelResult], numerator: str, denominator: str) -> str:
-    if numerator in results and denominator in results:
-        return f"{results[numerator].tokens_per_s / results[denominator].tokens_per_s:.2f}×"
-    return "n/a"
+def _ratios(row: dict[str, LevelResult]) -> str:
+    """Shard's throughput over each peer's, for the peers measured alongside it."""
+    if "shard" not in row:
+        return ""
+    parts = [
+        f"Shard / {peer}: {row['shard'].tokens_per_s / row[peer].tokens_per_s:.2f}x"
+        for peer in ("llama-server", "llama-cpp-python")
+        if peer in row
+    ]
+    return " · ".join(parts)
 
 
 def console_table(results: list[LevelResult]) -> str:
@@ -152,6 +178,9 @@ def markdown(info: RunInfo, results: list[LevelResult], plot: Path | None) -> st
         lines.append(f"- {name}: `{command}`")
     for name, reason in info.failures.items():
         lines.append(f"- **{name} was not measured**: {reason}")
+    if info.busy_before:
+        shown = ", ".join(f"{name} {busy:.0%}" for name, busy in info.busy_before.items())
+        lines += ["", f"CPU busy with other work just before each server started: {shown}."]
     lines += ["", "## Results", ""]
     if plot is not None:
         lines += [f"![completion tokens/s vs concurrent clients]({plot.name})", ""]
@@ -169,12 +198,9 @@ def markdown(info: RunInfo, results: list[LevelResult], plot: Path | None) -> st
                     f"| {server} | {r.tokens_per_s:.1f} | {r.latency_p50_s:.2f} | "
                     f"{r.latency_p95_s:.2f} | {r.requests} | {r.completion_tokens} |"
                 )
-        lines += [
-            "",
-            f"Shard / llama-server: {_ratio(row, 'shard', 'llama-server')} · "
-            f"Shard / llama-cpp-python: {_ratio(row, 'shard', 'llama-cpp-python')}",
-            "",
-        ]
+        lines.append("")
+        if ratios := _ratios(row):
+            lines += [ratios, ""]
     return "\n".join(lines)
 
 

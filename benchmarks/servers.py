@@ -38,6 +38,7 @@ class ServerConfig:
     threads: int
     parallel: int
     ctx_per_sequence: int
+    chat_template: str
     llama_server_binary: Path | None
 
 
@@ -59,12 +60,19 @@ def free_port() -> int:
 
 
 def launch_spec(name: str, config: ServerConfig, port: int) -> LaunchSpec:
-    """The command line for each server, with equivalent settings."""
+    """The command line for each server, with equivalent settings.
+
+    The default GGUF carries no chat template, and each server falls back to a different one
+    (llama-cpp-python to llama-2, which makes Gemma stop at once), so all three are told the
+    same built-in template by name.
+    """
     model, threads = str(config.model), str(config.threads)
     if name == "shard":
         command = [
             sys.executable, "-m", "shard", "oracle", "--model", model, "--port", str(port),
+            "--host", "127.0.0.1", "--n-ctx", str(config.ctx_per_sequence),
             "--parallel", str(config.parallel), "--threads", threads,
+            "--chat-template", config.chat_template,
         ]  # fmt: skip
         return LaunchSpec(name, command, "/health")
     if name == "llama-cpp-python":
@@ -72,19 +80,24 @@ def launch_spec(name: str, config: ServerConfig, port: int) -> LaunchSpec:
         command = [
             sys.executable, "-m", "llama_cpp.server", "--model", model,
             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(config.ctx_per_sequence),
-            "--n_threads", threads, "--n_threads_batch", threads, "--verbose", "False",
+            "--n_threads", threads, "--n_threads_batch", threads,
+            "--chat_format", config.chat_template, "--verbose", "False",
         ]  # fmt: skip
         return LaunchSpec(name, command, "/v1/models")
     if name == "llama-server":
         if config.llama_server_binary is None:
             raise ValueError("llama-server needs a built binary")
         # -c is the total KV cache; llama-server splits it across the -np slots.
+        # With -np given, the KV cache is not unified: each slot gets exactly ctx_per_sequence.
         # Continuous batching is on by default in this version; the web UI is switched off.
+        # --no-jinja must come first: with Jinja on (the default) `--chat-template gemma` is
+        # taken as the literal template text "gemma" rather than the built-in template.
         command = [
             str(config.llama_server_binary), "-m", model, "--host", "127.0.0.1",
             "--port", str(port), "-np", str(config.parallel),
             "-c", str(config.ctx_per_sequence * config.parallel),
-            "-t", threads, "-tb", threads, "--no-webui",
+            "-t", threads, "-tb", threads, "--no-jinja", "--chat-template", config.chat_template,
+            "--no-webui",
         ]  # fmt: skip
         return LaunchSpec(name, command, "/health")
     raise ValueError(f"unknown server {name!r}; choose from {', '.join(SERVER_NAMES)}")

@@ -34,7 +34,7 @@ TASKS: tuple[str, ...] = (
 
 
 def prompt_for(client: int, request: int) -> str:
-    """A distinct prompt per (client, request): walk topics × tasks, then add a variant."""
+    """A distinct prompt per (client, request): walk topics by tasks, then add a variant."""
     index = client * 1009 + request  # clients far apart, so their sequences never overlap
     topic = TOPICS[index % len(TOPICS)]
     task = TASKS[(index // len(TOPICS)) % len(TASKS)]

@@ -83,9 +83,17 @@ def _param_path(location: Sequence[Any]) -> str | None:
     for part in parts:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif isinstance(part, str) and not part.startswith(("function-", "tagged-union")):
+        elif isinstance(part, str) and not _is_union_member_label(part):
             text += f".{part}" if text else part
     return text or None
+
+
+def _is_union_member_label(part: str) -> bool:
+    """Pydantic names the union member it tried (`str`, `list[str]`); that is no field."""
+    return part in _TYPE_LABELS or "[" in part or part.startswith(("function-", "tagged-union"))
+
+
+_TYPE_LABELS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "bytes"})
 
 
 def validation_error(exc: RequestValidationError) -> APIError:

@@ -6,7 +6,7 @@ name, so nothing a client asks for is silently dropped.
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 Role = Literal["system", "developer", "user", "assistant"]
 _ROLES = ("system", "developer", "user", "assistant")
@@ -220,8 +220,14 @@ class ChatCompletion(BaseModel):
 
 
 class Delta(BaseModel):
+    """Only the fields a chunk sets, as OpenAI sends them (`{}` on the finishing chunk)."""
+
     role: Literal["assistant"] | None = None
     content: str | None = None
+
+    @model_serializer
+    def _set_fields_only(self) -> dict[str, str]:
+        return {k: v for k, v in (("role", self.role), ("content", self.content)) if v is not None}
 
 
 class ChunkChoice(BaseModel):

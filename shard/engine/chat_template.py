@@ -81,7 +81,13 @@ class ChatTemplate:
         return cls(builtin=builtin_for_architecture(architecture, names))
 
     def render(self, messages: Sequence[ChatMessage]) -> str:
-        """Prompt text ending where the assistant's reply begins."""
+        """Prompt text ending where the assistant's reply begins.
+
+        OpenAI's `developer` role is its newer name for `system`; templates know only the latter.
+        """
+        messages = [
+            ChatMessage("system", m.content) if m.role == "developer" else m for m in messages
+        ]
         if self._jinja is not None:
             try:
                 return self._jinja.render(

@@ -1,0 +1,213 @@
+"""Aggregate completion throughput of Shard against llama.cpp's two common servers.
+
+    python -m benchmarks.throughput                       # full run, writes docs/benchmarks.md
+    python -m benchmarks.throughput --smoke --servers llama-server --output /tmp/b.md
+
+Servers run one at a time (they would fight for the same cores), each on a free port, and are
+always stopped afterwards. See benchmarks/README.md.
+"""
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from benchmarks.llama_server_build import (
+    default_cache_dir,
+    ensure_llama_server,
+    llama_server_version,
+)
+from benchmarks.report import RunInfo, busy_cpu_fraction, console_table, write_report
+from benchmarks.servers import (
+    SERVER_NAMES,
+    ServerConfig,
+    ServerFailed,
+    ensure_llama_cpp_server_extras,
+    free_port,
+    launch_spec,
+    log_tail,
+    running_server,
+)
+from benchmarks.workload import LevelResult, Workload, measure
+
+
+def _int_list(text: str) -> list[int]:
+    values = [int(part) for part in text.split(",") if part.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected positive integers like 1,4,8")
+    return values
+
+
+def _server_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in SERVER_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {','.join(SERVER_NAMES)}")
+    return names
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; `--smoke` shrinks everything so a test can run it in seconds."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__)
+    parser.add_argument(
+        "--servers",
+        type=_server_list,
+        default=list(SERVER_NAMES),
+        help="comma-separated subset of " + ",".join(SERVER_NAMES),
+    )
+    parser.add_argument(
+        "--clients",
+        type=_int_list,
+        default=[1, 4, 8],
+        help="concurrency levels to measure (default 1,4,8)",
+    )
+    parser.add_argument(
+        "--requests", type=int, default=4, help="sequential requests per client (default 4)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds per level instead of a fixed request count",
+    )
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="GGUF to serve (default: shard's embedded Gemma 3 270M)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("SHARD_API_KEY", "sk-bench"),
+        help="bearer key sent to every server (default $SHARD_API_KEY)",
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=8,
+        help="sequences decoded together by Shard and llama-server",
+    )
+    parser.add_argument("--ctx", type=int, default=2048, help="context per sequence")
+    parser.add_argument(
+        "--chat-template",
+        default="gemma",
+        help="built-in chat template given to every server (the default GGUF has none)",
+    )
+    parser.add_argument("--startup-timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        help="where the llama-server build and server logs live",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="Markdown report (default docs/benchmarks.md; smoke: cache dir)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="1 client, 2 requests, max_tokens 8: checks the harness works",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.clients, args.requests, args.max_tokens, args.duration = [1], 2, 8, None
+    if args.output is None:
+        args.output = args.cache_dir / "smoke.md" if args.smoke else Path("docs/benchmarks.md")
+    return args
+
+
+def resolve_model(explicit: Path | None) -> Path:
+    """The GGUF to serve: `--model`, else the one Shard serves by default."""
+    if explicit is not None:
+        if not explicit.is_file():
+            sys.exit(f"model file not found: {explicit}")
+        return explicit.resolve()
+    try:
+        from shard.default_model import default_model_path
+    except ImportError as error:
+        sys.exit(f"cannot import shard.default_model ({error}); pass --model PATH")
+    return default_model_path()
+
+
+def _display(command: list[str], port: int) -> str:
+    """A launch command as the report shows it: generic interpreter, PORT placeholder."""
+    shown = ["python" if part == sys.executable else part for part in command]
+    shown = ["PORT" if part == str(port) else part for part in shown]
+    return shlex.join(shown)
+
+
+def benchmark_server(
+    name: str, config: ServerConfig, args: argparse.Namespace, info: RunInfo
+) -> list[LevelResult]:
+    """Start one server, measure every concurrency level on it, stop it."""
+    busy = busy_cpu_fraction()
+    if busy is not None:
+        info.busy_before[name] = busy
+        if busy > 0.1:
+            print(f"warning: CPU {busy:.0%} busy before starting {name}", file=sys.stderr)
+    port = free_port()
+    spec = launch_spec(name, config, port)
+    info.launch_commands[name] = _display(spec.command, port)
+    log = args.cache_dir / "logs" / f"{name}.log"
+    results: list[LevelResult] = []
+    try:
+        with running_server(spec, log, args.startup_timeout) as base_url:
+            for index, clients in enumerate(args.clients):
+                workload = Workload(clients, args.requests, args.duration, args.max_tokens)
+                result = asyncio.run(
+                    measure(name, base_url, args.api_key, workload, warmup=index == 0)
+                )
+                print(
+                    f"  {name} @ {clients} clients: {result.tokens_per_s:.1f} tok/s "
+                    f"({result.completion_tokens} tokens in {result.elapsed_s:.1f} s, "
+                    f"p50 {result.latency_p50_s:.2f} s)",
+                    flush=True,
+                )
+                results.append(result)
+    except (ServerFailed, RuntimeError, OSError) as error:
+        info.failures[name] = str(error).splitlines()[0]
+        print(f"{name} failed: {error}\n{log_tail(log)}", file=sys.stderr, flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit status 1 if any requested server could not be measured."""
+    args = parse_args(argv)
+    model = resolve_model(args.model)
+    binary = ensure_llama_server(args.cache_dir) if "llama-server" in args.servers else None
+    if "llama-cpp-python" in args.servers:
+        ensure_llama_cpp_server_extras()
+    config = ServerConfig(model, args.threads, args.parallel, args.ctx, args.chat_template, binary)
+    info = RunInfo(
+        command=shlex.join(
+            ["python", "-m", "benchmarks.throughput", *(sys.argv[1:] if argv is None else argv)]
+        ),
+        model=model,
+        servers=args.servers,
+        clients=args.clients,
+        requests_per_client=args.requests,
+        duration_s=args.duration,
+        max_tokens=args.max_tokens,
+        threads=args.threads,
+        parallel=args.parallel,
+        ctx_per_sequence=args.ctx,
+        llama_server_version=llama_server_version(binary) if binary else None,
+    )
+    results: list[LevelResult] = []
+    for name in args.servers:
+        results += benchmark_server(name, config, args, info)
+    print()
+    print(console_table(results))
+    write_report(info, results, args.output)
+    return 1 if info.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

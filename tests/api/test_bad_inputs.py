@@ -1,0 +1,165 @@
+"""Bad input gets a clear 4xx in OpenAI's error shape: never a 500, never FastAPI's detail."""
+
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import SERVED_ALIAS
+
+GOOD: dict[str, Any] = {"model": SERVED_ALIAS, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def assert_openai_error(response: httpx.Response, status: int, code: str, param: str | None) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, "OpenAI's shape, not FastAPI's {'detail': ...}"
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["code"] == code
+    assert body["error"]["param"] == param
+    assert body["error"]["message"]
+
+
+def test_invalid_json(http: httpx.Client) -> None:
+    response = http.post(
+        "/v1/chat/completions", content=b'{"model": "x", ', headers={"content-type": "application/json"}
+    )
+    assert_openai_error(response, 400, "invalid_request", None)
+
+
+def test_body_that_is_not_an_object(http: httpx.Client) -> None:
+    response = http.post("/v1/chat/completions", json=["not", "an", "object"])
+    assert_openai_error(response, 400, "invalid_request", None)
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": "hello"}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user"}]}, "messages[0].content"),
+        ({"messages": [{"role": "user", "content": 42}]}, "messages[0].content"),
+        ({"temperature": 2.5}, "temperature"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": "many"}, "max_tokens"),
+        ({"max_completion_tokens": -3}, "max_completion_tokens"),
+        ({"n": 0}, "n"),
+        ({"presence_penalty": 2.1}, "presence_penalty"),
+        ({"frequency_penalty": -2.5}, "frequency_penalty"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"stop": 5}, "stop"),
+        ({"top_logprobs": 21}, "top_logprobs"),
+        ({"logit_bias": {"hello": 1}}, "logit_bias"),
+        ({"logit_bias": {"5": 101}}, "logit_bias"),
+        ({"stream": "yes please"}, "stream"),
+        ({"seed": "abc"}, "seed"),
+    ],
+)
+def test_wrong_types_and_out_of_range_values(
+    http: httpx.Client, change: dict[str, Any], param: str
+) -> None:
+    response = http.post("/v1/chat/completions", json={**GOOD, **change})
+    assert_openai_error(response, 400, "invalid_request", param)
+
+
+def test_missing_required_fields(http: httpx.Client) -> None:
+    response = http.post("/v1/chat/completions", json={"model": SERVED_ALIAS})
+    assert_openai_error(response, 400, "invalid_request", "messages")
+    response = http.post("/v1/chat/completions", json={"messages": GOOD["messages"]})
+    assert_openai_error(response, 400, "invalid_request", "model")
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"response_format": {"type": "json_schema", "json_schema": {}}}, "response_format"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "http://x"}}],
+                    }
+                ]
+            },
+            "messages[0].content",
+        ),
+        ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "a"}]}, "messages[0].role"),
+        ({"modalities": ["text", "audio"]}, "modalities"),
+        ({"best_of": 3}, "best_of"),
+    ],
+)
+def test_unsupported_features_are_refused_by_name(
+    http: httpx.Client, change: dict[str, Any], param: str
+) -> None:
+    response = http.post("/v1/chat/completions", json={**GOOD, **change})
+    assert_openai_error(response, 400, "invalid_request", param)
+    assert param.split("[")[0].split(".")[0] in response.json()["error"]["message"]
+
+
+def test_text_response_format_and_tool_choice_none_are_fine(http: httpx.Client) -> None:
+    body = {**GOOD, "max_tokens": 2, "response_format": {"type": "text"}, "tool_choice": "none"}
+    assert http.post("/v1/chat/completions", json=body).status_code == 200
+
+
+def test_unknown_model_is_404_model_not_found(client: openai.OpenAI, http: httpx.Client) -> None:
+    response = http.post("/v1/chat/completions", json={**GOOD, "model": "gpt-4"})
+    assert_openai_error(response, 404, "model_not_found", "model")
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4", messages=GOOD["messages"])
+
+
+def test_n_above_parallel_is_refused(http: httpx.Client) -> None:
+    response = http.post("/v1/chat/completions", json={**GOOD, "n": 9})
+    assert_openai_error(response, 400, "invalid_request", "n")
+
+
+def test_out_of_vocabulary_logit_bias(http: httpx.Client) -> None:
+    response = http.post("/v1/chat/completions", json={**GOOD, "logit_bias": {"99999999": 5}})
+    assert_openai_error(response, 400, "invalid_request", "logit_bias")
+
+
+def test_prompt_longer_than_context(http: httpx.Client, client: openai.OpenAI) -> None:
+    huge = "word " * 3000
+    body = {**GOOD, "messages": [{"role": "user", "content": huge}]}
+    assert_openai_error(
+        http.post("/v1/chat/completions", json=body), 400, "context_length_exceeded", "messages"
+    )
+    streamed = {**body, "stream": True}
+    assert_openai_error(
+        http.post("/v1/chat/completions", json=streamed), 400, "context_length_exceeded", "messages"
+    )
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=SERVED_ALIAS, messages=body["messages"])
+    assert caught.value.code == "context_length_exceeded"
+
+
+def test_explicit_max_tokens_beyond_context(http: httpx.Client) -> None:
+    response = http.post("/v1/chat/completions", json={**GOOD, "max_tokens": 5000})
+    assert_openai_error(response, 400, "context_length_exceeded", "messages")
+
+
+def test_default_max_tokens_shrinks_to_fit(http: httpx.Client) -> None:
+    """A long prompt with the default max_tokens (500) still runs: the default shrinks."""
+    long_prompt = "word " * 1700
+    body = {**GOOD, "messages": [{"role": "user", "content": long_prompt}], "temperature": 0}
+    response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    usage = response.json()["usage"]
+    assert usage["prompt_tokens"] + usage["completion_tokens"] <= 2048
+
+
+def test_unknown_path_and_method(http: httpx.Client) -> None:
+    assert_openai_error(http.get("/v1/nothing-here"), 404, "not_found", None)
+    assert_openai_error(http.get("/v1/chat/completions/abc/def/ghi"), 404, "not_found", None)
+    response = http.put("/v1/models")
+    assert response.status_code == 405
+    assert set(response.json()) == {"error"}

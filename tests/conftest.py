@@ -1,0 +1,104 @@
+"""Fixtures that start real oracles (the embedded model, a free port) for integration tests."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+SERVED_ALIAS = "llama-3-70b-bitnet"
+TEST_KEY = "sk-oracle-test-key-not-checked-until-keys-land-000000"
+
+
+@dataclass
+class RunningOracle:
+    """A real `shard oracle` process and how to reach it."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def client(self, **options: object) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url, api_key=TEST_KEY, **options)  # type: ignore[arg-type]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_oracle(log_dir: Path, *flags: str, env: dict[str, str] | None = None) -> RunningOracle:
+    """Start `python -m shard oracle` and wait until /health says healthy."""
+    port = free_port()
+    log_path = log_dir / f"oracle-{port}.log"
+    command = [sys.executable, "-m", "shard", "oracle", "--port", str(port), *flags]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"oracle exited early:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+                return RunningOracle(process, base_url, log_path)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    stop_oracle(RunningOracle(process, base_url, log_path))
+    raise RuntimeError(f"oracle did not become healthy:\n{log_path.read_text()}")
+
+
+def stop_oracle(oracle: RunningOracle) -> None:
+    if oracle.process.poll() is None:
+        os.killpg(oracle.process.pid, signal.SIGTERM)
+        try:
+            oracle.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(oracle.process.pid, signal.SIGKILL)
+            oracle.process.wait()
+
+
+@pytest.fixture(scope="session")
+def oracle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningOracle]:
+    """The shared oracle: 4 parallel sequences, the spec's model alias."""
+    running = start_oracle(
+        tmp_path_factory.mktemp("oracle"),
+        "--served-model-name",
+        SERVED_ALIAS,
+        "--parallel",
+        "4",
+        "--n-ctx",
+        "2048",
+    )
+    yield running
+    stop_oracle(running)
+
+
+@pytest.fixture(scope="session")
+def client(oracle: RunningOracle) -> openai.OpenAI:
+    return oracle.client(max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def http(oracle: RunningOracle) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=oracle.base_url, timeout=120) as session:
+        yield session
