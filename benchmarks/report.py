@@ -7,7 +7,6 @@ the exact command. It shows only what was measured; a server that failed is name
 import os
 import platform
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -48,24 +47,6 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def busy_cpu_fraction(interval_s: float = 1.0) -> float | None:
-    """Share of CPU time spent busy over a short interval, before a server starts: anything
-    else running on a 2-core machine skews the numbers, so the report records it."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return sum(fields) - idle, sum(fields)
-
-    try:
-        busy_before, total_before = sample()
-        time.sleep(interval_s)
-        busy_after, total_after = sample()
-    except (OSError, ValueError):
-        return None
-    return (busy_after - busy_before) / max(1, total_after - total_before)
-
-
 def package_version(name: str) -> str:
     """Installed version of a distribution, or `not installed`."""
     try:
@@ -93,18 +74,22 @@ def _ratios(row: dict[str, LevelResult]) -> str:
     return " · ".join(parts)
 
 
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
 def console_table(results: list[LevelResult]) -> str:
     """Fixed-width summary printed at the end of a run."""
     header = (
         f"{'clients':>7}  {'server':<17} {'tok/s':>8} {'p50 s':>7} {'p95 s':>7} "
-        f"{'reqs':>5} {'tokens':>7}"
+        f"{'reqs':>5} {'tokens':>7} {'other CPU':>9}"
     )
     lines = [header, "-" * len(header)]
     for result in sorted(results, key=lambda r: (r.clients, r.server)):
         lines.append(
             f"{result.clients:>7}  {result.server:<17} {result.tokens_per_s:>8.1f} "
             f"{result.latency_p50_s:>7.2f} {result.latency_p95_s:>7.2f} "
-            f"{result.requests:>5} {result.completion_tokens:>7}"
+            f"{result.requests:>5} {result.completion_tokens:>7} {_share(result.other_cpu):>9}"
         )
     return "\n".join(lines)
 
@@ -180,7 +165,12 @@ def markdown(info: RunInfo, results: list[LevelResult], plot: Path | None) -> st
         lines.append(f"- **{name} was not measured**: {reason}")
     if info.busy_before:
         shown = ", ".join(f"{name} {busy:.0%}" for name, busy in info.busy_before.items())
-        lines += ["", f"CPU busy with other work just before each server started: {shown}."]
+        lines += [
+            "",
+            f"CPU busy just before each server started: {shown}. The `other CPU` column is "
+            "the share of all cores that processes other than the server and the benchmark "
+            "used while measuring; anything above a few percent makes that row unreliable.",
+        ]
     lines += ["", "## Results", ""]
     if plot is not None:
         lines += [f"![completion tokens/s vs concurrent clients]({plot.name})", ""]
@@ -188,15 +178,17 @@ def markdown(info: RunInfo, results: list[LevelResult], plot: Path | None) -> st
         lines += [
             f"### {clients} concurrent client{'s' if clients != 1 else ''}",
             "",
-            "| server | tokens/s | latency p50 (s) | latency p95 (s) | requests | tokens |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| server | tokens/s | latency p50 (s) | latency p95 (s) | requests | tokens "
+            "| other CPU |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for server in info.servers:
             if server in row:
                 r = row[server]
                 lines.append(
                     f"| {server} | {r.tokens_per_s:.1f} | {r.latency_p50_s:.2f} | "
-                    f"{r.latency_p95_s:.2f} | {r.requests} | {r.completion_tokens} |"
+                    f"{r.latency_p95_s:.2f} | {r.requests} | {r.completion_tokens} "
+                    f"| {_share(r.other_cpu)} |"
                 )
         lines.append("")
         if ratios := _ratios(row):

@@ -154,9 +154,17 @@ def log_tail(log: Path, lines: int = 20) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
+@dataclass(frozen=True)
+class RunningServer:
+    """A ready server: where to reach it, and its pid for CPU accounting."""
+
+    base_url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def running_server(spec: LaunchSpec, log: Path, timeout_s: float) -> Iterator[str]:
-    """Start a server in its own process group, yield its base URL once ready, always stop it."""
+def running_server(spec: LaunchSpec, log: Path, timeout_s: float) -> Iterator[RunningServer]:
+    """Start a server in its own process group, yield it once ready, always stop it."""
     port = spec.command[spec.command.index("--port") + 1]
     base_url = f"http://127.0.0.1:{port}"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +175,6 @@ def running_server(spec: LaunchSpec, log: Path, timeout_s: float) -> Iterator[st
         )
         try:
             _wait_ready(process, base_url + spec.ready_path, log, timeout_s)
-            yield base_url
+            yield RunningServer(base_url, process.pid)
         finally:
             _stop(process)

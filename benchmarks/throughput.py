@@ -9,17 +9,20 @@ always stopped afterwards. See benchmarks/README.md.
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
+from benchmarks.cpu import OtherLoadMeter, wait_for_idle
 from benchmarks.llama_server_build import (
     default_cache_dir,
     ensure_llama_server,
     llama_server_version,
 )
-from benchmarks.report import RunInfo, busy_cpu_fraction, console_table, write_report
+from benchmarks.report import RunInfo, console_table, write_report
 from benchmarks.servers import (
     SERVER_NAMES,
     ServerConfig,
@@ -111,6 +114,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Markdown report (default docs/benchmarks.md; smoke: cache dir)",
     )
     parser.add_argument(
+        "--idle-wait",
+        type=float,
+        default=300.0,
+        help="seconds to wait for other CPU work to stop before each server (smoke: 0)",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help="1 client, 2 requests, max_tokens 8: checks the harness works",
@@ -118,6 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.smoke:
         args.clients, args.requests, args.max_tokens, args.duration = [1], 2, 8, None
+        args.idle_wait = 0.0
     if args.output is None:
         args.output = args.cache_dir / "smoke.md" if args.smoke else Path("docs/benchmarks.md")
     return args
@@ -143,31 +153,36 @@ def _display(command: list[str], port: int) -> str:
     return shlex.join(shown)
 
 
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
 def benchmark_server(
     name: str, config: ServerConfig, args: argparse.Namespace, info: RunInfo
 ) -> list[LevelResult]:
     """Start one server, measure every concurrency level on it, stop it."""
-    busy = busy_cpu_fraction()
+    busy = wait_for_idle(args.idle_wait)
     if busy is not None:
         info.busy_before[name] = busy
-        if busy > 0.1:
-            print(f"warning: CPU {busy:.0%} busy before starting {name}", file=sys.stderr)
     port = free_port()
     spec = launch_spec(name, config, port)
     info.launch_commands[name] = _display(spec.command, port)
     log = args.cache_dir / "logs" / f"{name}.log"
     results: list[LevelResult] = []
     try:
-        with running_server(spec, log, args.startup_timeout) as base_url:
+        with running_server(spec, log, args.startup_timeout) as server:
             for index, clients in enumerate(args.clients):
                 workload = Workload(clients, args.requests, args.duration, args.max_tokens)
+                meter = OtherLoadMeter(server.pid)
+                meter.start()
                 result = asyncio.run(
-                    measure(name, base_url, args.api_key, workload, warmup=index == 0)
+                    measure(name, server.base_url, args.api_key, workload, warmup=index == 0)
                 )
+                result = dataclasses.replace(result, other_cpu=meter.stop())
                 print(
                     f"  {name} @ {clients} clients: {result.tokens_per_s:.1f} tok/s "
                     f"({result.completion_tokens} tokens in {result.elapsed_s:.1f} s, "
-                    f"p50 {result.latency_p50_s:.2f} s)",
+                    f"p50 {result.latency_p50_s:.2f} s, other CPU {_share(result.other_cpu)})",
                     flush=True,
                 )
                 results.append(result)
@@ -180,6 +195,8 @@ def benchmark_server(
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit status 1 if any requested server could not be measured."""
     args = parse_args(argv)
+    # Turn SIGTERM into SystemExit so the servers' finally blocks stop them.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     model = resolve_model(args.model)
     binary = ensure_llama_server(args.cache_dir) if "llama-server" in args.servers else None
     if "llama-cpp-python" in args.servers:

@@ -75,6 +75,7 @@ class LevelResult:
     elapsed_s: float
     latency_p50_s: float
     latency_p95_s: float
+    other_cpu: float | None = None  # share of all cores other processes used meanwhile
 
     @property
     def tokens_per_s(self) -> float:

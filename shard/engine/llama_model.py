@@ -5,6 +5,7 @@ Only the engine thread may call into this class (DESIGN.md invariant 5).
 
 import ctypes
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,9 @@ class ContextShape:
     n_seq: int
     n_batch: int
     threads: int
+    repack_weights: bool = False
+    """Repacked weights decode faster in batches but round differently for one token than
+    for many, so a greedy output would depend on what else is running. Off by default."""
 
 
 @llama_cpp.llama_log_callback
@@ -40,9 +44,15 @@ class LlamaModel:
     """A loaded GGUF with one context of `n_seq` independent KV streams."""
 
     def __init__(self, path: Path, shape: ContextShape) -> None:
+        # ggml's tiled K-quant matmul runs only for 8+ rows and rounds differently from the
+        # row-by-row kernel, so a sequence's logits would depend on how many others share its
+        # batch. Greedy outputs must not (concurrency, draft verification): keep it off. It
+        # costs about a fifth of prompt speed and nothing measurable on decode here.
+        os.environ.setdefault("GGML_CPU_TILED_MM", "0")
         llama_cpp.llama_log_set(_quiet_llama_log, ctypes.c_void_p())
         llama_cpp.llama_backend_init()
         model_params = llama_cpp.llama_model_default_params()
+        model_params.use_extra_bufts = shape.repack_weights
         model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
         if not model:
             raise ValueError(f"llama.cpp could not load the model at {path}")

@@ -22,12 +22,11 @@ class TextStream:
         if self.stopped:
             return ""
         self._pending += self._decoder.decode(piece)
-        for stop in self._stop:
-            at = self._pending.find(stop)
-            if at >= 0:
-                self.stopped = True
-                released, self._pending = self._pending[:at], ""
-                return released
+        found = [at for stop in self._stop if (at := self._pending.find(stop)) >= 0]
+        if found:
+            self.stopped = True
+            released, self._pending = self._pending[: min(found)], ""
+            return released
         hold = self._held_back_length()
         cut = len(self._pending) - hold
         released, self._pending = self._pending[:cut], self._pending[cut:]
