@@ -22,11 +22,11 @@ def cache_dir() -> Path:
 
 def default_model_path() -> Path:
     """Path to the default GGUF, assembling and verifying it on first use."""
-    target = cache_dir() / gemma_package.MODEL_NAME
+    target: Path = cache_dir() / str(gemma_package.MODEL_NAME)
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    chunks = gemma_package.chunk_paths()
+    chunks: list[Path] = gemma_package.chunk_paths()
     total = sum(chunk.stat().st_size for chunk in chunks)
     digest = hashlib.sha256()
     partial = target.with_suffix(".partial")

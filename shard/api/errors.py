@@ -68,7 +68,9 @@ class APIError(Exception):
 
 
 def error_body(status: int, message: str, code: str, param: str | None) -> dict[str, Any]:
-    error_type = _TYPE_BY_STATUS.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    error_type = _TYPE_BY_STATUS.get(
+        status, "server_error" if status >= 500 else "invalid_request_error"
+    )
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
@@ -105,8 +107,11 @@ def validation_error(exc: RequestValidationError) -> APIError:
     kind = first.get("type", "")
     param = _param_path(first.get("loc", ()))
     if kind == "json_invalid":
-        return APIError(400, "We could not parse the JSON body of your request. "
-                        f"({first.get('msg', 'invalid JSON')})")
+        return APIError(
+            400,
+            "We could not parse the JSON body of your request. "
+            f"({first.get('msg', 'invalid JSON')})",
+        )
     if kind == "missing" and param:
         return APIError(400, f"Missing required parameter: '{param}'.", param=param)
     if kind == "extra_forbidden" and param:

@@ -24,8 +24,7 @@ class OracleState:
             return requested
         raise APIError(
             404,
-            f"The model '{requested}' does not exist. Served models: "
-            f"{', '.join(self.model_names)}",
+            f"The model '{requested}' does not exist. Served models: {', '.join(self.model_names)}",
             code="model_not_found",
             param="model",
         )

@@ -20,7 +20,7 @@ _FALLBACK_TEMPLATE = "chatml"
 
 def builtin_template_names() -> list[str]:
     """Names llama.cpp can render natively (`llama_chat_builtin_templates`)."""
-    count = llama_cpp.llama_chat_builtin_templates(None, 0)  # type: ignore[arg-type]
+    count = llama_cpp.llama_chat_builtin_templates(None, 0)
     names = (ctypes.c_char_p * count)()
     llama_cpp.llama_chat_builtin_templates(names, count)
     return [name.decode() for name in names if name]

@@ -166,7 +166,9 @@ class Engine:
         self._bos_text = self._model.bos_text()
         self._batch = Batch(config.n_batch + config.n_seq, config.n_seq)
         self._free_seq_ids = list(range(config.n_seq - 1, -1, -1))
-        log.info("model loaded: %s, chat template %s", config.model_path, self._template.description)
+        log.info(
+            "model loaded: %s, chat template %s", config.model_path, self._template.description
+        )
 
     def _handle_inbox(self, block: bool) -> bool:
         """Take every pending command; wait for one when idle. False means stop."""

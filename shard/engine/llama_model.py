@@ -31,7 +31,7 @@ class ContextShape:
     for many, so a greedy output would depend on what else is running. Off by default."""
 
 
-@llama_cpp.llama_log_callback
+@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
 def _quiet_llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     """Route llama.cpp's chatter to Python logging at debug level (errors stay visible)."""
     if level == _GGML_LOG_LEVEL_ERROR:

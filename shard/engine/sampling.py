@@ -48,9 +48,7 @@ def process_logits(
 
 def needs_processing(params: SamplingParams, generated_counts: Mapping[int, int]) -> bool:
     """Whether logits differ from the model's raw ones (lets greedy skip a 1 MB copy)."""
-    penalised = bool(generated_counts) and bool(
-        params.presence_penalty or params.frequency_penalty
-    )
+    penalised = bool(generated_counts) and bool(params.presence_penalty or params.frequency_penalty)
     return bool(params.logit_bias) or penalised
 
 
@@ -81,7 +79,8 @@ def _nucleus(probs: npt.NDArray[np.float64], top_p: float) -> npt.NDArray[np.flo
     keep = min(int(np.searchsorted(cumulative, top_p, side="left")) + 1, len(order))
     nucleus = np.zeros_like(probs)
     nucleus[order[:keep]] = probs[order[:keep]]
-    return nucleus / nucleus.sum()
+    normalised: npt.NDArray[np.float64] = nucleus / nucleus.sum()
+    return normalised
 
 
 def pick_token(processed: Logits, params: SamplingParams, u: float) -> int:

@@ -11,7 +11,9 @@ from tests.conftest import SERVED_ALIAS
 GOOD: dict[str, Any] = {"model": SERVED_ALIAS, "messages": [{"role": "user", "content": "Hi"}]}
 
 
-def assert_openai_error(response: httpx.Response, status: int, code: str, param: str | None) -> None:
+def assert_openai_error(
+    response: httpx.Response, status: int, code: str, param: str | None
+) -> None:
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error"}, "OpenAI's shape, not FastAPI's {'detail': ...}"
@@ -23,7 +25,9 @@ def assert_openai_error(response: httpx.Response, status: int, code: str, param:
 
 def test_invalid_json(http: httpx.Client) -> None:
     response = http.post(
-        "/v1/chat/completions", content=b'{"model": "x", ', headers={"content-type": "application/json"}
+        "/v1/chat/completions",
+        content=b'{"model": "x", ',
+        headers={"content-type": "application/json"},
     )
     assert_openai_error(response, 400, "invalid_request", None)
 
@@ -92,7 +96,10 @@ def test_missing_required_fields(http: httpx.Client) -> None:
             },
             "messages[0].content",
         ),
-        ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "a"}]}, "messages[0].role"),
+        (
+            {"messages": [{"role": "tool", "content": "42", "tool_call_id": "a"}]},
+            "messages[0].role",
+        ),
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"best_of": 3}, "best_of"),
     ],

@@ -52,7 +52,10 @@ def test_greedy_is_deterministic_and_gguf_name_works(client: openai.OpenAI) -> N
     assert first
     assert greedy(client) == first
     by_file_name = client.chat.completions.create(
-        model="gemma-3-270m-q4_k_m", messages=GREEDY_PROMPT, temperature=0, max_tokens=24  # type: ignore[arg-type]
+        model="gemma-3-270m-q4_k_m",
+        messages=GREEDY_PROMPT,
+        temperature=0,
+        max_tokens=24,  # type: ignore[arg-type]
     )
     assert by_file_name.choices[0].message.content == first
 
@@ -110,7 +113,11 @@ def test_stop_sequence_cuts_output_and_reports_stop(client: openai.OpenAI) -> No
     cut = greedy(client, 60, stop=[stop_word, "zzz-never"])
     assert cut == full[: full.index(stop_word)]
     response = client.chat.completions.create(
-        model=SERVED_ALIAS, messages=GREEDY_PROMPT, temperature=0, max_tokens=60, stop=stop_word  # type: ignore[arg-type]
+        model=SERVED_ALIAS,
+        messages=GREEDY_PROMPT,
+        temperature=0,
+        max_tokens=60,
+        stop=stop_word,  # type: ignore[arg-type]
     )
     assert response.choices[0].finish_reason == "stop"
     assert stop_word not in (response.choices[0].message.content or "")
@@ -159,7 +166,10 @@ def test_n_choices_with_seed_are_reproducible_and_distinct(client: openai.OpenAI
 
 def test_max_completion_tokens_and_finish_length(client: openai.OpenAI) -> None:
     response = client.chat.completions.create(
-        model=SERVED_ALIAS, messages=GREEDY_PROMPT, temperature=0, max_completion_tokens=7  # type: ignore[arg-type]
+        model=SERVED_ALIAS,
+        messages=GREEDY_PROMPT,
+        temperature=0,
+        max_completion_tokens=7,  # type: ignore[arg-type]
     )
     assert response.usage is not None and response.usage.completion_tokens == 7
     assert response.choices[0].finish_reason == "length"
@@ -220,7 +230,10 @@ def test_logprobs_and_top_logprobs(client: openai.OpenAI) -> None:
         assert values == sorted(values, reverse=True)
         assert bytes(item.bytes or []) == item.token.encode()
     without = client.chat.completions.create(
-        model=SERVED_ALIAS, messages=GREEDY_PROMPT, temperature=0, max_tokens=5  # type: ignore[arg-type]
+        model=SERVED_ALIAS,
+        messages=GREEDY_PROMPT,
+        temperature=0,
+        max_tokens=5,  # type: ignore[arg-type]
     )
     assert without.choices[0].logprobs is None
 
@@ -228,7 +241,10 @@ def test_logprobs_and_top_logprobs(client: openai.OpenAI) -> None:
 def test_penalties_change_greedy_output(client: openai.OpenAI) -> None:
     prompt = [{"role": "user", "content": "Repeat the word 'hello' many times."}]
     plain = client.chat.completions.create(
-        model=SERVED_ALIAS, messages=prompt, temperature=0, max_tokens=40  # type: ignore[arg-type]
+        model=SERVED_ALIAS,
+        messages=prompt,
+        temperature=0,
+        max_tokens=40,  # type: ignore[arg-type]
     )
     penalised = client.chat.completions.create(
         model=SERVED_ALIAS,

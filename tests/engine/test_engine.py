@@ -72,17 +72,19 @@ def long_stream_body() -> dict[str, object]:
 
 
 def test_full_server_answers_503_with_retry_after(single_slot: RunningOracle) -> None:
-    with httpx.Client(base_url=single_slot.base_url, timeout=60) as http:
-        with http.stream("POST", "/v1/chat/completions", json=long_stream_body()) as stream:
-            lines = stream.iter_lines()
-            assert next(lines).startswith("data: ")
-            busy = http.post(
-                "/v1/chat/completions",
-                json={"model": SERVED_ALIAS, "messages": [{"role": "user", "content": "Hi"}]},
-            )
-            assert busy.status_code == 503
-            assert busy.headers["retry-after"]
-            assert busy.json()["error"]["code"] == "service_unavailable"
+    with (
+        httpx.Client(base_url=single_slot.base_url, timeout=60) as http,
+        http.stream("POST", "/v1/chat/completions", json=long_stream_body()) as stream,
+    ):
+        lines = stream.iter_lines()
+        assert next(lines).startswith("data: ")
+        busy = http.post(
+            "/v1/chat/completions",
+            json={"model": SERVED_ALIAS, "messages": [{"role": "user", "content": "Hi"}]},
+        )
+        assert busy.status_code == 503
+        assert busy.headers["retry-after"]
+        assert busy.json()["error"]["code"] == "service_unavailable"
 
 
 def test_disconnect_mid_stream_frees_the_sequence(single_slot: RunningOracle) -> None:

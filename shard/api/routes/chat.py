@@ -4,9 +4,8 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any
 from contextlib import AsyncExitStack
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse

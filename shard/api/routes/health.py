@@ -1,7 +1,7 @@
 """GET /health: no key needed; says whether the model is loaded yet."""
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
@@ -17,6 +17,8 @@ router = APIRouter()
 async def health(oracle: Annotated[OracleState, Depends(get_oracle)]) -> JSONResponse:
     """200 when serving, 503 while loading or draining, so load balancers can use it."""
     ready = oracle.scheduler is not None and oracle.scheduler.ready
-    status = "draining" if oracle.draining else "healthy" if ready else "loading"
+    status: Literal["healthy", "loading", "draining"] = (
+        "draining" if oracle.draining else "healthy" if ready else "loading"
+    )
     body = Health(status=status, timestamp=datetime.now(UTC).isoformat(), version=__version__)
     return JSONResponse(body.model_dump(), status_code=200 if status == "healthy" else 503)

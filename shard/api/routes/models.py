@@ -12,9 +12,13 @@ router = APIRouter()
 
 @router.get("/models")
 async def list_models(oracle: Annotated[OracleState, Depends(get_oracle)]) -> ModelList:
-    return ModelList(data=[ModelCard(id=name, created=oracle.started) for name in oracle.model_names])
+    return ModelList(
+        data=[ModelCard(id=name, created=oracle.started) for name in oracle.model_names]
+    )
 
 
 @router.get("/models/{model_id:path}")
-async def get_model(model_id: str, oracle: Annotated[OracleState, Depends(get_oracle)]) -> ModelCard:
+async def get_model(
+    model_id: str, oracle: Annotated[OracleState, Depends(get_oracle)]
+) -> ModelCard:
     return ModelCard(id=oracle.resolve_model(model_id), created=oracle.started)
