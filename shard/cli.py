@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from shard import __version__
 from shard.config import OracleSettings
+from shard.store.api_keys import KeyStore
+from shard.store.database import Database
 
 
 def _flag(name: str) -> str:
@@ -25,6 +28,8 @@ def _add_settings_flags(parser: argparse.ArgumentParser, fields: dict[str, Field
     """One flag per settings field; list fields repeat (`--served-model-name a --served-...`)."""
     for name, info in fields.items():
         annotation = info.annotation
+        if SecretStr in typing.get_args(annotation):
+            continue  # secrets come from the environment, never from `ps`
         args = typing.get_args(annotation)
         origin = typing.get_origin(annotation)
         help_text = info.description or ""
@@ -44,6 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
         "oracle", help="serve a GGUF model behind the OpenAI Chat Completions API"
     )
     _add_settings_flags(oracle, OracleSettings.model_fields)
+
+    keys = commands.add_parser("keys", help="create, list and revoke API keys")
+    keys.add_argument("--database-url", help="store URL (default: SHARD_DATABASE_URL or SQLite)")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="make a key and print it (once)")
+    create.add_argument("--name", default="", help="a label to recognise the key by")
+    create.add_argument("--admin", action="store_true", help="make an admin key")
+    key_commands.add_parser("list", help="list keys (never the keys themselves)")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("id", help="the key's id, as `shard keys list` shows it")
     return parser
 
 
@@ -67,11 +82,48 @@ def run_oracle(settings: OracleSettings) -> None:
     model_path: Path = settings.model or default_model_path()
     if not model_path.is_file():
         sys.exit(f"shard: no model file at {model_path}")
-    app = create_app(settings, model_path)
+    database = Database(settings.database_url)
+    configured = settings.api_key.get_secret_value() if settings.api_key else None
+    try:
+        first_key = KeyStore(database).ensure_bootstrap(configured)
+    except ValueError as error:
+        sys.exit(f"shard: SHARD_API_KEY is not a valid key: {error}")
+    if first_key:
+        print(
+            "\nNo API keys existed, so an admin key was created. It is shown this once only:\n\n"
+            f"    {first_key}\n\nMake more with `shard keys create`.\n",
+            file=sys.stderr,
+            flush=True,
+        )
+    app = create_app(settings, model_path, database)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+def run_keys(args: argparse.Namespace) -> None:
+    """`shard keys ...`: works on the store directly, so it needs no running oracle."""
+    url = args.database_url or OracleSettings().database_url
+    store = KeyStore(Database(url))
+    if args.keys_command == "create":
+        key, record = store.create(args.name, "admin" if args.admin else "user")
+        print(f"{key}\n(id {record.id}, role {record.role}; this is the only time it is shown)")
+    elif args.keys_command == "list":
+        print(f"{'id':<30} {'role':<6} {'state':<8} {'created':<20} {'hint':<20} name")
+        for record in store.list():
+            state = "revoked" if record.revoked_at else "live"
+            created = record.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            print(
+                f"{record.id:<30} {record.role:<6} {state:<8} {created:<20} "
+                f"{record.hint:<20} {record.name}"
+            )
+    elif store.revoke(args.id) is None:
+        sys.exit(f"shard: no key with id {args.id}")
+    else:
+        print(f"revoked {args.id}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "oracle":
         run_oracle(settings_from_args(args))
+    elif args.command == "keys":
+        run_keys(args)

@@ -3,8 +3,10 @@
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shard.store.database import default_database_url
 
 
 class OracleSettings(BaseSettings):
@@ -43,6 +45,27 @@ class OracleSettings(BaseSettings):
         description="built-in llama.cpp template name, Jinja text, or a file holding Jinja text",
     )
     log_level: str = Field(default="info", description="uvicorn and shard log level")
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="SQLAlchemy URL of the store: a SQLite file by default, or postgresql://...",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="admin key to register at start (environment only: SHARD_API_KEY)",
+    )
+    completion_retention_days: int = Field(
+        default=30, ge=0, description="days stored completions are kept; 0 keeps them forever"
+    )
+    rate_limit_storage_url: str = Field(
+        default="memory://",
+        description="where rate-limit counters live: memory:// or redis://host:port",
+    )
+    rate_limit_chat: str = Field(
+        default="10/minute", description="chat requests per key ('off' to disable)"
+    )
+    rate_limit_scouts: str = Field(default="30/minute", description="scout requests per key")
+    rate_limit_system: str = Field(default="100/minute", description="system requests per key")
+    rate_limit_restart: str = Field(default="10/hour", description="restarts per key")
 
     @field_validator("served_model_name", mode="before")
     @classmethod

@@ -15,7 +15,12 @@ import openai
 import pytest
 
 SERVED_ALIAS = "llama-3-70b-bitnet"
-TEST_KEY = "sk-oracle-test-key-not-checked-until-keys-land-000000"
+ADMIN_KEY = "sk-oracle-" + "test-admin-key-for-the-test-suite-0123456789"
+TEST_KEY = ADMIN_KEY
+GENEROUS_LIMITS = {
+    "SHARD_RATE_LIMIT_CHAT": "100000/minute",
+    "SHARD_RATE_LIMIT_SYSTEM": "100000/minute",
+}
 
 
 @dataclass
@@ -33,23 +38,38 @@ class RunningOracle:
         return self.log_path.read_text(errors="replace")
 
 
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def start_oracle(log_dir: Path, *flags: str, env: dict[str, str] | None = None) -> RunningOracle:
-    """Start `python -m shard oracle` and wait until /health says healthy."""
-    port = free_port()
-    log_path = log_dir / f"oracle-{port}.log"
+def start_oracle(
+    log_dir: Path, *flags: str, env: dict[str, str] | None = None, port: int | None = None
+) -> RunningOracle:
+    """Start `python -m shard oracle` with its store in `log_dir`; wait until it is healthy.
+
+    The admin key comes from SHARD_API_KEY, and rate limits are generous unless `env` says
+    otherwise.
+    """
+    port = port or free_port()
+    defaults = {
+        "SHARD_API_KEY": ADMIN_KEY,
+        "SHARD_DATABASE_URL": f"sqlite:///{log_dir / 'shard.db'}",
+        **GENEROUS_LIMITS,
+    }
+    log_path = log_dir / f"oracle-{port}-{time.monotonic_ns()}.log"
     command = [sys.executable, "-m", "shard", "oracle", "--port", str(port), *flags]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             command,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **defaults, **(env or {})},
             start_new_session=True,
         )
     base_url = f"http://127.0.0.1:{port}"
@@ -100,5 +120,5 @@ def client(oracle: RunningOracle) -> openai.OpenAI:
 
 @pytest.fixture(scope="session")
 def http(oracle: RunningOracle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=oracle.base_url, timeout=120) as session:
+    with httpx.Client(base_url=oracle.base_url, timeout=120, headers=auth(ADMIN_KEY)) as session:
         yield session

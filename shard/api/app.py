@@ -1,6 +1,7 @@
 """The FastAPI application: routes at their bare paths and under /v1, errors, engine lifespan."""
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -10,14 +11,21 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from shard import __version__
+from shard.api.auth import RateLimitHeaders
 from shard.api.errors import install_error_handlers
 from shard.api.oracle_state import OracleState
-from shard.api.routes import chat, health, models
+from shard.api.rate_limits import RateLimiter
+from shard.api.routes import chat, health, keys, models, stored_completions
 from shard.config import OracleSettings
 from shard.engine.engine import EngineConfig
 from shard.engine.scheduler import Scheduler
+from shard.store.api_keys import KeyStore
+from shard.store.completions import CompletionStore
+from shard.store.database import Database
 
 log = logging.getLogger(__name__)
+
+_RETENTION_SWEEP_SECONDS = 3600
 
 
 def engine_config(settings: OracleSettings, model_path: Path) -> EngineConfig:
@@ -31,9 +39,27 @@ def engine_config(settings: OracleSettings, model_path: Path) -> EngineConfig:
     )
 
 
-def create_app(settings: OracleSettings, model_path: Path) -> FastAPI:
+def build_state(settings: OracleSettings, model_path: Path, database: Database) -> OracleState:
+    limiter = RateLimiter(
+        settings.rate_limit_storage_url,
+        {
+            "chat": settings.rate_limit_chat,
+            "scouts": settings.rate_limit_scouts,
+            "system": settings.rate_limit_system,
+            "restart": settings.rate_limit_restart,
+        },
+    )
+    return OracleState(
+        model_names=[model_path.stem, *settings.served_model_name],
+        keys=KeyStore(database),
+        completions=CompletionStore(database),
+        rate_limiter=limiter,
+    )
+
+
+def create_app(settings: OracleSettings, model_path: Path, database: Database) -> FastAPI:
     """Build the app; the model loads in the background so /health can say 'loading'."""
-    state = OracleState(model_names=[model_path.stem, *settings.served_model_name])
+    state = build_state(settings, model_path, database)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,21 +67,37 @@ def create_app(settings: OracleSettings, model_path: Path) -> FastAPI:
         state.scheduler = scheduler
         loading = asyncio.create_task(scheduler.start())
         loading.add_done_callback(_report_load_failure)
+        sweeping = asyncio.create_task(_sweep_retention(state, settings.completion_retention_days))
         try:
             yield
         finally:
             state.draining = True
+            sweeping.cancel()
             if not loading.done():
                 await asyncio.wait({loading})
             await scheduler.stop()
+            database.close()
 
     app = FastAPI(title="Shard oracle", version=__version__, lifespan=lifespan)
     app.state.oracle = state
     install_error_handlers(app)
+    app.add_middleware(RateLimitHeaders)
     for prefix in ("", "/v1"):
-        for module in (chat, models, health):
+        for module in (chat, stored_completions, models, keys, health):
             app.include_router(module.router, prefix=prefix)
     return app
+
+
+async def _sweep_retention(state: OracleState, days: int) -> None:
+    """Drop completions past their retention now and every hour."""
+    if days <= 0:
+        return
+    while True:
+        with contextlib.suppress(Exception):
+            removed = await asyncio.to_thread(state.completions.purge_older_than, days)
+            if removed:
+                log.info("retention: removed %d stored completions", removed)
+        await asyncio.sleep(_RETENTION_SWEEP_SECONDS)
 
 
 def _report_load_failure(task: "asyncio.Task[None]") -> None:

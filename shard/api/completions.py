@@ -19,7 +19,13 @@ from shard.api.protocol import (
     Usage,
 )
 from shard.engine.scheduler import Generation
-from shard.engine.types import ChatMessage, FinishReason, GenerationRequest, SamplingParams
+from shard.engine.types import (
+    ChatMessage,
+    ChoiceDelta,
+    FinishReason,
+    GenerationRequest,
+    SamplingParams,
+)
 from shard.engine.types import TokenLogprob as EngineTokenLogprob
 
 DEFAULT_TEMPERATURE = 0.7
@@ -72,66 +78,81 @@ def _logprobs_out(items: list[EngineTokenLogprob]) -> ChoiceLogprobs:
     )
 
 
-async def collect_completion(
-    generation: Generation, completion_id: str, model: str
-) -> ChatCompletion:
-    """Run a generation to the end and build the non-streaming response."""
-    n = generation.request.n
-    texts = [""] * n
-    logprobs: list[list[EngineTokenLogprob]] = [[] for _ in range(n)]
-    tokens = [0] * n
-    finish: list[FinishReason] = ["length"] * n
-    async for delta in generation.deltas():
-        texts[delta.index] += delta.text
-        logprobs[delta.index].extend(delta.logprobs)
-        tokens[delta.index] = delta.completion_tokens
+class CompletionBuilder:
+    """Accumulates deltas into the non-streaming object (what is returned and stored)."""
+
+    def __init__(self, generation: Generation, completion_id: str, model: str) -> None:
+        n = generation.request.n
+        self._generation = generation
+        self._id = completion_id
+        self._model = model
+        self._created = int(time.time())
+        self._texts = [""] * n
+        self._logprobs: list[list[EngineTokenLogprob]] = [[] for _ in range(n)]
+        self._tokens = [0] * n
+        self._finish: list[FinishReason] = ["length"] * n
+
+    @property
+    def created(self) -> int:
+        return self._created
+
+    def add(self, delta: ChoiceDelta) -> None:
+        self._texts[delta.index] += delta.text
+        self._logprobs[delta.index].extend(delta.logprobs)
+        self._tokens[delta.index] = delta.completion_tokens
         if delta.finish_reason is not None:
-            finish[delta.index] = delta.finish_reason
-    want_logprobs = generation.request.sampling.logprobs
-    choices = [
-        Choice(
-            index=i,
-            message=AssistantMessage(content=texts[i]),
-            logprobs=_logprobs_out(logprobs[i]) if want_logprobs else None,
-            finish_reason=finish[i],
+            self._finish[delta.index] = delta.finish_reason
+
+    def usage(self) -> Usage:
+        prompt = self._generation.prompt_tokens
+        completion = sum(self._tokens)
+        return Usage(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
         )
-        for i in range(n)
-    ]
-    return ChatCompletion(
-        id=completion_id,
-        created=int(time.time()),
-        model=model,
-        choices=choices,
-        usage=_usage(generation.prompt_tokens, sum(tokens)),
-    )
+
+    def result(self) -> ChatCompletion:
+        want_logprobs = self._generation.request.sampling.logprobs
+        choices = [
+            Choice(
+                index=i,
+                message=AssistantMessage(content=text),
+                logprobs=_logprobs_out(self._logprobs[i]) if want_logprobs else None,
+                finish_reason=self._finish[i],
+            )
+            for i, text in enumerate(self._texts)
+        ]
+        return ChatCompletion(
+            id=self._id,
+            created=self._created,
+            model=self._model,
+            choices=choices,
+            usage=self.usage(),
+        )
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
-    return Usage(
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        total_tokens=prompt_tokens + completion_tokens,
-    )
+async def collect_completion(builder: CompletionBuilder, generation: Generation) -> ChatCompletion:
+    """Run a generation to the end and build the non-streaming response."""
+    async for delta in generation.deltas():
+        builder.add(delta)
+    return builder.result()
 
 
 async def stream_chunks(
-    generation: Generation, completion_id: str, model: str, include_usage: bool
+    builder: CompletionBuilder, generation: Generation, include_usage: bool
 ) -> AsyncIterator[ChatCompletionChunk]:
     """OpenAI's chunk sequence: a role chunk per choice, content, finish, then maybe usage."""
-    created = int(time.time())
+    result = builder.result()
 
     def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
         return ChatCompletionChunk(
-            id=completion_id, created=created, model=model, choices=choices, usage=usage
+            id=result.id, created=result.created, model=result.model, choices=choices, usage=usage
         )
 
-    n = generation.request.n
     want_logprobs = generation.request.sampling.logprobs
-    for index in range(n):
+    for index in range(generation.request.n):
         yield chunk([ChunkChoice(index=index, delta=Delta(role="assistant", content=""))])
-    tokens = [0] * n
     async for delta in generation.deltas():
-        tokens[delta.index] = delta.completion_tokens
+        builder.add(delta)
         if delta.text or delta.logprobs:
             yield chunk(
                 [
@@ -147,4 +168,4 @@ async def stream_chunks(
                 [ChunkChoice(index=delta.index, delta=Delta(), finish_reason=delta.finish_reason)]
             )
     if include_usage:
-        yield chunk([], _usage(generation.prompt_tokens, sum(tokens)))
+        yield chunk([], builder.usage())

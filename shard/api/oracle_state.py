@@ -6,14 +6,20 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from shard.api.errors import APIError
+from shard.api.rate_limits import RateLimiter
 from shard.engine.scheduler import Scheduler
+from shard.store.api_keys import KeyStore
+from shard.store.completions import CompletionStore
 
 
 @dataclass
 class OracleState:
-    """The scheduler plus the names the served model answers to."""
+    """The scheduler, the stores and the names the served model answers to."""
 
     model_names: list[str]
+    keys: KeyStore
+    completions: CompletionStore
+    rate_limiter: RateLimiter
     scheduler: Scheduler | None = None
     started: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False

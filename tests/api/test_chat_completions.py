@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import SERVED_ALIAS, TEST_KEY, RunningOracle
+from tests.conftest import SERVED_ALIAS, TEST_KEY, RunningOracle, auth
 
 GREEDY_PROMPT = [{"role": "user", "content": "Write a short poem about the sea."}]
 
@@ -27,7 +27,7 @@ def test_every_path_is_served_bare_and_under_v1(oracle: RunningOracle) -> None:
     v1 = openai.OpenAI(base_url=f"{oracle.base_url}/v1", api_key=TEST_KEY, max_retries=0)
     assert greedy(bare, 8) == greedy(v1, 8)
     for path in ("/models", "/v1/models", "/health", "/v1/health"):
-        assert httpx.get(oracle.base_url + path).status_code == 200
+        assert httpx.get(oracle.base_url + path, headers=auth(TEST_KEY)).status_code == 200
 
 
 def test_models_lists_gguf_name_and_alias(client: openai.OpenAI) -> None:

@@ -10,7 +10,14 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import SERVED_ALIAS, RunningOracle, start_oracle, stop_oracle
+from tests.conftest import (
+    ADMIN_KEY,
+    SERVED_ALIAS,
+    RunningOracle,
+    auth,
+    start_oracle,
+    stop_oracle,
+)
 
 PROMPTS = [
     "Write a short poem about the sea.",
@@ -73,7 +80,7 @@ def long_stream_body() -> dict[str, object]:
 
 def test_full_server_answers_503_with_retry_after(single_slot: RunningOracle) -> None:
     with (
-        httpx.Client(base_url=single_slot.base_url, timeout=60) as http,
+        httpx.Client(base_url=single_slot.base_url, timeout=60, headers=auth(ADMIN_KEY)) as http,
         http.stream("POST", "/v1/chat/completions", json=long_stream_body()) as stream,
     ):
         lines = stream.iter_lines()
@@ -89,7 +96,7 @@ def test_full_server_answers_503_with_retry_after(single_slot: RunningOracle) ->
 
 def test_disconnect_mid_stream_frees_the_sequence(single_slot: RunningOracle) -> None:
     """The abandoned stream would need 8000 tokens (minutes); the next request must not wait."""
-    with httpx.Client(base_url=single_slot.base_url, timeout=60) as http:
+    with httpx.Client(base_url=single_slot.base_url, timeout=60, headers=auth(ADMIN_KEY)) as http:
         with http.stream("POST", "/v1/chat/completions", json=long_stream_body()) as stream:
             received = 0
             for line in stream.iter_lines():

@@ -1,8 +1,7 @@
-"""POST /chat/completions, plain and streamed."""
+"""POST /chat/completions, plain and streamed; the result is stored before the response ends."""
 
 import asyncio
 import json
-import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack
 from typing import Annotated, Any
@@ -10,7 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from shard.api.auth import keyed
 from shard.api.completions import (
+    CompletionBuilder,
     collect_completion,
     new_completion_id,
     stream_chunks,
@@ -27,8 +28,8 @@ from shard.engine.scheduler import (
     Scheduler,
 )
 from shard.engine.types import GenerationRequest
+from shard.store.api_keys import KeyRecord
 
-log = logging.getLogger(__name__)
 router = APIRouter()
 
 
@@ -36,23 +37,25 @@ router = APIRouter()
 async def create_chat_completion(
     body: ChatCompletionRequest,
     http_request: Request,
+    caller: Annotated[KeyRecord, Depends(keyed("chat"))],
     oracle: Annotated[OracleState, Depends(get_oracle)],
 ) -> ChatCompletion | StreamingResponse:
     model = oracle.resolve_model(body.model)
     scheduler = oracle.ready_scheduler()
     completion_id = new_completion_id()
-    request = to_generation_request(body, completion_id)
     exits = AsyncExitStack()
-    generation = await _start(scheduler, request, exits)
+    generation = await _start(scheduler, to_generation_request(body, completion_id), exits)
+    builder = CompletionBuilder(generation, completion_id, model)
     if not body.stream:
         async with exits:
-            return await _unless_disconnected(
-                http_request, collect_completion(generation, completion_id, model)
+            result = await _unless_disconnected(
+                http_request, collect_completion(builder, generation)
             )
+        await _store(oracle, caller, result)
+        return result
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    events = _sse(exits, generation, completion_id, model, include_usage)
     return StreamingResponse(
-        events,
+        _sse(exits, builder, generation, include_usage, oracle, caller),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -82,6 +85,12 @@ def _rejection_error(error: RequestRejectedError) -> APIError:
     return APIError(status, rejection.message, code=rejection.code, param=rejection.param)
 
 
+async def _store(oracle: OracleState, caller: KeyRecord, result: ChatCompletion) -> None:
+    await asyncio.to_thread(
+        oracle.completions.save, result.id, caller.id, result.model_dump(mode="json")
+    )
+
+
 async def _unless_disconnected(
     http_request: Request, work: Coroutine[Any, Any, ChatCompletion]
 ) -> ChatCompletion:
@@ -107,18 +116,22 @@ async def _wait_for_disconnect(http_request: Request) -> None:
 
 async def _sse(
     exits: AsyncExitStack,
+    builder: CompletionBuilder,
     generation: Generation,
-    completion_id: str,
-    model: str,
     include_usage: bool,
+    oracle: OracleState,
+    caller: KeyRecord,
 ) -> AsyncIterator[str]:
     """Server-sent events; leaving early (client gone) cancels the generation."""
     async with exits:
         try:
-            async for chunk in stream_chunks(generation, completion_id, model, include_usage):
+            async for chunk in stream_chunks(builder, generation, include_usage):
                 yield f"data: {chunk.model_dump_json()}\n\n"
         except RequestRejectedError as error:
             api_error = _rejection_error(error)
             body = error_body(api_error.status, api_error.message, api_error.code, None)
             yield f"data: {json.dumps(body)}\n\n"
-        yield "data: [DONE]\n\n"
+            yield "data: [DONE]\n\n"
+            return
+    await _store(oracle, caller, builder.result())
+    yield "data: [DONE]\n\n"

@@ -4,10 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from shard.api.auth import keyed
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.api.protocol import ModelCard, ModelList
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(keyed("system"))])
 
 
 @router.get("/models")

@@ -1,0 +1,65 @@
+"""Per-key, per-category rate limits with the `limits` library (moving window).
+
+Counters live in memory by default, or in Redis given a URL so several oracles share them.
+Every keyed response carries X-RateLimit-Limit/Remaining/Reset; a refusal is a 429 with
+Retry-After in OpenAI's error shape.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from limits import RateLimitItem, parse, storage, strategies
+
+from shard.api.errors import APIError
+
+Category = Literal["chat", "scouts", "system", "restart"]
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    limit: int
+    remaining: int
+    reset_at: float
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(math.ceil(self.reset_at)),
+        }
+
+
+def parse_limit(text: str) -> RateLimitItem | None:
+    """'10/minute' or '10 per minute'; 'off' (or '0') disables the category."""
+    if text.strip().lower() in ("off", "none", "0", ""):
+        return None
+    return parse(text)
+
+
+class RateLimiter:
+    """Checks and counts one request of a key in a category."""
+
+    def __init__(self, storage_url: str, limits_by_category: dict[Category, str]) -> None:
+        self._limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_url))
+        self._items = {c: parse_limit(text) for c, text in limits_by_category.items()}
+
+    def hit(self, category: Category, key_id: str) -> RateDecision | None:
+        """Count the request, or raise a 429; None when the category is unlimited."""
+        item = self._items.get(category)
+        if item is None:
+            return None
+        allowed = self._limiter.hit(item, category, key_id)
+        stats = self._limiter.get_window_stats(item, category, key_id)
+        decision = RateDecision(item.amount, max(stats.remaining, 0), stats.reset_time)
+        if not allowed:
+            retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+            raise APIError(
+                429,
+                f"Rate limit reached for {category} requests: {item.amount} per "
+                f"{item.get_expiry()} seconds. Retry after {retry_after} seconds.",
+                code="rate_limit_exceeded",
+                headers={**decision.headers(), "Retry-After": str(retry_after)},
+            )
+        return decision

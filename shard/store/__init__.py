@@ -1,0 +1,1 @@
+"""Persistence: API keys and stored completions, through SQLAlchemy (SQLite or PostgreSQL)."""

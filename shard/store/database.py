@@ -1,0 +1,63 @@
+"""Opens the database named by URL, creating and migrating the schema on start.
+
+SQLite is the embedded default (one file, no server); PostgreSQL works given its URL. Calls are
+synchronous: async handlers run them with `asyncio.to_thread`.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from shard.store.schema import SCHEMA_VERSION, Base, SchemaVersion
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{Path.home() / '.local' / 'share' / 'shard' / 'shard.db'}"
+
+
+class Database:
+    """A SQLAlchemy engine plus a session factory, schema ready."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        options: dict[str, object] = {"pool_pre_ping": True}
+        if parsed.get_backend_name() == "sqlite" and parsed.database:
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self.engine: Engine = create_engine(url, **options)
+        if parsed.get_backend_name() == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.migrate()
+
+    def migrate(self) -> None:
+        """Create missing tables and record the schema version (steps go here as it grows)."""
+        Base.metadata.create_all(self.engine)
+        with self.session() as session:
+            current = session.scalar(select(SchemaVersion.version))
+            if current is None:
+                session.add(SchemaVersion(version=SCHEMA_VERSION))
+            elif current > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"the database is at schema {current}, newer than this Shard ({SCHEMA_VERSION})"
+                )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(connection: object, _: object) -> None:
+    cursor = connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
