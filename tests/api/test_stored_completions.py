@@ -1,0 +1,118 @@
+"""Stored completions: owner-only retrieval, streamed ones in the plain shape, list, delete,
+and survival across a restart."""
+
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import ADMIN_KEY, SERVED_ALIAS, RunningOracle, auth, start_oracle, stop_oracle
+
+PROMPT = [{"role": "user", "content": "Name two planets."}]
+
+
+def user_key(http: httpx.Client) -> str:
+    return str(http.post("/v1/keys", json={"name": "store"}).json()["key"])
+
+
+def test_completion_is_retrievable_by_its_owner_only(
+    oracle: RunningOracle, http: httpx.Client
+) -> None:
+    owner, stranger = user_key(http), user_key(http)
+    client = openai.OpenAI(base_url=oracle.base_url, api_key=owner, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model=SERVED_ALIAS,
+        messages=PROMPT,  # type: ignore[arg-type]
+        max_tokens=8,
+        temperature=0,
+    )
+    made = raw.parse()
+    got = httpx.get(f"{oracle.base_url}/v1/chat/completions/{made.id}", headers=auth(owner))
+    assert got.status_code == 200
+    assert got.json() == raw.http_response.json(), "exactly the object the client got"
+    refused = httpx.get(f"{oracle.base_url}/chat/completions/{made.id}", headers=auth(stranger))
+    assert refused.status_code == 404
+    assert refused.json()["error"]["code"] == "not_found"
+    as_admin = httpx.get(f"{oracle.base_url}/chat/completions/{made.id}", headers=auth(ADMIN_KEY))
+    assert as_admin.status_code == 200
+
+
+def test_streamed_completion_is_stored_in_the_plain_shape(
+    oracle: RunningOracle, http: httpx.Client
+) -> None:
+    key = user_key(http)
+    client = openai.OpenAI(base_url=oracle.base_url, api_key=key, max_retries=0)
+    chunks = list(
+        client.chat.completions.create(
+            model=SERVED_ALIAS,
+            messages=PROMPT,
+            max_tokens=12,
+            temperature=0,
+            stream=True,  # type: ignore[arg-type]
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    stored = httpx.get(
+        f"{oracle.base_url}/v1/chat/completions/{chunks[0].id}", headers=auth(key)
+    ).json()
+    assert stored["object"] == "chat.completion"
+    assert stored["id"] == chunks[0].id
+    assert stored["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": text,
+        "refusal": None,
+    }
+    assert stored["choices"][0]["finish_reason"] == "length"
+    assert stored["usage"]["completion_tokens"] == 12
+
+
+def test_list_paginates_the_owners_completions_and_delete_removes(
+    oracle: RunningOracle, http: httpx.Client
+) -> None:
+    key = user_key(http)
+    client = openai.OpenAI(base_url=oracle.base_url, api_key=key, max_retries=0)
+    ids = [
+        client.chat.completions.create(model=SERVED_ALIAS, messages=PROMPT, max_tokens=2).id  # type: ignore[arg-type]
+        for _ in range(3)
+    ]
+    with httpx.Client(base_url=oracle.base_url, headers=auth(key)) as mine:
+        first = mine.get("/v1/chat/completions", params={"limit": 2}).json()
+        assert [c["id"] for c in first["data"]] == ids[:2]
+        assert first["has_more"] is True and first["last_id"] == ids[1]
+        rest = mine.get("/v1/chat/completions", params={"limit": 2, "after": ids[1]}).json()
+        assert [c["id"] for c in rest["data"]] == ids[2:]
+        assert rest["has_more"] is False
+        newest = mine.get("/v1/chat/completions", params={"order": "desc", "limit": 1}).json()
+        assert newest["data"][0]["id"] == ids[2]
+        deleted = mine.delete(f"/v1/chat/completions/{ids[0]}").json()
+        assert deleted == {"object": "chat.completion.deleted", "id": ids[0], "deleted": True}
+        assert mine.get(f"/v1/chat/completions/{ids[0]}").status_code == 404
+        assert mine.delete(f"/v1/chat/completions/{ids[0]}").status_code == 404
+        assert mine.get("/v1/chat/completions", params={"limit": 0}).status_code == 400
+
+
+def test_completion_survives_a_restart(tmp_path: Path) -> None:
+    first = start_oracle(tmp_path, "--served-model-name", SERVED_ALIAS)
+    try:
+        made = first.client(max_retries=0).chat.completions.create(
+            model=SERVED_ALIAS,
+            messages=PROMPT,
+            max_tokens=4,  # type: ignore[arg-type]
+        )
+    finally:
+        stop_oracle(first)
+    second = start_oracle(tmp_path, "--served-model-name", SERVED_ALIAS)
+    try:
+        got = httpx.get(f"{second.base_url}/v1/chat/completions/{made.id}", headers=auth(ADMIN_KEY))
+        assert got.status_code == 200
+        assert got.json()["choices"][0]["message"]["content"] == made.choices[0].message.content
+    finally:
+        stop_oracle(second)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions/chatcmpl-missing"])
+def test_unknown_completion_is_404(http: httpx.Client, path: str) -> None:
+    response = http.get(path)
+    assert response.status_code == 404
+    assert set(response.json()) == {"error"}
