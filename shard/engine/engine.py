@@ -144,7 +144,7 @@ class Engine:
             while self._handle_inbox(block=not (self._running or self._waiting)):
                 self._admit_waiting()
                 if self._running:
-                    self._step()
+                    self._guarded_step()
                 self._flush()
         finally:
             self._batch.free()
@@ -180,7 +180,7 @@ class Engine:
             if isinstance(command, _Stop):
                 return False
             if isinstance(command, _Submit):
-                self._accept(command.request)
+                self._guarded_accept(command.request)
             else:
                 self._drop(command.request_id)
             try:
@@ -188,6 +188,14 @@ class Engine:
             except queue.Empty:
                 self._flush()
                 return True
+
+    def _guarded_accept(self, request: GenerationRequest) -> None:
+        try:
+            self._accept(request)
+        except Exception:
+            log.exception("could not prepare request %s", request.request_id)
+            message = "the engine could not prepare this request"
+            self._emit(request.request_id, Rejected("internal_error", message))
 
     def _accept(self, request: GenerationRequest) -> None:
         """Render and tokenize the prompt, check it fits, and queue it (or refuse it)."""
@@ -258,6 +266,19 @@ class Engine:
             self._free_seq_ids.append(choice.seq_id)
         self._running.remove(task)
 
+    def _guarded_step(self) -> None:
+        """A bug in one step fails the running requests (500) instead of hanging everyone."""
+        try:
+            self._step()
+        except Exception:
+            log.exception("engine step failed; failing the running requests")
+            self._fail_running("the engine failed while generating this request")
+
+    def _fail_running(self, message: str) -> None:
+        for task in list(self._running):
+            self._emit(task.request.request_id, Rejected("internal_error", message))
+            self._retire(task)
+
     def _step(self) -> None:
         """One batched decode over all running choices plus waiting prompt chunks."""
         batch = self._batch
@@ -274,15 +295,7 @@ class Engine:
         prefilled = self._add_prompt_chunks(batch)
         if not len(batch):
             return
-        try:
-            self._model.decode(batch)
-        except RuntimeError:
-            log.exception("decode failed; failing the running requests")
-            for task in list(self._running):
-                message = "the engine failed to decode this request"
-                self._emit(task.request.request_id, Rejected("internal_error", message))
-                self._retire(task)
-            return
+        self._model.decode(batch)
         for task, choice in decoding:
             choice.position += 1
             self._advance(task, choice, self._model.logits(choice.batch_index))
