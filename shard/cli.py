@@ -36,6 +36,11 @@ def _add_settings_flags(parser: argparse.ArgumentParser, fields: dict[str, Field
         if origin is list:
             parser.add_argument(_flag(name), dest=name, action="append", help=help_text)
             continue
+        if annotation is bool:
+            parser.add_argument(
+                _flag(name), dest=name, action=argparse.BooleanOptionalAction, help=help_text
+            )
+            continue
         kinds = [a for a in args if a is not type(None)] if origin is types.UnionType else []
         kind: Any = kinds[0] if kinds else annotation
         parser.add_argument(_flag(name), dest=name, type=kind, help=help_text)

@@ -65,6 +65,9 @@ class OracleSettings(BaseSettings):
     )
     rate_limit_scouts: str = Field(default="30/minute", description="scout requests per key")
     rate_limit_system: str = Field(default="100/minute", description="system requests per key")
+    metrics_require_admin: bool = Field(
+        default=False, description="make GET /metrics need an admin key"
+    )
     rate_limit_restart: str = Field(default="10/hour", description="restarts per key")
 
     @field_validator("served_model_name", mode="before")

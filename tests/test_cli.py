@@ -60,8 +60,12 @@ def test_first_start_prints_one_admin_key_once(tmp_path: Path) -> None:
 
 
 def test_env_vars_configure_the_oracle(tmp_path: Path) -> None:
-    running = start_oracle(tmp_path, env={"SHARD_SERVED_MODEL_NAME": "alpha, beta"})
+    running = start_oracle(
+        tmp_path, env={"SHARD_SERVED_MODEL_NAME": "alpha, beta", "SHARD_METRICS_REQUIRE_ADMIN": "1"}
+    )
     try:
+        assert httpx.get(running.base_url + "/metrics").status_code == 401
+        assert httpx.get(running.base_url + "/metrics", headers=auth(ADMIN_KEY)).status_code == 200
         models = httpx.get(running.base_url + "/v1/models", headers=auth(ADMIN_KEY)).json()
         ids = [model["id"] for model in models["data"]]
         assert ids[1:] == ["alpha", "beta"]

@@ -15,7 +15,7 @@ from shard.api.auth import RateLimitHeaders
 from shard.api.errors import install_error_handlers
 from shard.api.oracle_state import OracleState
 from shard.api.rate_limits import RateLimiter
-from shard.api.routes import chat, health, keys, models, stored_completions
+from shard.api.routes import chat, health, keys, models, stored_completions, system
 from shard.config import OracleSettings
 from shard.engine.engine import EngineConfig
 from shard.engine.scheduler import Scheduler
@@ -54,6 +54,8 @@ def build_state(settings: OracleSettings, model_path: Path, database: Database) 
         keys=KeyStore(database),
         completions=CompletionStore(database),
         rate_limiter=limiter,
+        model_path=str(model_path),
+        metrics_require_admin=settings.metrics_require_admin,
     )
 
 
@@ -65,6 +67,7 @@ def create_app(settings: OracleSettings, model_path: Path, database: Database) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         scheduler = Scheduler(engine_config(settings, model_path), settings.max_queue)
         state.scheduler = scheduler
+        state.metrics.in_flight.set_function(lambda: scheduler.in_flight)
         loading = asyncio.create_task(scheduler.start())
         loading.add_done_callback(_report_load_failure)
         sweeping = asyncio.create_task(_sweep_retention(state, settings.completion_retention_days))
@@ -83,7 +86,7 @@ def create_app(settings: OracleSettings, model_path: Path, database: Database) -
     install_error_handlers(app)
     app.add_middleware(RateLimitHeaders)
     for prefix in ("", "/v1"):
-        for module in (chat, stored_completions, models, keys, health):
+        for module in (chat, stored_completions, models, keys, health, system):
             app.include_router(module.router, prefix=prefix)
     return app
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from shard.api.errors import APIError
+from shard.api.metrics import OracleMetrics
 from shard.api.rate_limits import RateLimiter
 from shard.engine.scheduler import Scheduler
 from shard.store.api_keys import KeyStore
@@ -20,6 +21,9 @@ class OracleState:
     keys: KeyStore
     completions: CompletionStore
     rate_limiter: RateLimiter
+    metrics: OracleMetrics = field(default_factory=OracleMetrics)
+    model_path: str = ""
+    metrics_require_admin: bool = False
     scheduler: Scheduler | None = None
     started: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False

@@ -5,6 +5,7 @@ Handlers call `Scheduler.generate`; the engine thread's events come back through
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -36,6 +37,8 @@ class Generation:
         self.prompt_tokens = 0
         self.queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
         self.finished = False
+        self.admitted_at = time.monotonic()
+        self.first_token_at: float | None = None
 
     async def deltas(self) -> AsyncIterator[ChoiceDelta]:
         """Every delta of every choice, in order, until all choices have finished."""
@@ -45,6 +48,8 @@ class Generation:
             if isinstance(event, Rejected):
                 raise RequestRejectedError(event)
             if isinstance(event, ChoiceDelta):
+                if self.first_token_at is None:
+                    self.first_token_at = time.monotonic()
                 if event.finish_reason is not None:
                     open_choices -= 1
                 yield event

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack
 from typing import Annotated, Any
@@ -44,14 +45,22 @@ async def create_chat_completion(
     scheduler = oracle.ready_scheduler()
     completion_id = new_completion_id()
     exits = AsyncExitStack()
-    generation = await _start(scheduler, to_generation_request(body, completion_id), exits)
+    try:
+        generation = await _start(scheduler, to_generation_request(body, completion_id), exits)
+    except APIError as error:
+        oracle.metrics.failed("busy" if error.status == 503 else "rejected")
+        raise
     builder = CompletionBuilder(generation, completion_id, model)
     if not body.stream:
-        async with exits:
-            result = await _unless_disconnected(
-                http_request, collect_completion(builder, generation)
-            )
-        await _store(oracle, caller, result)
+        try:
+            async with exits:
+                result = await _unless_disconnected(
+                    http_request, collect_completion(builder, generation)
+                )
+        except APIError as error:
+            oracle.metrics.failed("cancelled" if error.status == 499 else "error")
+            raise
+        await _finish(oracle, caller, generation, result)
         return result
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return StreamingResponse(
@@ -85,9 +94,19 @@ def _rejection_error(error: RequestRejectedError) -> APIError:
     return APIError(status, rejection.message, code=rejection.code, param=rejection.param)
 
 
-async def _store(oracle: OracleState, caller: KeyRecord, result: ChatCompletion) -> None:
+async def _finish(
+    oracle: OracleState, caller: KeyRecord, generation: Generation, result: ChatCompletion
+) -> None:
+    """Store the completion (before the response ends) and count it."""
     await asyncio.to_thread(
         oracle.completions.save, result.id, caller.id, result.model_dump(mode="json")
+    )
+    metrics = oracle.metrics
+    now = time.monotonic()
+    if generation.first_token_at is not None:
+        metrics.first_token.observe(generation.first_token_at - generation.admitted_at)
+    metrics.finished(
+        now - generation.admitted_at, result.usage.prompt_tokens, result.usage.completion_tokens
     )
 
 
@@ -128,10 +147,14 @@ async def _sse(
             async for chunk in stream_chunks(builder, generation, include_usage):
                 yield f"data: {chunk.model_dump_json()}\n\n"
         except RequestRejectedError as error:
+            oracle.metrics.failed("error")
             api_error = _rejection_error(error)
             body = error_body(api_error.status, api_error.message, api_error.code, None)
             yield f"data: {json.dumps(body)}\n\n"
             yield "data: [DONE]\n\n"
             return
-    await _store(oracle, caller, builder.result())
+        except asyncio.CancelledError:
+            oracle.metrics.failed("cancelled")
+            raise
+    await _finish(oracle, caller, generation, builder.result())
     yield "data: [DONE]\n\n"

@@ -1,0 +1,101 @@
+"""What the oracle has been doing: Prometheus series for scrapers and a rolling minute for
+/system/status. One registry per app, so several apps in one process never collide."""
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
+_WINDOW_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class _Finished:
+    at: float
+    latency: float
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class RecentPerformance:
+    """The last minute, as /system/status reports it."""
+
+    requests_per_minute: int
+    average_latency_ms: float
+    tokens_per_second: float
+
+
+class OracleMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "shard_chat_requests",
+            "Chat completion requests by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.prompt_tokens = Counter(
+            "shard_prompt_tokens", "Prompt tokens processed", registry=self.registry
+        )
+        self.completion_tokens = Counter(
+            "shard_completion_tokens", "Completion tokens generated", registry=self.registry
+        )
+        self.latency = Histogram(
+            "shard_chat_request_seconds",
+            "Time from admission to the last token",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_token = Histogram(
+            "shard_time_to_first_token_seconds",
+            "Time from admission to the first token",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.drafts_proposed = Counter(
+            "shard_draft_tokens_proposed",
+            "Draft tokens offered for verification, by source",
+            ["source"],
+            registry=self.registry,
+        )
+        self.drafts_accepted = Counter(
+            "shard_draft_tokens_accepted",
+            "Draft tokens the oracle's own sampling confirmed, by source",
+            ["source"],
+            registry=self.registry,
+        )
+        self.scouts_connected = Gauge(
+            "shard_scouts_connected", "Scouts connected now", registry=self.registry
+        )
+        self.in_flight = Gauge(
+            "shard_requests_in_flight", "Requests admitted and not finished", registry=self.registry
+        )
+        self._recent: deque[_Finished] = deque()
+        self.started = time.time()
+
+    def finished(self, latency: float, prompt_tokens: int, completion_tokens: int) -> None:
+        self.requests.labels("ok").inc()
+        self.latency.observe(latency)
+        self.prompt_tokens.inc(prompt_tokens)
+        self.completion_tokens.inc(completion_tokens)
+        self._recent.append(_Finished(time.time(), latency, completion_tokens))
+
+    def failed(self, outcome: str) -> None:
+        self.requests.labels(outcome).inc()
+
+    def recent(self) -> RecentPerformance:
+        cutoff = time.time() - _WINDOW_SECONDS
+        while self._recent and self._recent[0].at < cutoff:
+            self._recent.popleft()
+        items = list(self._recent)
+        if not items:
+            return RecentPerformance(0, 0.0, 0.0)
+        latency = sum(i.latency for i in items) / len(items)
+        tokens = sum(i.completion_tokens for i in items)
+        span = min(_WINDOW_SECONDS, max(time.time() - self.started, 1.0))
+        return RecentPerformance(len(items), round(latency * 1000, 1), round(tokens / span, 2))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
