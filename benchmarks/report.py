@@ -29,6 +29,8 @@ class RunInfo:
     threads: int
     parallel: int
     ctx_per_sequence: int
+    max_other_cpu: float
+    retries: int
     launch_commands: dict[str, str] = field(default_factory=dict)
     llama_server_version: str | None = None
     failures: dict[str, str] = field(default_factory=dict)
@@ -169,7 +171,9 @@ def markdown(info: RunInfo, results: list[LevelResult], plot: Path | None) -> st
             "",
             f"CPU busy just before each server started: {shown}. The `other CPU` column is "
             "the share of all cores that processes other than the server and the benchmark "
-            "used while measuring; anything above a few percent makes that row unreliable.",
+            "used while measuring; a level disturbed by more than "
+            f"{info.max_other_cpu:.0%} was measured again (up to {info.retries} times) and the "
+            "last attempt is shown.",
         ]
     lines += ["", "## Results", ""]
     if plot is not None:

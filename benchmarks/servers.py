@@ -7,13 +7,14 @@ the benchmark compares serving strategies rather than configurations.
 import contextlib
 import importlib.util
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -40,6 +41,8 @@ class ServerConfig:
     ctx_per_sequence: int
     chat_template: str
     llama_server_binary: Path | None
+    api_key: str
+    work_dir: Path
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,18 @@ class LaunchSpec:
     name: str
     command: list[str]
     ready_path: str
+    env: dict[str, str] = field(default_factory=dict)
+    fresh_files: tuple[Path, ...] = ()  # deleted before start, so every run starts clean
+
+    def display(self, port: int) -> str:
+        """The command as the report shows it: `python`, `PORT`, and no key."""
+        shown = ["python" if part == sys.executable else part for part in self.command]
+        shown = ["PORT" if part == str(port) else part for part in shown]
+        env = [
+            f"{key}=<key>" if key == "SHARD_API_KEY" else f"{key}={value}"
+            for key, value in self.env.items()
+        ]
+        return " ".join([*env, shlex.join(shown)])
 
 
 def free_port() -> int:
@@ -68,13 +83,26 @@ def launch_spec(name: str, config: ServerConfig, port: int) -> LaunchSpec:
     """
     model, threads = str(config.model), str(config.threads)
     if name == "shard":
+        # A throwaway store that knows the benchmark's key, and no chat rate limit (its default,
+        # 10 requests a minute per key, would turn the benchmark into a rate-limit test).
+        store = config.work_dir / "shard-bench.db"
+        env = {
+            "SHARD_API_KEY": config.api_key,
+            "SHARD_DATABASE_URL": f"sqlite:///{store}",
+            "SHARD_RATE_LIMIT_CHAT": "off",
+        }
+        sqlite_files = (
+            store,
+            store.with_name(store.name + "-wal"),
+            store.with_name(store.name + "-shm"),
+        )
         command = [
             sys.executable, "-m", "shard", "oracle", "--model", model, "--port", str(port),
             "--host", "127.0.0.1", "--n-ctx", str(config.ctx_per_sequence),
             "--parallel", str(config.parallel), "--threads", threads,
             "--chat-template", config.chat_template,
         ]  # fmt: skip
-        return LaunchSpec(name, command, "/health")
+        return LaunchSpec(name, command, "/health", env, sqlite_files)
     if name == "llama-cpp-python":
         # One sequence at a time by design, so its context is one sequence's context.
         command = [
@@ -168,10 +196,16 @@ def running_server(spec: LaunchSpec, log: Path, timeout_s: float) -> Iterator[Ru
     port = spec.command[spec.command.index("--port") + 1]
     base_url = f"http://127.0.0.1:{port}"
     log.parent.mkdir(parents=True, exist_ok=True)
+    for path in spec.fresh_files:
+        path.unlink(missing_ok=True)
     print(f"starting {spec.name}: {' '.join(spec.command)}", flush=True)
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            spec.command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            spec.command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **spec.env},
         )
         try:
             _wait_ready(process, base_url + spec.ready_path, log, timeout_s)
