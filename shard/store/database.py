@@ -19,16 +19,24 @@ def default_database_url() -> str:
     return f"sqlite:///{Path.home() / '.local' / 'share' / 'shard' / 'shard.db'}"
 
 
+def with_driver(url: str) -> str:
+    """`postgresql://` means psycopg 3 here (SQLAlchemy would otherwise look for psycopg2)."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
+
+
 class Database:
     """A SQLAlchemy engine plus a session factory, schema ready."""
 
     def __init__(self, url: str) -> None:
-        parsed = make_url(url)
+        parsed = make_url(with_driver(url))
         options: dict[str, object] = {"pool_pre_ping": True}
         if parsed.get_backend_name() == "sqlite" and parsed.database:
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             options["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        self.engine: Engine = create_engine(url, **options)
+        self.engine: Engine = create_engine(parsed, **options)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

