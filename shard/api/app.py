@@ -15,7 +15,15 @@ from shard.api.auth import RateLimitHeaders
 from shard.api.errors import install_error_handlers
 from shard.api.oracle_state import OracleState
 from shard.api.rate_limits import RateLimiter
-from shard.api.routes import chat, health, keys, models, stored_completions, system
+from shard.api.routes import (
+    chat,
+    health,
+    keys,
+    models,
+    stored_completions,
+    system,
+    text_completions,
+)
 from shard.config import OracleSettings
 from shard.engine.engine import EngineConfig
 from shard.engine.scheduler import Scheduler
@@ -86,7 +94,8 @@ def create_app(settings: OracleSettings, model_path: Path, database: Database) -
     install_error_handlers(app)
     app.add_middleware(RateLimitHeaders)
     for prefix in ("", "/v1"):
-        for module in (chat, stored_completions, models, keys, health, system):
+        routes = (chat, text_completions, stored_completions, models, keys, health, system)
+        for module in routes:
             app.include_router(module.router, prefix=prefix)
     return app
 

@@ -13,10 +13,14 @@ from shard.api.protocol import (
     Choice,
     ChoiceLogprobs,
     ChunkChoice,
+    CompletionRequest,
     Delta,
+    TextChoice,
+    TextCompletion,
     TokenLogprobOut,
     TopLogprob,
     Usage,
+    _SamplingRequest,
 )
 from shard.engine.scheduler import Generation
 from shard.engine.types import (
@@ -30,32 +34,48 @@ from shard.engine.types import TokenLogprob as EngineTokenLogprob
 
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_MAX_TOKENS = 500
+LEGACY_MAX_TOKENS = 16
 
 
 def new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def to_generation_request(body: ChatCompletionRequest, request_id: str) -> GenerationRequest:
+def _sampling(body: _SamplingRequest, logprobs: bool, top_logprobs: int) -> SamplingParams:
     """Fill the spec's defaults; without a user seed, draw a secret one (never sent back)."""
-    sampling = SamplingParams(
+    return SamplingParams(
         seed=body.seed if body.seed is not None else secrets.randbits(63),
         temperature=body.temperature if body.temperature is not None else DEFAULT_TEMPERATURE,
         top_p=body.top_p if body.top_p is not None else 1.0,
         presence_penalty=body.presence_penalty or 0.0,
         frequency_penalty=body.frequency_penalty or 0.0,
         logit_bias={int(k): v for k, v in (body.logit_bias or {}).items()},
-        logprobs=bool(body.logprobs),
-        top_logprobs=body.top_logprobs or 0,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
     )
-    messages = tuple(ChatMessage(m.role, m.text()) for m in body.messages)
+
+
+def to_generation_request(body: ChatCompletionRequest, request_id: str) -> GenerationRequest:
     limit = body.completion_limit()
     return GenerationRequest(
         request_id=request_id,
-        messages=messages,
-        sampling=sampling,
+        messages=tuple(ChatMessage(m.role, m.text()) for m in body.messages),
+        sampling=_sampling(body, bool(body.logprobs), body.top_logprobs or 0),
         max_tokens=limit if limit is not None else DEFAULT_MAX_TOKENS,
         shrink_to_fit=limit is None,
+        stop=body.stop_sequences(),
+        n=body.n or 1,
+    )
+
+
+def to_text_generation_request(body: CompletionRequest, request_id: str) -> GenerationRequest:
+    return GenerationRequest(
+        request_id=request_id,
+        messages=(),
+        raw_prompt=body.prompt_text(),
+        sampling=_sampling(body, False, 0),
+        max_tokens=body.max_tokens if body.max_tokens is not None else LEGACY_MAX_TOKENS,
+        shrink_to_fit=body.max_tokens is None,
         stop=body.stop_sequences(),
         n=body.n or 1,
     )
@@ -102,6 +122,19 @@ class CompletionBuilder:
         self._tokens[delta.index] = delta.completion_tokens
         if delta.finish_reason is not None:
             self._finish[delta.index] = delta.finish_reason
+
+    def text_result(self) -> TextCompletion:
+        """The legacy `text_completion` object."""
+        return TextCompletion(
+            id=self._id,
+            created=self._created,
+            model=self._model,
+            choices=[
+                TextChoice(index=i, text=text, finish_reason=self._finish[i])
+                for i, text in enumerate(self._texts)
+            ],
+            usage=self.usage(),
+        )
 
     def usage(self) -> Usage:
         prompt = self._generation.prompt_tokens
@@ -166,6 +199,27 @@ async def stream_chunks(
         if delta.finish_reason is not None:
             yield chunk(
                 [ChunkChoice(index=delta.index, delta=Delta(), finish_reason=delta.finish_reason)]
+            )
+    if include_usage:
+        yield chunk([], builder.usage())
+
+
+async def stream_text_chunks(
+    builder: CompletionBuilder, generation: Generation, include_usage: bool
+) -> AsyncIterator[TextCompletion]:
+    """Legacy streaming: `text_completion` chunks with text deltas, then maybe usage."""
+    first = builder.text_result()
+
+    def chunk(choices: list[TextChoice], usage: Usage | None = None) -> TextCompletion:
+        return TextCompletion(
+            id=first.id, created=first.created, model=first.model, choices=choices, usage=usage
+        )
+
+    async for delta in generation.deltas():
+        builder.add(delta)
+        if delta.text or delta.finish_reason:
+            yield chunk(
+                [TextChoice(index=delta.index, text=delta.text, finish_reason=delta.finish_reason)]
             )
     if include_usage:
         yield chunk([], builder.usage())

@@ -61,11 +61,10 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(_Strict):
-    """POST /chat/completions. Defaults follow the spec: temperature 0.7, max_tokens 500."""
+class _SamplingRequest(_Strict):
+    """Fields and checks that chat and legacy completions share."""
 
     model: str
-    messages: list[ChatMessageIn] = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
     n: int | None = Field(default=None, ge=1, le=128)
@@ -73,36 +72,11 @@ class ChatCompletionRequest(_Strict):
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
     logit_bias: dict[str, float] | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     user: str | None = None
-    metadata: dict[str, str] | None = None
-    store: bool | None = None
-    service_tier: str | None = None
-    parallel_tool_calls: bool | None = None
-    # Accepted only in their "off" form; anything else is refused by name below.
-    tools: list[Any] | None = None
-    tool_choice: Any = None
-    functions: list[Any] | None = None
-    function_call: Any = None
-    response_format: dict[str, Any] | None = None
-    modalities: list[str] | None = None
-    audio: Any = None
-    prediction: Any = None
-    web_search_options: Any = None
-    reasoning_effort: Any = None
-
-    @field_validator("messages", mode="before")
-    @classmethod
-    def _not_empty(cls, messages: Any) -> Any:
-        if isinstance(messages, list) and not messages:
-            raise ValueError("messages must contain at least one message")
-        return messages
 
     @field_validator("stop")
     @classmethod
@@ -120,6 +94,48 @@ class ChatCompletionRequest(_Strict):
             if not -100.0 <= value <= 100.0:
                 raise ValueError(f"bias for token {key} must be between -100 and 100")
         return bias
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def completion_limit(self) -> int | None:
+        return self.max_tokens
+
+
+class ChatCompletionRequest(_SamplingRequest):
+    """POST /chat/completions. Defaults follow the spec: temperature 0.7, max_tokens 500."""
+
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    parallel_tool_calls: bool | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    # Accepted only in their "off" form; anything else is refused by name below.
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+    function_call: Any = None
+    response_format: dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    audio: Any = None
+    prediction: Any = None
+    web_search_options: Any = None
+    reasoning_effort: Any = None
+    verbosity: Any = None
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _not_empty(cls, messages: Any) -> Any:
+        if isinstance(messages, list) and not messages:
+            raise ValueError("messages must contain at least one message")
+        return messages
 
     @field_validator("tools", "functions")
     @classmethod
@@ -150,23 +166,53 @@ class ChatCompletionRequest(_Strict):
             raise ValueError("only the 'text' modality is supported")
         return modalities
 
-    @field_validator("audio", "prediction", "web_search_options", "reasoning_effort")
+    @field_validator("audio", "prediction", "web_search_options", "reasoning_effort", "verbosity")
     @classmethod
     def _unsupported(cls, value: Any) -> Any:
         if value is not None:
             raise ValueError("this parameter is not supported by Shard")
         return value
 
-    def stop_sequences(self) -> tuple[str, ...]:
-        if self.stop is None:
-            return ()
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
-
     def completion_limit(self) -> int | None:
         """max_completion_tokens wins over the older max_tokens; None means the default."""
         if self.max_completion_tokens is not None:
             return self.max_completion_tokens
         return self.max_tokens
+
+
+class CompletionRequest(_SamplingRequest):
+    """POST /completions, the legacy text API (LlamaIndex's OpenAILike uses it by default).
+    Its default max_tokens is 16, as OpenAI's is."""
+
+    prompt: str | list[str]
+    echo: bool | None = None
+    best_of: int | None = None
+    suffix: str | None = None
+    logprobs: int | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_text_prompt(cls, prompt: str | list[str]) -> str | list[str]:
+        if isinstance(prompt, list) and len(prompt) != 1:
+            raise ValueError("send one prompt per request")
+        return prompt
+
+    @field_validator("echo", "logprobs", "suffix")
+    @classmethod
+    def _unsupported(cls, value: Any) -> Any:
+        if value not in (None, False):
+            raise ValueError("this parameter is not supported by Shard's legacy completions")
+        return value
+
+    @field_validator("best_of")
+    @classmethod
+    def _best_of_one(cls, value: int | None) -> int | None:
+        if value not in (None, 1):
+            raise ValueError("best_of other than 1 is not supported")
+        return value
+
+    def prompt_text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -263,3 +309,20 @@ class Health(BaseModel):
     status: Literal["healthy", "loading", "draining"]
     timestamp: str
     version: str
+
+
+class TextChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: None = None
+    finish_reason: Literal["stop", "length"] | None
+
+
+class TextCompletion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[TextChoice]
+    usage: Usage | None = None

@@ -211,7 +211,11 @@ class Engine:
             self._emit(rid, Rejected("invalid_request", message, "logit_bias"))
             return
         try:
-            text = self._template.render(request.messages)
+            text = (
+                request.raw_prompt
+                if request.raw_prompt is not None
+                else self._template.render(request.messages)
+            )
         except TemplateError as error:
             self._emit(rid, Rejected("invalid_request", str(error), "messages"))
             return

@@ -34,7 +34,7 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """What the engine needs to run one chat completion with `n` choices."""
+    """What the engine needs to run one completion with `n` choices."""
 
     request_id: str
     messages: tuple[ChatMessage, ...]
@@ -45,6 +45,8 @@ class GenerationRequest:
     a value the client chose that does not fit is refused (as vLLM and OpenAI do)."""
     stop: tuple[str, ...] = ()
     n: int = 1
+    raw_prompt: str | None = None
+    """Legacy completions: text to continue as it is, instead of rendering `messages`."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,142 @@
+"""The parts of a generating route that chat and legacy completions share: admission with
+OpenAI errors, giving up when the client leaves, server-sent events, storing and counting."""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AsyncExitStack
+from typing import Any, Protocol, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel
+
+from shard.api.errors import APIError, error_body
+from shard.api.oracle_state import OracleState
+from shard.api.protocol import Usage
+from shard.engine.scheduler import (
+    EngineNotReadyError,
+    Generation,
+    QueueFullError,
+    RequestRejectedError,
+)
+from shard.engine.types import GenerationRequest
+from shard.store.api_keys import KeyRecord
+
+Result = TypeVar("Result")
+
+
+class StoredResult(Protocol):
+    """A chat or legacy completion object, as the client received it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+    def model_dump(self, *, mode: str) -> dict[str, Any]: ...
+
+
+async def start_generation(
+    oracle: OracleState, request: GenerationRequest, exits: AsyncExitStack
+) -> Generation:
+    """Admit the request, mapping the engine's refusals to OpenAI errors before any byte."""
+    scheduler = oracle.ready_scheduler()
+    try:
+        return await exits.enter_async_context(scheduler.generate(request))
+    except QueueFullError as error:
+        oracle.metrics.failed("busy")
+        raise APIError(
+            503,
+            f"The server is at capacity ({error}); retry shortly.",
+            headers={"Retry-After": "1"},
+        ) from error
+    except EngineNotReadyError as error:
+        oracle.metrics.failed("busy")
+        raise APIError(503, str(error), headers={"Retry-After": "5"}) from error
+    except RequestRejectedError as error:
+        oracle.metrics.failed("rejected")
+        raise rejection_error(error) from error
+
+
+def rejection_error(error: RequestRejectedError) -> APIError:
+    rejection = error.rejection
+    status = 500 if rejection.code == "internal_error" else 400
+    return APIError(status, rejection.message, code=rejection.code, param=rejection.param)
+
+
+async def collect_unless_disconnected(
+    oracle: OracleState,
+    http_request: Request,
+    exits: AsyncExitStack,
+    work: Coroutine[Any, Any, Result],
+) -> Result:
+    """Await `work`, but give up (cancelling the generation) if the client goes away."""
+    async with exits:
+        task = asyncio.ensure_future(work)
+        watcher = asyncio.ensure_future(_wait_for_disconnect(http_request))
+        try:
+            done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                return task.result()
+            task.cancel()
+            oracle.metrics.failed("cancelled")
+            raise APIError(499, "client closed request")
+        except RequestRejectedError as error:
+            oracle.metrics.failed("error")
+            raise rejection_error(error) from error
+        finally:
+            watcher.cancel()
+
+
+async def _wait_for_disconnect(http_request: Request) -> None:
+    while (await http_request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def finish(
+    oracle: OracleState, caller: KeyRecord, generation: Generation, result: StoredResult
+) -> None:
+    """Store the completion (before the response ends) and count it."""
+    await asyncio.to_thread(
+        oracle.completions.save, result.id, caller.id, result.model_dump(mode="json")
+    )
+    metrics = oracle.metrics
+    if generation.first_token_at is not None:
+        metrics.first_token.observe(generation.first_token_at - generation.admitted_at)
+    usage = result.usage or Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0)
+    metrics.finished(
+        time.monotonic() - generation.admitted_at, usage.prompt_tokens, usage.completion_tokens
+    )
+
+
+async def server_sent_events(
+    oracle: OracleState,
+    caller: KeyRecord,
+    exits: AsyncExitStack,
+    generation: Generation,
+    chunks: AsyncIterator[BaseModel],
+    final: Callable[[], StoredResult],
+) -> AsyncIterator[str]:
+    """`data: {chunk}` lines, the stored result, then `data: [DONE]`; leaving early (the client
+    is gone) cancels the generation."""
+    async with exits:
+        try:
+            async for chunk in chunks:
+                yield f"data: {chunk.model_dump_json()}\n\n"
+        except RequestRejectedError as error:
+            oracle.metrics.failed("error")
+            api_error = rejection_error(error)
+            body = error_body(api_error.status, api_error.message, api_error.code, None)
+            yield f"data: {json.dumps(body)}\n\n"
+            yield "data: [DONE]\n\n"
+            return
+        except asyncio.CancelledError:
+            oracle.metrics.failed("cancelled")
+            raise
+    await finish(oracle, caller, generation, final())
+    yield "data: [DONE]\n\n"
+
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
