@@ -107,3 +107,16 @@ def test_disconnect_mid_stream_frees_the_sequence(single_slot: RunningOracle) ->
         client = single_slot.client(max_retries=5, timeout=60)
         assert complete(client, "Hi", max_tokens=5)
         assert time.monotonic() - started < 30
+
+
+def test_client_leaving_a_plain_request_frees_the_sequence(single_slot: RunningOracle) -> None:
+    body = {**long_stream_body(), "stream": False}
+    with (
+        httpx.Client(base_url=single_slot.base_url, timeout=2, headers=auth(ADMIN_KEY)) as http,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        http.post("/v1/chat/completions", json=body)  # gives up after 2 s of 8000 tokens
+    started = time.monotonic()
+    client = single_slot.client(max_retries=5, timeout=60)
+    assert complete(client, "Hi", max_tokens=5)
+    assert time.monotonic() - started < 30
