@@ -163,13 +163,6 @@ class CompletionBuilder:
         )
 
 
-async def collect_completion(builder: CompletionBuilder, generation: Generation) -> ChatCompletion:
-    """Run a generation to the end and build the non-streaming response."""
-    async for delta in generation.deltas():
-        builder.add(delta)
-    return builder.result()
-
-
 async def stream_chunks(
     builder: CompletionBuilder, generation: Generation, include_usage: bool
 ) -> AsyncIterator[ChatCompletionChunk]:

@@ -9,8 +9,10 @@ from contextlib import AsyncExitStack
 from typing import Any, Protocol, TypeVar
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from shard.api.completions import CompletionBuilder
 from shard.api.errors import APIError, error_body
 from shard.api.oracle_state import OracleState
 from shard.api.protocol import Usage
@@ -36,6 +38,9 @@ class StoredResult(Protocol):
     def usage(self) -> Usage | None: ...
 
     def model_dump(self, *, mode: str) -> dict[str, Any]: ...
+
+
+StoredT = TypeVar("StoredT", bound=StoredResult)
 
 
 async def start_generation(
@@ -140,3 +145,42 @@ async def server_sent_events(
 
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def respond(
+    oracle: OracleState,
+    caller: KeyRecord,
+    http_request: Request,
+    request: GenerationRequest,
+    model: str,
+    stream: bool,
+    result_of: Callable[[CompletionBuilder], StoredT],
+    chunks_of: Callable[[CompletionBuilder, Generation], AsyncIterator[BaseModel]],
+) -> StoredT | StreamingResponse:
+    """Run one generation and answer with the whole object (stored first) or an SSE stream.
+
+    `result_of` builds the final object from the accumulated deltas (chat or legacy shape);
+    `chunks_of` yields the streamed chunks while feeding the same builder.
+    """
+    exits = AsyncExitStack()
+    generation = await start_generation(oracle, request, exits)
+    builder = CompletionBuilder(generation, request.request_id, model)
+    if not stream:
+
+        async def collect() -> StoredT:
+            async for delta in generation.deltas():
+                builder.add(delta)
+            return result_of(builder)
+
+        result = await collect_unless_disconnected(oracle, http_request, exits, collect())
+        await finish(oracle, caller, generation, result)
+        return result
+    events = server_sent_events(
+        oracle,
+        caller,
+        exits,
+        generation,
+        chunks_of(builder, generation),
+        lambda: result_of(builder),
+    )
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
