@@ -69,6 +69,18 @@ class OracleSettings(BaseSettings):
         default=False, description="make GET /metrics need an admin key"
     )
     rate_limit_restart: str = Field(default="10/hour", description="restarts per key")
+    draft_max: int = Field(
+        default=16, ge=0, le=64, description="most draft tokens verified per sequence per step"
+    )
+    ngram_drafts: bool = Field(
+        default=True, description="draft from the context itself (n-gram prompt lookup)"
+    )
+    draft_min_acceptance: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="below this recent acceptance rate a draft source is not verified",
+    )
 
     @field_validator("served_model_name", mode="before")
     @classmethod

@@ -44,6 +44,9 @@ def engine_config(settings: OracleSettings, model_path: Path) -> EngineConfig:
         n_batch=settings.n_batch,
         threads=settings.threads or os.cpu_count() or 1,
         chat_template=settings.chat_template,
+        draft_max=settings.draft_max,
+        ngram_drafts=settings.ngram_drafts,
+        draft_min_acceptance=settings.draft_min_acceptance,
     )
 
 
@@ -76,6 +79,7 @@ def create_app(settings: OracleSettings, model_path: Path, database: Database) -
         scheduler = Scheduler(engine_config(settings, model_path), settings.max_queue)
         state.scheduler = scheduler
         state.metrics.in_flight.set_function(lambda: scheduler.in_flight)
+        scheduler.add_listener(state.metrics.count_drafts)
         loading = asyncio.create_task(scheduler.start())
         loading.add_done_callback(_report_load_failure)
         sweeping = asyncio.create_task(_sweep_retention(state, settings.completion_retention_days))

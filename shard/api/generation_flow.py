@@ -2,6 +2,7 @@
 OpenAI errors, giving up when the client leaves, server-sent events, storing and counting."""
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -163,6 +164,7 @@ async def respond(
     `chunks_of` yields the streamed chunks while feeding the same builder.
     """
     exits = AsyncExitStack()
+    request = dataclasses.replace(request, owner=caller.id)
     generation = await start_generation(oracle, request, exits)
     builder = CompletionBuilder(generation, request.request_id, model)
     if not stream:

@@ -3,9 +3,12 @@
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from shard.engine.drafting import DraftOutcome
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
 _WINDOW_SECONDS = 60.0
@@ -73,7 +76,23 @@ class OracleMetrics:
             "shard_requests_in_flight", "Requests admitted and not finished", registry=self.registry
         )
         self._recent: deque[_Finished] = deque()
+        self.draft_totals = [0, 0]
+        """Draft tokens verified and accepted since start, every source together."""
         self.started = time.time()
+
+    def count_drafts(self, reports: Sequence[object]) -> None:
+        """Scheduler listener: draft tokens verified and accepted, per source."""
+        for report in reports:
+            if isinstance(report, DraftOutcome):
+                self.drafts_proposed.labels(report.source).inc(report.proposed)
+                self.drafts_accepted.labels(report.source).inc(report.accepted)
+                self.draft_totals[0] += report.proposed
+                self.draft_totals[1] += report.accepted
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        proposed, accepted = self.draft_totals
+        return round(accepted / proposed, 4) if proposed else None
 
     def finished(self, latency: float, prompt_tokens: int, completion_tokens: int) -> None:
         self.requests.labels("ok").inc()

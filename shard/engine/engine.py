@@ -1,12 +1,15 @@
 """The engine thread: the only code that calls into llama.cpp (DESIGN.md invariant 5).
 
 Tasks come in through a thread-safe inbox; results go out through `deliver`, once per step.
-Each step puts every running choice's next token, plus as much waiting prompt as fits in
-`n_batch`, into ONE `llama_decode` (continuous batching, as llama.cpp's server does).
+Each step puts every running choice's next token and its draft tokens, plus as much waiting
+prompt as fits in `n_batch`, into ONE `llama_decode` (continuous batching, as llama.cpp's
+server does). Drafts are then verified token by token against what the target samples, and
+the cache is rewound past the first rejected one (speculative decoding, as in gpt-fast).
 """
 
 import logging
 import queue
+import secrets
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
@@ -14,6 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shard.engine.chat_template import ChatTemplate, TemplateError
+from shard.engine.drafting import (
+    NGRAM,
+    SCOUT,
+    DraftLength,
+    DraftOutcome,
+    NgramIndex,
+    ScoutDraft,
+    ScoutDrafts,
+    SequenceUpdate,
+    usable_part,
+)
 from shard.engine.llama_model import Batch, ContextShape, LlamaModel
 from shard.engine.sampling import (
     Logits,
@@ -39,6 +53,9 @@ log = logging.getLogger(__name__)
 Deliver = Callable[[list[tuple[str, EngineEvent]]], None]
 """Hands one step's events, keyed by request id, to the asyncio side (must not block)."""
 
+SwarmReport = Callable[[list[SequenceUpdate | DraftOutcome]], None]
+"""Hands one step's sequence progress and draft outcomes to the swarm (must not block)."""
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -50,21 +67,39 @@ class EngineConfig:
     n_batch: int
     threads: int
     chat_template: str | None = None
+    draft_max: int = 16
+    """Most draft tokens verified for one sequence in one step; 0 turns speculation off."""
+    ngram_drafts: bool = True
+    draft_min_acceptance: float = 0.5
+    """A source whose recent acceptance is below this gets no drafts verified (k = 0)."""
 
 
 @dataclass(eq=False)
 class _Choice:
-    """One sequence: a choice of a request, decoding in its own KV stream."""
+    """One sequence: a choice of a request, decoding in its own KV stream.
+
+    `position` is where `next_token` (sampled, not yet decoded) goes; `history.tokens` holds
+    the prompt and every sampled token, `next_token` included.
+    """
 
     index: int
     seq_id: int
     text: TextStream
+    lengths: dict[str, DraftLength]
+    key: str = field(default_factory=lambda: secrets.token_hex(8))
+    history: NgramIndex = field(default_factory=NgramIndex)
     position: int = 0
     next_token: int | None = None
     generated: int = 0
     counts: Counter[int] = field(default_factory=Counter)
-    batch_index: int = -1
+    batch_indices: list[int] = field(default_factory=list)
     finished: bool = False
+    draft: list[int] = field(default_factory=list)
+    draft_source: str = NGRAM
+    shadow_guess: int | None = None
+    scout_draft: ScoutDraft | None = None
+    scout_scored: int = 0
+    reported: int = 0
 
 
 @dataclass(eq=False)
@@ -100,9 +135,16 @@ class _Stop:
 class Engine:
     """Owns the model on a thread of its own; `submit` and `cancel` are safe from any thread."""
 
-    def __init__(self, config: EngineConfig, deliver: Deliver) -> None:
+    def __init__(
+        self, config: EngineConfig, deliver: Deliver, report: SwarmReport | None = None
+    ) -> None:
         self.config = config
         self._deliver = deliver
+        self._report = report
+        self.scout_drafts = ScoutDrafts()
+        self.swarm_active = False
+        """Set by the hub while scouts are connected: only then is progress reported."""
+        self.tokenizer_fingerprint = ""
         self._inbox: queue.Queue[_Submit | _Cancel | _Stop] = queue.Queue()
         self._thread = threading.Thread(target=self._main, name="shard-engine", daemon=True)
         self.ready = threading.Event()
@@ -112,6 +154,7 @@ class Engine:
         self._waiting: deque[_Task] = deque()
         self._running: list[_Task] = []
         self._outbox: list[tuple[str, EngineEvent]] = []
+        self._swarm_outbox: list[SequenceUpdate | DraftOutcome] = []
 
     # -- any thread -------------------------------------------------------------------------
 
@@ -163,6 +206,7 @@ class Engine:
         )
         self.template_description = self._template.description
         self.n_vocab = self._model.n_vocab
+        self.tokenizer_fingerprint = self._model.tokenizer_fingerprint()
         self._bos_text = self._model.bos_text()
         self._batch = Batch(config.n_batch + config.n_seq, config.n_seq)
         self._free_seq_ids = list(range(config.n_seq))
@@ -252,8 +296,15 @@ class Engine:
                 stream = TextStream(task.request.stop)
                 seq_id = min(self._free_seq_ids)
                 self._free_seq_ids.remove(seq_id)
-                task.choices.append(_Choice(index, seq_id, stream))
+                task.choices.append(_Choice(index, seq_id, stream, self._draft_lengths()))
             self._running.append(task)
+
+    def _draft_lengths(self) -> dict[str, DraftLength]:
+        config = self.config
+        return {
+            source: DraftLength(config.draft_max, config.draft_min_acceptance)
+            for source in (NGRAM, SCOUT)
+        }
 
     def _drop(self, request_id: str) -> None:
         """Cancel a request: its sequences are freed before the next decode."""
@@ -270,6 +321,10 @@ class Engine:
         for choice in task.choices:
             self._model.forget(choice.seq_id)
             self._free_seq_ids.append(choice.seq_id)
+            self.scout_drafts.discard(choice.key)
+            if choice.reported:
+                owner = task.request.owner
+                self._swarm_outbox.append(SequenceUpdate(choice.key, owner, 0, (), ended=True))
         self._running.remove(task)
 
     def _guarded_step(self) -> None:
@@ -286,27 +341,126 @@ class Engine:
             self._retire(task)
 
     def _step(self) -> None:
-        """One batched decode over all running choices plus waiting prompt chunks."""
+        """One batched decode over all running choices, their drafts, and prompt chunks."""
         decoding = [
             (task, choice)
             for task in self._running
             for choice in task.choices
             if choice.next_token is not None
         ]
-        chunks = self._plan_prompt_chunks(self.config.n_batch - len(decoding))
+        budget = self.config.n_batch - len(decoding)
+        draft_budget = budget // 2  # the rest is kept for waiting prompts
+        for task, choice in decoding:
+            draft_budget -= self._plan_draft(task, choice, draft_budget)
+        drafted = sum(len(choice.draft) for _, choice in decoding)
+        chunks = self._plan_prompt_chunks(budget - drafted)
         if not decoding and not chunks:
             return
         self._fill_batch(decoding, chunks)
         self._model.decode(self._batch)
         for task, choice in decoding:
-            choice.position += 1
-            self._advance(task, choice, self._model.logits(choice.batch_index))
+            self._verify(task, choice)
         for task, take in chunks:
             task.prefilled += take
             if task.prefilled == len(task.prompt):
                 self._start_choices(task)
         for task in [t for t in self._running if all(c.finished for c in t.choices)]:
             self._retire(task)
+        if self.swarm_active:
+            self._report_progress()
+
+    def _plan_draft(self, task: _Task, choice: _Choice, budget: int) -> int:
+        """Pick this step's draft for a choice (maybe none); returns its length.
+
+        A scout's draft is used where it agrees with what has been decided since it was
+        made; otherwise the n-gram proposer's. Each source's draft length follows its recent
+        acceptance, and guesses that are not verified are still scored against the outcome.
+        """
+        choice.draft, choice.shadow_guess = [], None
+        history = choice.history.tokens
+        room = min(
+            budget,
+            self.config.n_ctx - 1 - choice.position,
+            task.max_new - choice.generated - 1,
+        )
+        scout_tokens = self._scout_draft_for(choice, history)
+        scout_k = min(choice.lengths[SCOUT].next_k(), room)
+        ngram_k = min(choice.lengths[NGRAM].next_k(), room) if self.config.ngram_drafts else 0
+        if scout_tokens and scout_k > 0:
+            choice.draft, choice.draft_source = scout_tokens[:scout_k], SCOUT
+        elif ngram_k > 0:
+            choice.draft, choice.draft_source = choice.history.propose(ngram_k), NGRAM
+        elif self.config.ngram_drafts and self.config.draft_max > 0:
+            guess = choice.history.propose(1)
+            choice.shadow_guess = guess[0] if guess else None
+        return len(choice.draft)
+
+    def _scout_draft_for(self, choice: _Choice, history: list[int]) -> list[int]:
+        """The latest scout draft's still-open tokens; its newly decided ones are scored."""
+        draft = self.scout_drafts.latest(choice.key)
+        if draft is None:
+            return []
+        if draft is not choice.scout_draft:
+            choice.scout_draft, choice.scout_scored = draft, 0
+        rest, decided, matched = usable_part(history, draft)
+        if decided > choice.scout_scored:
+            accepted = max(0, matched - choice.scout_scored)
+            self._record(choice, SCOUT, draft.scout_id, decided - choice.scout_scored, accepted)
+            choice.scout_scored = decided
+        valid = 0
+        while valid < len(rest) and 0 <= rest[valid] < self.n_vocab:
+            valid += 1
+        return rest[:valid]
+
+    def _verify(self, task: _Task, choice: _Choice) -> None:
+        """Sample the target's token at each drafted position; keep the draft up to the first
+        token that differs (that sampled token replaces it) and rewind the cache past it."""
+        start, draft = choice.position, choice.draft
+        accepted = 0
+        for j, index in enumerate(choice.batch_indices):
+            token = self._advance(task, choice, self._model.logits(index))
+            if j == 0 and choice.shadow_guess is not None:
+                choice.lengths[NGRAM].record(1, int(token == choice.shadow_guess))
+            if choice.finished or j == len(draft) or token != draft[j]:
+                break
+            accepted += 1
+        choice.position = start + 1 + accepted
+        if not draft:
+            return
+        if not choice.finished and accepted < len(draft):
+            self._model.forget(choice.seq_id, choice.position)
+        tried = min(len(draft), accepted + 1)
+        scout_id = None
+        if choice.draft_source == SCOUT and choice.scout_draft is not None:
+            scout_id = choice.scout_draft.scout_id
+            choice.scout_scored += tried
+        self._record(choice, choice.draft_source, scout_id, tried, accepted, len(draft))
+
+    def _record(
+        self,
+        choice: _Choice,
+        source: str,
+        scout_id: str | None,
+        tried: int,
+        accepted: int,
+        verified: int = 0,
+    ) -> None:
+        """Update the source's acceptance; `verified` tokens (drafts decoded) go to metrics."""
+        choice.lengths[source].record(tried, accepted)
+        proposed = verified or tried
+        self._swarm_outbox.append(DraftOutcome(source, scout_id, proposed, accepted))
+
+    def _report_progress(self) -> None:
+        """Tell the swarm every running sequence's tokens it has not seen yet."""
+        for task in self._running:
+            for choice in task.choices:
+                history = choice.history.tokens
+                if choice.next_token is None or len(history) <= choice.reported:
+                    continue
+                new = tuple(history[choice.reported :])
+                update = SequenceUpdate(choice.key, task.request.owner, choice.reported, new)
+                self._swarm_outbox.append(update)
+                choice.reported = len(history)
 
     def _plan_prompt_chunks(self, budget: int) -> list[tuple[_Task, int]]:
         """How many prompt tokens of which tasks fit in the batch's spare room, in order."""
@@ -339,7 +493,10 @@ class Engine:
         for seq_id, entry in sorted(entries, key=lambda item: item[0]):
             if isinstance(entry, _Choice):
                 assert entry.next_token is not None
-                entry.batch_index = batch.add(entry.next_token, entry.position, seq_id, True)
+                position = entry.position
+                entry.batch_indices = [batch.add(entry.next_token, position, seq_id, True)]
+                for offset, token in enumerate(entry.draft, start=1):
+                    entry.batch_indices.append(batch.add(token, position + offset, seq_id, True))
                 continue
             task, take = entry
             last = len(task.prompt) - 1
@@ -355,10 +512,11 @@ class Engine:
         logits = self._model.logits(task.logits_index)
         for choice in task.choices:
             choice.position = len(task.prompt)
+            choice.history.extend(task.prompt)
             self._advance(task, choice, logits)
 
-    def _advance(self, task: _Task, choice: _Choice, logits: Logits) -> None:
-        """Sample the choice's next token from `logits` and report what it adds."""
+    def _advance(self, task: _Task, choice: _Choice, logits: Logits) -> int:
+        """Sample the choice's next token from `logits`, report what it adds, return it."""
         params = task.request.sampling
         processed = (
             process_logits(logits, params, choice.counts)
@@ -369,6 +527,7 @@ class Engine:
         token = pick_token(processed, params, u)
         choice.generated += 1
         choice.counts[token] += 1
+        choice.history.extend((token,))
         logprobs: tuple[TokenLogprob, ...] = ()
         if params.logprobs:
             logprobs = (token_logprob(logits, token, params.top_logprobs, self._model.piece),)
@@ -389,6 +548,7 @@ class Engine:
         if text or logprobs or finish:
             delta = ChoiceDelta(choice.index, text, choice.generated, logprobs, finish)
             self._emit(task.request.request_id, delta)
+        return token
 
     def _emit(self, request_id: str, event: EngineEvent) -> None:
         self._outbox.append((request_id, event))
@@ -397,3 +557,7 @@ class Engine:
         if self._outbox:
             events, self._outbox = self._outbox, []
             self._deliver(events)
+        if self._swarm_outbox:
+            reports, self._swarm_outbox = self._swarm_outbox, []
+            if self._report is not None:
+                self._report(reports)

@@ -4,6 +4,7 @@ Only the engine thread may call into this class (DESIGN.md invariant 5).
 """
 
 import ctypes
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from shard.engine.sampling import Logits
 
 log = logging.getLogger(__name__)
 _GGML_LOG_LEVEL_ERROR = 4  # enum ggml_log_level in ggml.h
+_GGML_TYPE_F16 = 1  # enum ggml_type in ggml.h
+_GGML_TYPE_BF16 = 30
+_FLASH_ATTENTION_ON = 1  # enum llama_flash_attn_type in llama.h
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,14 @@ class LlamaModel:
         params.n_threads = shape.threads
         params.n_threads_batch = shape.threads
         params.kv_unified = False  # one stream per sequence: results don't depend on neighbours
+        # Verifying a draft decodes several tokens of one sequence at once, and their logits
+        # must equal one-token-at-a-time decoding bit for bit. ggml's flash attention picks a
+        # split-KV kernel for one query and a tiled one for many, which round differently;
+        # with K and V of different types it always runs its one-row kernel, whatever the
+        # number of queries (ggml-cpu ops.cpp). BF16 values are accumulated in f32.
+        params.flash_attn_type = _FLASH_ATTENTION_ON
+        params.type_k = _GGML_TYPE_F16
+        params.type_v = _GGML_TYPE_BF16
         params.no_perf = True
         context = llama_cpp.llama_init_from_model(model, params)
         if not context:
@@ -129,6 +141,18 @@ class LlamaModel:
             rendered = self._piece_buffer.raw[:size]
         self._pieces[token] = rendered
         return rendered
+
+    def tokenizer_fingerprint(self) -> str:
+        """A hash of every token's text and kind: a scout's draft ids mean the same to us
+        only when its model's tokenizer hashes the same."""
+        digest = hashlib.sha256(str(self.n_vocab).encode())
+        for token in range(self.n_vocab):
+            text = llama_cpp.llama_vocab_get_text(self.vocab, token) or b""
+            attr = llama_cpp.llama_vocab_get_attr(self.vocab, token)
+            digest.update(len(text).to_bytes(4, "little") + text + int(attr).to_bytes(4, "little"))
+        for special in (llama_cpp.llama_vocab_bos, llama_cpp.llama_vocab_eos):
+            digest.update(int(special(self.vocab)).to_bytes(8, "little", signed=True))
+        return digest.hexdigest()
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))

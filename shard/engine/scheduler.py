@@ -5,12 +5,19 @@ Handlers call `Scheduler.generate`; the engine thread's events come back through
 """
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from shard.engine.drafting import DraftOutcome, SequenceUpdate
 from shard.engine.engine import Engine, EngineConfig
 from shard.engine.types import Admitted, ChoiceDelta, EngineEvent, GenerationRequest, Rejected
+
+log = logging.getLogger(__name__)
+
+SwarmListener = Callable[[list[SequenceUpdate | DraftOutcome]], None]
+"""Called on the event loop with each step's sequence progress and draft outcomes."""
 
 
 class QueueFullError(Exception):
@@ -62,8 +69,9 @@ class Scheduler:
     def __init__(self, config: EngineConfig, max_queue: int) -> None:
         self.capacity = config.n_seq + max_queue
         self._loop = asyncio.get_running_loop()
-        self._engine = Engine(config, self._deliver_threadsafe)
+        self._engine = Engine(config, self._deliver_threadsafe, self._report_threadsafe)
         self._generations: dict[str, Generation] = {}
+        self._listeners: list[SwarmListener] = []
 
     @property
     def engine(self) -> Engine:
@@ -109,6 +117,20 @@ class Scheduler:
             del self._generations[request.request_id]
             if not generation.finished:
                 self._engine.cancel(request.request_id)
+
+    def add_listener(self, listener: SwarmListener) -> None:
+        """Receive every step's sequence progress and draft outcomes (hub, metrics)."""
+        self._listeners.append(listener)
+
+    def _report_threadsafe(self, reports: list[SequenceUpdate | DraftOutcome]) -> None:
+        self._loop.call_soon_threadsafe(self._broadcast, reports)
+
+    def _broadcast(self, reports: list[SequenceUpdate | DraftOutcome]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(reports)
+            except Exception:  # a listener's bug must not reach the engine's callers
+                log.exception("swarm listener failed")
 
     def _deliver_threadsafe(self, events: list[tuple[str, EngineEvent]]) -> None:
         self._loop.call_soon_threadsafe(self._dispatch, events)

@@ -47,6 +47,8 @@ class GenerationRequest:
     n: int = 1
     raw_prompt: str | None = None
     """Legacy completions: text to continue as it is, instead of rendering `messages`."""
+    owner: str | None = None
+    """The API key's id: its reserved scouts draft for this request first."""
 
 
 @dataclass(frozen=True)

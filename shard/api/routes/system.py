@@ -61,7 +61,7 @@ async def system_status(
             "average_latency_ms": recent.average_latency_ms,
             "requests_per_minute": recent.requests_per_minute,
             "tokens_per_second": recent.tokens_per_second,
-            "acceptance_rate": None,
+            "acceptance_rate": oracle.metrics.acceptance_rate,
             "uptime_seconds": round(time.time() - oracle.metrics.started, 1),
         },
     }

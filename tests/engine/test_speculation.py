@@ -1,0 +1,94 @@
+"""Speculative decoding with the local n-gram drafts is lossless (DESIGN.md invariants 1, 3):
+the shared oracle drafts, a second one never does, and their outputs must be identical."""
+
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import SERVED_ALIAS, RunningOracle, start_oracle, stop_oracle
+
+SOURCE = Path(__file__).resolve().parents[2] / "shard" / "engine" / "sampling.py"
+CODE = SOURCE.read_text()[:2400]  # about 600 tokens: past 512 cached cells, where kernels differ
+ARTICLE = (
+    "The Rhine is a river that begins in the Swiss Alps, flows through Liechtenstein, "
+    "Austria, Germany, France and the Netherlands, and empties into the North Sea. "
+    "It is about 1,230 kilometres long. Basel, Strasbourg, Cologne and Rotterdam lie on it. "
+) * 3
+
+CASES: list[dict[str, Any]] = [
+    {"prompt": f"Repeat this code exactly, then stop:\n\n{CODE}", "temperature": 0},
+    {
+        "prompt": f"Rewrite this code with every `params` renamed to `options`:\n\n{CODE}",
+        "temperature": 0,
+    },
+    {"prompt": f"Copy this text word for word:\n\n{ARTICLE}", "temperature": 0},
+    {"prompt": f"List the cities in this text:\n\n{ARTICLE}", "temperature": 0.8, "seed": 7},
+    {
+        "prompt": f"Repeat this code:\n\n{CODE[:800]}",
+        "temperature": 0.6,
+        "top_p": 0.9,
+        "seed": 1234,
+        "frequency_penalty": 0.3,
+    },
+    {
+        "prompt": f"Summarise:\n\n{ARTICLE}",
+        "temperature": 0,
+        "presence_penalty": 0.5,
+        "logit_bias": {"1": -100, "106": -100},
+        "stop": ["Cologne"],
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def no_drafts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningOracle]:
+    running = start_oracle(
+        tmp_path_factory.mktemp("no-drafts"),
+        "--served-model-name",
+        SERVED_ALIAS,
+        "--parallel",
+        "4",
+        "--draft-max",
+        "0",
+        "--no-ngram-drafts",
+    )
+    yield running
+    stop_oracle(running)
+
+
+def run(client: openai.OpenAI, case: dict[str, Any]) -> tuple[str, str | None]:
+    options = {k: v for k, v in case.items() if k != "prompt"}
+    response = client.chat.completions.create(
+        model=SERVED_ALIAS,
+        messages=[{"role": "user", "content": case["prompt"]}],
+        max_tokens=160,
+        **options,
+    )
+    choice = response.choices[0]
+    return choice.message.content or "", choice.finish_reason
+
+
+def accepted_drafts(oracle: RunningOracle) -> float:
+    text = httpx.get(f"{oracle.base_url}/metrics").text
+    found = re.search(r'^shard_draft_tokens_accepted_total\{source="ngram"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_drafted_output_is_identical_to_undrafted(
+    oracle: RunningOracle, client: openai.OpenAI, no_drafts: RunningOracle
+) -> None:
+    plain = no_drafts.client(max_retries=0, timeout=300)
+    before = accepted_drafts(oracle)
+    with ThreadPoolExecutor(len(CASES)) as pool:  # drafts of several sequences in one batch
+        drafted = list(pool.map(lambda case: run(client, case), CASES))
+    expected = [run(plain, case) for case in CASES]
+    for case, got, want in zip(CASES, drafted, expected, strict=True):
+        assert got == want, case["prompt"][:60]
+    assert accepted_drafts(oracle) - before > 50, "the copying prompts should accept drafts"
+    assert accepted_drafts(no_drafts) == 0
