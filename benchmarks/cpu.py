@@ -48,15 +48,22 @@ def wait_for_idle(timeout_s: float, threshold: float = 0.15) -> float | None:
 
 
 class OtherLoadMeter:
-    """CPU share used by processes other than the server and this benchmark over a span."""
+    """CPU share used by processes other than ours (the server, its scouts and this
+    benchmark) over a span."""
 
-    def __init__(self, server_pid: int) -> None:
-        self._pids = (server_pid, os.getpid())
-        self._start: tuple[int, int, int] | None = None
+    def __init__(self, *pids: int) -> None:
+        self._pids = (*pids, os.getpid())
+        self._start: tuple[int, int, dict[int, int]] | None = None
 
-    def _sample(self) -> tuple[int, int, int]:
+    def _sample(self) -> tuple[int, int, dict[int, int]]:
         busy, total = _machine_ticks()
-        return busy, total, sum(_process_ticks(pid) for pid in self._pids)
+        ours: dict[int, int] = {}
+        for pid in self._pids:
+            try:
+                ours[pid] = _process_ticks(pid)
+            except (OSError, ValueError, IndexError):
+                continue  # gone (a scout that quit): its share counts as other work
+        return busy, total, ours
 
     def start(self) -> None:
         """Begin the span."""
@@ -74,5 +81,6 @@ class OtherLoadMeter:
         except (OSError, ValueError, IndexError):
             return None
         busy_0, total_0, ours_0 = self._start
-        other = (busy - busy_0) - (ours - ours_0)
+        ours_used = sum(ticks - ours_0[pid] for pid, ticks in ours.items() if pid in ours_0)
+        other = (busy - busy_0) - ours_used
         return max(0.0, other / max(1, total - total_0))

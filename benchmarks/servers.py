@@ -43,6 +43,7 @@ class ServerConfig:
     llama_server_binary: Path | None
     api_key: str
     work_dir: Path
+    shard_args: tuple[str, ...] = ()  # extra `shard oracle` flags, e.g. drafts off
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,16 @@ def launch_spec(name: str, config: ServerConfig, port: int) -> LaunchSpec:
     """
     model, threads = str(config.model), str(config.threads)
     if name == "shard":
-        # A throwaway store that knows the benchmark's key, and no chat rate limit (its default,
-        # 10 requests a minute per key, would turn the benchmark into a rate-limit test).
+        # A throwaway store that knows the benchmark's key, and no chat, scout or system rate
+        # limits (the chat default, 10 requests a minute per key, would turn the benchmark into
+        # a rate-limit test; scouts and the harness's polling use the same key).
         store = config.work_dir / "shard-bench.db"
         env = {
             "SHARD_API_KEY": config.api_key,
             "SHARD_DATABASE_URL": f"sqlite:///{store}",
             "SHARD_RATE_LIMIT_CHAT": "off",
+            "SHARD_RATE_LIMIT_SCOUTS": "off",
+            "SHARD_RATE_LIMIT_SYSTEM": "off",
         }
         sqlite_files = (
             store,
@@ -100,7 +104,7 @@ def launch_spec(name: str, config: ServerConfig, port: int) -> LaunchSpec:
             sys.executable, "-m", "shard", "oracle", "--model", model, "--port", str(port),
             "--host", "127.0.0.1", "--n-ctx", str(config.ctx_per_sequence),
             "--parallel", str(config.parallel), "--threads", threads,
-            "--chat-template", config.chat_template,
+            "--chat-template", config.chat_template, *config.shard_args,
         ]  # fmt: skip
         return LaunchSpec(name, command, "/health", env, sqlite_files)
     if name == "llama-cpp-python":
@@ -191,24 +195,33 @@ class RunningServer:
 
 
 @contextlib.contextmanager
+def started_process(
+    command: list[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a command in its own process group with its output in a log; always stop it."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+        try:
+            yield process
+        finally:
+            _stop(process)
+
+
+@contextlib.contextmanager
 def running_server(spec: LaunchSpec, log: Path, timeout_s: float) -> Iterator[RunningServer]:
     """Start a server in its own process group, yield it once ready, always stop it."""
     port = spec.command[spec.command.index("--port") + 1]
     base_url = f"http://127.0.0.1:{port}"
-    log.parent.mkdir(parents=True, exist_ok=True)
     for path in spec.fresh_files:
         path.unlink(missing_ok=True)
     print(f"starting {spec.name}: {' '.join(spec.command)}", flush=True)
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            spec.command,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, **spec.env},
-        )
-        try:
-            _wait_ready(process, base_url + spec.ready_path, log, timeout_s)
-            yield RunningServer(base_url, process.pid)
-        finally:
-            _stop(process)
+    with started_process(spec.command, log, spec.env) as process:
+        _wait_ready(process, base_url + spec.ready_path, log, timeout_s)
+        yield RunningServer(base_url, process.pid)

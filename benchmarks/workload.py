@@ -1,4 +1,6 @@
-"""The measured workload: N concurrent greedy clients, each sending requests back to back.
+"""The measured workload: N concurrent greedy streaming clients, each sending requests back to
+back, and its figures (tokens/s, latency, time to first token, decode rate), per run and as
+medians over runs.
 
 Every (client, request) pair gets its own prompt, so no server wins by replaying a cached
 prompt; only the chat template's few leading tokens are shared between requests.
@@ -6,10 +8,12 @@ prompt; only the chat template's few leading tokens are shared between requests.
 
 import asyncio
 import math
+import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import httpx
+from benchmarks.chat_client import ChatClient, StreamedCompletion, connect
 
 TOPICS: tuple[str, ...] = (
     "a lighthouse keeper", "the first rain on Mars", "a clockmaker's apprentice",
@@ -57,16 +61,8 @@ class Workload:
 
 
 @dataclass(frozen=True)
-class RequestResult:
-    """One finished request: how long it took and how many tokens it produced."""
-
-    latency_s: float
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
 class LevelResult:
-    """Aggregate figures for one server at one concurrency."""
+    """Figures for one server at one concurrency in one run."""
 
     server: str
     clients: int
@@ -75,6 +71,10 @@ class LevelResult:
     elapsed_s: float
     latency_p50_s: float
     latency_p95_s: float
+    ttft_p50_s: float
+    ttft_p95_s: float
+    decode_tokens_per_s: float | None  # median over requests; None if none made two tokens
+    tokens_from_usage: bool  # False: some tokens were counted as streamed chunks
     other_cpu: float | None = None  # share of all cores other processes used meanwhile
 
     @property
@@ -83,69 +83,85 @@ class LevelResult:
         return self.completion_tokens / self.elapsed_s
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile: always a latency that was actually measured."""
+@dataclass(frozen=True)
+class LevelSummary:
+    """One server at one concurrency over several runs: medians, so one noisy run cannot
+    decide a comparison; the tokens/s range shows how much runs disagreed."""
+
+    server: str
+    clients: int
+    runs: int
+    tokens_per_s: float
+    tokens_per_s_min: float
+    tokens_per_s_max: float
+    latency_p50_s: float
+    latency_p95_s: float
+    ttft_p50_s: float
+    ttft_p95_s: float
+    decode_tokens_per_s: float | None
+    requests: int  # per run
+    completion_tokens: int  # per run (median)
+    tokens_from_usage: bool
+    other_cpu: float | None  # the most any run saw
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile: always a value that was actually measured."""
     ordered = sorted(values)
     rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[rank - 1]
 
 
-class ApiClient:
-    """Thin async chat-completions caller; raw httpx keeps client overhead out of the timing."""
+def _median_or_none(values: Sequence[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return statistics.median(present) if present else None
 
-    def __init__(self, base_url: str, api_key: str, model: str) -> None:
-        self.model = model
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=httpx.Timeout(900.0, connect=10.0),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+
+def summarize(results: Sequence[LevelResult]) -> list[LevelSummary]:
+    """Medians over runs for every (server, clients) pair, in first-measured order."""
+    groups: dict[tuple[str, int], list[LevelResult]] = {}
+    for result in results:
+        groups.setdefault((result.server, result.clients), []).append(result)
+    summaries = []
+    for (server, clients), runs in groups.items():
+        rates = [run.tokens_per_s for run in runs]
+        summaries.append(
+            LevelSummary(
+                server=server,
+                clients=clients,
+                runs=len(runs),
+                tokens_per_s=statistics.median(rates),
+                tokens_per_s_min=min(rates),
+                tokens_per_s_max=max(rates),
+                latency_p50_s=statistics.median(run.latency_p50_s for run in runs),
+                latency_p95_s=statistics.median(run.latency_p95_s for run in runs),
+                ttft_p50_s=statistics.median(run.ttft_p50_s for run in runs),
+                ttft_p95_s=statistics.median(run.ttft_p95_s for run in runs),
+                decode_tokens_per_s=_median_or_none([run.decode_tokens_per_s for run in runs]),
+                requests=round(statistics.median(run.requests for run in runs)),
+                completion_tokens=round(statistics.median(run.completion_tokens for run in runs)),
+                tokens_from_usage=all(run.tokens_from_usage for run in runs),
+                other_cpu=max(
+                    (run.other_cpu for run in runs if run.other_cpu is not None), default=None
+                ),
+            )
         )
-
-    async def chat(self, prompt: str, max_tokens: int) -> RequestResult:
-        """One greedy, non-streaming completion; tokens come from the server's own usage."""
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0,
-            "max_tokens": max_tokens,
-            "stream": False,
-        }
-        started = time.perf_counter()
-        response = await self._http.post("/v1/chat/completions", json=body)
-        latency = time.perf_counter() - started
-        if response.status_code != 200:
-            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:500]}")
-        tokens = int(response.json()["usage"]["completion_tokens"])
-        return RequestResult(latency, tokens)
-
-    async def aclose(self) -> None:
-        """Close pooled connections before the server is stopped."""
-        await self._http.aclose()
-
-
-async def served_model_id(base_url: str, api_key: str) -> str:
-    """The id the server lists first: the name each server itself expects in `model`."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as http:
-        response = await http.get("/v1/models", headers={"Authorization": f"Bearer {api_key}"})
-        response.raise_for_status()
-        model_id: str = response.json()["data"][0]["id"]
-        return model_id
+    return summaries
 
 
 async def _client_loop(
-    api: ApiClient, client: int, workload: Workload, deadline: float | None
-) -> list[RequestResult]:
+    api: ChatClient, client: int, workload: Workload, deadline: float | None
+) -> list[StreamedCompletion]:
     """Sequential requests for one client: a fixed count, or until the deadline passes
     (at least one request, so every client contributes a latency)."""
-    results: list[RequestResult] = []
+    results: list[StreamedCompletion] = []
     request = 0
     while True:
         if deadline is None and request >= workload.requests_per_client:
             break
         if deadline is not None and request > 0 and time.perf_counter() >= deadline:
             break
-        results.append(await api.chat(prompt_for(client, request), workload.max_tokens))
+        results.append(await api.complete(prompt_for(client, request), workload.max_tokens))
         request += 1
     return results
 
@@ -154,10 +170,10 @@ async def measure(
     server: str, base_url: str, api_key: str, workload: Workload, warmup: bool = True
 ) -> LevelResult:
     """Run one concurrency level against a ready server and summarise it."""
-    api = ApiClient(base_url, api_key, await served_model_id(base_url, api_key))
+    api = await connect(base_url, api_key)
     try:
         if warmup:
-            await api.chat(WARMUP_PROMPT, workload.max_tokens)
+            await api.complete(WARMUP_PROMPT, workload.max_tokens)
         started = time.perf_counter()
         deadline = started + workload.duration_s if workload.duration_s else None
         per_client = await asyncio.gather(
@@ -168,6 +184,11 @@ async def measure(
         await api.aclose()
     results = [result for client_results in per_client for result in client_results]
     latencies = [result.latency_s for result in results]
+    # A request that streamed no content has no first token; its whole latency stands in.
+    ttfts = [
+        result.first_token_s if result.first_token_s is not None else result.latency_s
+        for result in results
+    ]
     return LevelResult(
         server=server,
         clients=workload.clients,
@@ -176,4 +197,8 @@ async def measure(
         elapsed_s=elapsed,
         latency_p50_s=percentile(latencies, 0.50),
         latency_p95_s=percentile(latencies, 0.95),
+        ttft_p50_s=percentile(ttfts, 0.50),
+        ttft_p95_s=percentile(ttfts, 0.95),
+        decode_tokens_per_s=_median_or_none([result.decode_tokens_per_s for result in results]),
+        tokens_from_usage=all(result.tokens_from_usage for result in results),
     )

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from shard import __version__
-from shard.config import OracleSettings
+from shard.config import OracleSettings, ScoutSettings
 from shard.store.api_keys import KeyStore
 from shard.store.database import Database
 
@@ -41,8 +41,13 @@ def _add_settings_flags(parser: argparse.ArgumentParser, fields: dict[str, Field
                 _flag(name), dest=name, action=argparse.BooleanOptionalAction, help=help_text
             )
             continue
-        kinds = [a for a in args if a is not type(None)] if origin is types.UnionType else []
+        unions = (types.UnionType, typing.Union)
+        kinds = [a for a in args if a is not type(None)] if origin in unions else []
         kind: Any = kinds[0] if kinds else annotation
+        if typing.get_origin(kind) is typing.Literal:
+            choices = typing.get_args(kind)
+            parser.add_argument(_flag(name), dest=name, choices=choices, help=help_text)
+            continue
         parser.add_argument(_flag(name), dest=name, type=kind, help=help_text)
 
 
@@ -54,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         "oracle", help="serve a GGUF model behind the OpenAI Chat Completions API"
     )
     _add_settings_flags(oracle, OracleSettings.model_fields)
+
+    scout = commands.add_parser(
+        "scout", help="join an oracle's swarm and draft tokens for it with a small model"
+    )
+    _add_settings_flags(scout, ScoutSettings.model_fields)
 
     keys = commands.add_parser("keys", help="create, list and revoke API keys")
     keys.add_argument("--database-url", help="store URL (default: SHARD_DATABASE_URL or SQLite)")
@@ -69,12 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> OracleSettings:
     """Flags given on the command line override the environment; the rest come from it."""
-    given = {
-        name: value
-        for name in OracleSettings.model_fields
-        if (value := getattr(args, name, None)) is not None
-    }
-    return OracleSettings(**given)
+    return OracleSettings(**_given(args, OracleSettings.model_fields))
+
+
+def _given(args: argparse.Namespace, fields: dict[str, FieldInfo]) -> dict[str, Any]:
+    return {name: value for name in fields if (value := getattr(args, name, None)) is not None}
+
+
+def run_scout_command(args: argparse.Namespace) -> None:
+    from shard.swarm.scout import run_scout
+
+    settings = ScoutSettings(**_given(args, ScoutSettings.model_fields))
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not settings.key:
+        sys.exit("shard scout: give the oracle's API key with --key or SHARD_SCOUT_KEY")
+    run_scout(settings)
 
 
 def run_oracle(settings: OracleSettings) -> None:
@@ -130,5 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "oracle":
         run_oracle(settings_from_args(args))
+    elif args.command == "scout":
+        run_scout_command(args)
     elif args.command == "keys":
         run_keys(args)

@@ -1,7 +1,7 @@
 """Oracle settings: one pydantic-settings model read from `SHARD_*` variables and CLI flags."""
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -82,9 +82,61 @@ class OracleSettings(BaseSettings):
         description="below this recent acceptance rate a draft source is not verified",
     )
 
+    scout_deadline_ms: int = Field(
+        default=1000,
+        ge=10,
+        description="how long a scout has to answer work before it counts as missed",
+    )
+    scout_max_misses: int = Field(
+        default=8, ge=1, description="missed deadlines in a row before a scout is dropped"
+    )
+    scout_min_acceptance: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="a scout whose drafts are accepted less often is dropped (after 64 tokens)",
+    )
+    scouts_per_request: int = Field(
+        default=1, ge=1, le=16, description="scouts drafting for each sequence"
+    )
+    drain_timeout: float = Field(
+        default=60.0, ge=0, description="seconds a restart waits for running requests to finish"
+    )
+
     @field_validator("served_model_name", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
+
+
+class ScoutSettings(BaseSettings):
+    """Everything `shard scout` can be told; each field is also `SHARD_SCOUT_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="SHARD_SCOUT_", extra="ignore")
+
+    oracle: str = Field(
+        default="http://127.0.0.1:8000", description="the oracle's base URL (http:// or https://)"
+    )
+    key: str | None = Field(default=None, description="API key the scout joins with")
+    draft_model: Path | None = Field(
+        default=None,
+        description="GGUF draft model with the oracle's tokenizer; the embedded one by default",
+    )
+    scout_id: str | None = Field(
+        default=None, description="a stable name for this scout; host name and a suffix if not"
+    )
+    threads: int = Field(default=0, ge=0, description="llama.cpp CPU threads; 0 means all cores")
+    slots: int = Field(default=8, ge=1, le=64, description="sequences whose state is kept")
+    n_ctx: int = Field(default=2048, ge=64, description="context length of one sequence")
+    reconnect_max_s: float = Field(
+        default=30.0, gt=0, description="longest wait between reconnect attempts"
+    )
+    added_latency_ms: int = Field(
+        default=0, ge=0, description="testing aid: delay every draft by this long (slow network)"
+    )
+    hostile: Literal["random"] | None = Field(
+        default=None, description="testing aid: 'random' answers work with random token ids"
+    )
+    log_level: str = Field(default="info", description="log level")

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from shard import __version__
 from shard.api.auth import RateLimitHeaders
 from shard.api.errors import install_error_handlers
+from shard.api.lifecycle import Lifecycle
 from shard.api.oracle_state import OracleState
 from shard.api.rate_limits import RateLimiter
 from shard.api.routes import (
@@ -20,16 +21,18 @@ from shard.api.routes import (
     health,
     keys,
     models,
+    scouts,
     stored_completions,
     system,
     text_completions,
 )
 from shard.config import OracleSettings
-from shard.engine.engine import EngineConfig
-from shard.engine.scheduler import Scheduler
+from shard.engine.engine import Engine, EngineConfig
 from shard.store.api_keys import KeyStore
 from shard.store.completions import CompletionStore
 from shard.store.database import Database
+from shard.store.reservations import ReservationStore
+from shard.swarm.hub import Hub, HubSettings
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +67,31 @@ def build_state(settings: OracleSettings, model_path: Path, database: Database) 
         model_names=[model_path.stem, *settings.served_model_name],
         keys=KeyStore(database),
         completions=CompletionStore(database),
+        reservations=ReservationStore(database),
         rate_limiter=limiter,
         model_path=str(model_path),
         metrics_require_admin=settings.metrics_require_admin,
+    )
+
+
+def build_hub(settings: OracleSettings, state: OracleState) -> Hub:
+    hub_settings = HubSettings(
+        deadline_ms=settings.scout_deadline_ms,
+        max_misses=settings.scout_max_misses,
+        min_acceptance=settings.scout_min_acceptance,
+        scouts_per_request=settings.scouts_per_request,
+    )
+
+    def engine() -> Engine | None:
+        scheduler = state.scheduler
+        return scheduler.engine if scheduler is not None and scheduler.ready else None
+
+    return Hub(
+        hub_settings,
+        engine,
+        state.reservations,
+        state.model_names[0],
+        state.metrics.scouts_connected.set,
     )
 
 
@@ -74,23 +99,20 @@ def create_app(settings: OracleSettings, model_path: Path, database: Database) -
     """Build the app; the model loads in the background so /health can say 'loading'."""
     state = build_state(settings, model_path, database)
 
+    lifecycle = Lifecycle(
+        state, engine_config(settings, model_path), settings.max_queue, settings.drain_timeout
+    )
+    state.lifecycle = lifecycle
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        scheduler = Scheduler(engine_config(settings, model_path), settings.max_queue)
-        state.scheduler = scheduler
-        state.metrics.in_flight.set_function(lambda: scheduler.in_flight)
-        scheduler.add_listener(state.metrics.count_drafts)
-        loading = asyncio.create_task(scheduler.start())
-        loading.add_done_callback(_report_load_failure)
+        lifecycle.start(build_hub(settings, state))
         sweeping = asyncio.create_task(_sweep_retention(state, settings.completion_retention_days))
         try:
             yield
         finally:
-            state.draining = True
             sweeping.cancel()
-            if not loading.done():
-                await asyncio.wait({loading})
-            await scheduler.stop()
+            await lifecycle.stop()
             database.close()
 
     app = FastAPI(title="Shard oracle", version=__version__, lifespan=lifespan)
@@ -98,7 +120,7 @@ def create_app(settings: OracleSettings, model_path: Path, database: Database) -
     install_error_handlers(app)
     app.add_middleware(RateLimitHeaders)
     for prefix in ("", "/v1"):
-        routes = (chat, text_completions, stored_completions, models, keys, health, system)
+        routes = (chat, text_completions, stored_completions, models, keys, health, system, scouts)
         for module in routes:
             app.include_router(module.router, prefix=prefix)
     return app
@@ -114,8 +136,3 @@ async def _sweep_retention(state: OracleState, days: int) -> None:
             if removed:
                 log.info("retention: removed %d stored completions", removed)
         await asyncio.sleep(_RETENTION_SWEEP_SECONDS)
-
-
-def _report_load_failure(task: "asyncio.Task[None]") -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("the model failed to load: %s", task.exception())

@@ -2,6 +2,7 @@
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
@@ -11,6 +12,11 @@ from shard.api.rate_limits import RateLimiter
 from shard.engine.scheduler import Scheduler
 from shard.store.api_keys import KeyStore
 from shard.store.completions import CompletionStore
+from shard.store.reservations import ReservationStore
+
+if TYPE_CHECKING:
+    from shard.api.lifecycle import Lifecycle
+    from shard.swarm.hub import Hub
 
 
 @dataclass
@@ -20,11 +26,14 @@ class OracleState:
     model_names: list[str]
     keys: KeyStore
     completions: CompletionStore
+    reservations: ReservationStore
     rate_limiter: RateLimiter
     metrics: OracleMetrics = field(default_factory=OracleMetrics)
     model_path: str = ""
     metrics_require_admin: bool = False
     scheduler: Scheduler | None = None
+    hub: "Hub | None" = None
+    lifecycle: "Lifecycle | None" = None
     started: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False
 
@@ -40,6 +49,10 @@ class OracleState:
         )
 
     def ready_scheduler(self) -> Scheduler:
+        if self.draining:
+            raise APIError(
+                503, "The oracle is restarting; try again shortly.", headers={"Retry-After": "5"}
+            )
         if self.scheduler is None or not self.scheduler.ready:
             raise APIError(
                 503, "The model is still loading; try again shortly.", headers={"Retry-After": "5"}

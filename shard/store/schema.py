@@ -41,3 +41,16 @@ class CompletionRow(Base):
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_completions_owner_created", "key_id", "created_at"),)
+
+
+class ReservationRow(Base):
+    """A key's hold on some scouts until `expires_at`; status reserved, released, cancelled."""
+
+    __tablename__ = "scout_reservations"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), ForeignKey("api_keys.id"))
+    scout_ids: Mapped[list[str]] = mapped_column(JSON)
+    reserved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    status: Mapped[str] = mapped_column(String(16))

@@ -5,7 +5,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from shard import __version__
@@ -43,7 +43,7 @@ async def system_status(
     return {
         "status": "draining" if oracle.draining else "operational" if ready else "loading",
         "version": __version__,
-        "mode": "standalone",
+        "mode": _mode(oracle),
         "model": {
             "id": oracle.model_names[0],
             "aliases": oracle.model_names[1:],
@@ -51,8 +51,9 @@ async def system_status(
             "chat_template": engine.template_description if engine else None,
             "context_length": engine.config.n_ctx if engine else None,
             "parallel_sequences": engine.config.n_seq if engine else None,
+            "tokenizer_fingerprint": engine.tokenizer_fingerprint if engine else None,
         },
-        "scouts": {"connected": 0},
+        "scouts": {"connected": len(oracle.hub.connected) if oracle.hub else 0},
         "load": {
             "requests_in_flight": scheduler.in_flight if scheduler else 0,
             "capacity": scheduler.capacity if scheduler else 0,
@@ -65,3 +66,59 @@ async def system_status(
             "uptime_seconds": round(time.time() - oracle.metrics.started, 1),
         },
     }
+
+
+def _mode(oracle: OracleState) -> str:
+    return "swarm" if oracle.hub is not None and oracle.hub.connected else "standalone"
+
+
+@router.get("/system/cluster")
+async def system_cluster(
+    _: Annotated[KeyRecord, Depends(keyed("system"))], oracle: Oracle, request: Request
+) -> dict[str, Any]:
+    """The swarm's shape: this oracle, every scout it knows, and how work is spread."""
+    scheduler = oracle.scheduler
+    recent = oracle.metrics.recent()
+    hub = oracle.hub
+    ready = scheduler is not None and scheduler.ready
+    return {
+        "mode": _mode(oracle),
+        "oracles": [
+            {
+                "id": f"{request.url.hostname}:{request.url.port}",
+                "status": "draining" if oracle.draining else "healthy" if ready else "loading",
+                "model": oracle.model_names[0],
+                "load": scheduler.in_flight if scheduler else 0,
+                "capacity": scheduler.capacity if scheduler else 0,
+                "average_latency_ms": recent.average_latency_ms,
+                "tokens_per_second": recent.tokens_per_second,
+                "acceptance_rate": oracle.metrics.acceptance_rate,
+            }
+        ],
+        "scouts": [hub.status_of(record) for record in hub.records.values()] if hub else [],
+        "load_balancing": {
+            "strategy": "reserved-first-least-loaded",
+            "description": (
+                "a sequence gets its key's reserved scouts first, then unreserved scouts "
+                "with the fewest sequences; scouts reserved by other keys are never used"
+            ),
+            "scouts_per_request": hub.settings.scouts_per_request if hub else 0,
+            "draft_sources": ["scout", "ngram"],
+        },
+    }
+
+
+@router.post("/system/restart", status_code=202)
+async def system_restart(
+    _: Annotated[KeyRecord, Depends(keyed("restart", admin=True))], oracle: Oracle
+) -> JSONResponse:
+    """Drain, reload the model and let scouts reconnect, in the background."""
+    if oracle.lifecycle is None:
+        raise APIError(503, "The oracle is not running yet.", headers={"Retry-After": "5"})
+    started = oracle.lifecycle.restart()
+    if not started:
+        raise APIError(409, "A restart is already under way.", code="conflict")
+    return JSONResponse(
+        {"status": "restarting", "message": "draining requests, reloading the model"},
+        status_code=202,
+    )

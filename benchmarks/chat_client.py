@@ -1,0 +1,121 @@
+"""Streaming chat completions, timed from the client's side.
+
+Every measured request streams (`stream: true`), as chat front ends do, so one request gives
+its time to first token, its decode rate and its latency. Raw httpx keeps client overhead out
+of the timing: the benchmark shares two cores with the server under test.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+@dataclass(frozen=True)
+class StreamedCompletion:
+    """One finished streaming request, as the client saw it."""
+
+    text: str
+    completion_tokens: int
+    tokens_from_usage: bool  # False: counted as content chunks (the server sent no usage)
+    latency_s: float  # request sent to stream closed
+    first_token_s: float | None  # request sent to the first non-empty content chunk
+    last_token_s: float | None  # request sent to the last non-empty content chunk
+
+    @property
+    def decode_tokens_per_s(self) -> float | None:
+        """Tokens after the first over the time between first and last content: the decode
+        rate without queueing and prompt processing."""
+        if self.first_token_s is None or self.last_token_s is None or self.completion_tokens < 2:
+            return None
+        span = self.last_token_s - self.first_token_s
+        return (self.completion_tokens - 1) / span if span > 0 else None
+
+
+def _event(line: str) -> dict[str, Any] | None:
+    """The JSON payload of one SSE `data:` line; None for anything else and for [DONE]."""
+    if not line.startswith("data:"):
+        return None
+    payload = line[len("data:") :].strip()
+    if not payload or payload == "[DONE]":
+        return None
+    event: dict[str, Any] = json.loads(payload)
+    return event
+
+
+class ChatClient:
+    """Greedy streaming chat completions against one OpenAI-compatible server."""
+
+    def __init__(self, base_url: str, api_key: str, model: str) -> None:
+        self.model = model
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=httpx.Timeout(900.0, connect=10.0),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+        )
+
+    async def complete(self, prompt: str, max_tokens: int) -> StreamedCompletion:
+        """One greedy completion. Tokens are the server's streamed `usage` when it sends one
+        (Shard, llama-server), else the number of content chunks (llama-cpp-python's server
+        streams one token per chunk and ignores `stream_options`)."""
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": 0,
+            "max_tokens": max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        parts: list[str] = []
+        usage_tokens: int | None = None
+        first: float | None = None
+        last: float | None = None
+        started = time.perf_counter()
+        async with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
+            if response.status_code != 200:
+                await response.aread()
+                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:500]}")
+            async for line in response.aiter_lines():
+                event = _event(line)
+                if event is None:
+                    continue
+                if "error" in event:
+                    raise RuntimeError(f"error in stream: {json.dumps(event['error'])[:500]}")
+                if event.get("usage"):
+                    usage_tokens = int(event["usage"]["completion_tokens"])
+                for choice in event.get("choices") or []:
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        last = time.perf_counter() - started
+                        first = last if first is None else first
+                        parts.append(content)
+        latency = time.perf_counter() - started
+        return StreamedCompletion(
+            text="".join(parts),
+            completion_tokens=usage_tokens if usage_tokens is not None else len(parts),
+            tokens_from_usage=usage_tokens is not None,
+            latency_s=latency,
+            first_token_s=first,
+            last_token_s=last,
+        )
+
+    async def aclose(self) -> None:
+        """Close pooled connections before the server is stopped."""
+        await self._http.aclose()
+
+
+async def served_model_id(base_url: str, api_key: str) -> str:
+    """The id the server lists first: the name each server itself expects in `model`."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as http:
+        response = await http.get("/v1/models", headers={"Authorization": f"Bearer {api_key}"})
+        response.raise_for_status()
+        model_id: str = response.json()["data"][0]["id"]
+        return model_id
+
+
+async def connect(base_url: str, api_key: str) -> ChatClient:
+    """A client that names the model the way this server wants it named."""
+    return ChatClient(base_url, api_key, await served_model_id(base_url, api_key))

@@ -1,0 +1,80 @@
+"""How every section measures: on a quiet CPU, with the disturbance recorded, re-measured when
+other processes got in the way.
+
+llama.cpp's threads spin while they wait for each other, so a busy neighbour can slow decoding
+by 100x; a number taken while something else ran says nothing about the server.
+"""
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.cpu import OtherLoadMeter, wait_for_idle
+from benchmarks.workload import LevelResult, Workload, measure
+
+
+@dataclass(frozen=True)
+class Harness:
+    """Settings every section shares: where logs go, how long to wait, how quiet is quiet."""
+
+    log_dir: Path
+    startup_timeout_s: float
+    scout_timeout_s: float
+    idle_wait_s: float
+    max_other_cpu: float
+    retries: int
+    runs: int
+
+
+@dataclass
+class Journal:
+    """What happened besides the numbers: commands, CPU before each start, what failed."""
+
+    launch_commands: dict[str, str] = field(default_factory=dict)
+    busy_before: dict[str, float] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def before_start(self, label: str, harness: Harness) -> None:
+        """Wait for a quiet CPU before a server starts and remember how busy it was."""
+        busy = wait_for_idle(harness.idle_wait_s)
+        if busy is not None:
+            self.busy_before[label] = busy
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def measure_level(
+    label: str,
+    base_url: str,
+    api_key: str,
+    workload: Workload,
+    our_pids: Sequence[int],
+    harness: Harness,
+    warmup: bool,
+) -> LevelResult:
+    """One concurrency level; measured again (up to `retries` times, after waiting for idle)
+    while processes other than `our_pids` and this one took more than `max_other_cpu`."""
+    result: LevelResult | None = None
+    for attempt in range(1 + harness.retries):
+        if attempt:
+            print("  other processes shared the CPU: measuring again", flush=True)
+            wait_for_idle(harness.idle_wait_s)
+        meter = OtherLoadMeter(*our_pids)
+        meter.start()
+        result = asyncio.run(measure(label, base_url, api_key, workload, warmup and not attempt))
+        result = dataclasses.replace(result, other_cpu=meter.stop())
+        print(
+            f"  {label} @ {workload.clients} clients: {result.tokens_per_s:.1f} tok/s "
+            f"({result.completion_tokens} tokens in {result.elapsed_s:.1f} s, "
+            f"p50 {result.latency_p50_s:.2f} s, TTFT p50 {result.ttft_p50_s:.2f} s, "
+            f"other CPU {_share(result.other_cpu)})",
+            flush=True,
+        )
+        if (result.other_cpu or 0.0) <= harness.max_other_cpu:
+            break
+    assert result is not None  # the loop runs at least once
+    return result

@@ -1,0 +1,141 @@
+"""The swarm's endpoints: WS /scouts/connect where scouts join, their figures and logs, and
+reservations. Thin: the hub does the work."""
+
+import asyncio
+import contextlib
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, WebSocket
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.websockets import WebSocketDisconnect
+
+from shard.api.auth import keyed
+from shard.api.errors import APIError
+from shard.api.oracle_state import OracleState, get_oracle
+from shard.store.api_keys import KeyRecord
+from shard.store.reservations import Reservation
+from shard.swarm.hub import Hub, ReservationError, ScoutRecord
+from shard.swarm.protocol import CLOSE_BAD_KEY
+
+router = APIRouter()
+Caller = Annotated[KeyRecord, Depends(keyed("scouts"))]
+Oracle = Annotated[OracleState, Depends(get_oracle)]
+
+
+class ReserveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scout_id: str | None = Field(default=None, max_length=64)
+    count: int | None = Field(default=None, ge=1, le=64)
+    reservation_duration: int = Field(default=300, ge=30, le=3600)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "ReserveRequest":
+        if self.scout_id is not None and self.count not in (None, 1):
+            raise ValueError("give scout_id or count, not both")
+        return self
+
+
+class ReservationRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reservation_id: str = Field(max_length=64)
+
+
+def reservation_view(reservation: Reservation) -> dict[str, Any]:
+    return {
+        "id": reservation.id,
+        "object": "scout.reservation",
+        "scout_id": reservation.scout_ids[0] if reservation.scout_ids else None,
+        "scout_ids": list(reservation.scout_ids),
+        "reserved_at": reservation.reserved_at.isoformat(),
+        "expires_at": reservation.expires_at.isoformat(),
+        "status": reservation.status,
+    }
+
+
+def _hub(oracle: OracleState) -> Hub:
+    if oracle.hub is None:
+        raise APIError(503, "The swarm is not running yet.", headers={"Retry-After": "5"})
+    return oracle.hub
+
+
+def _scout(hub: Hub, scout_id: str) -> ScoutRecord:
+    record = hub.records.get(scout_id)
+    if record is None:
+        raise APIError(404, f"No scout with id '{scout_id}'.", code="not_found", param="scout_id")
+    return record
+
+
+@router.websocket("/scouts/connect")
+async def connect(websocket: WebSocket) -> None:
+    oracle: OracleState = websocket.app.state.oracle
+    await websocket.accept()
+    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+    record = None
+    if scheme.lower() == "bearer" and token.strip():
+        record = await asyncio.to_thread(oracle.keys.authenticate, token.strip())
+    if record is None or oracle.hub is None:
+        reason = "invalid or missing API key" if record is None else "the swarm is not running"
+        await websocket.close(CLOSE_BAD_KEY if record is None else 1013, reason)
+        return
+    with contextlib.suppress(WebSocketDisconnect):
+        await oracle.hub.serve(websocket, record)
+
+
+@router.get("/scouts")
+async def list_scouts(_: Caller, oracle: Oracle) -> dict[str, Any]:
+    hub = _hub(oracle)
+    return {"object": "list", "data": [hub.status_of(r) for r in hub.records.values()]}
+
+
+@router.get("/scouts/{scout_id}/status")
+async def scout_status(scout_id: str, _: Caller, oracle: Oracle) -> dict[str, Any]:
+    hub = _hub(oracle)
+    return hub.status_of(_scout(hub, scout_id))
+
+
+@router.get("/scouts/{scout_id}/logs")
+async def scout_logs(
+    scout_id: str,
+    _: Caller,
+    oracle: Oracle,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    level: Literal["debug", "info", "warning", "error"] | None = None,
+) -> dict[str, Any]:
+    hub = _hub(oracle)
+    return {"object": "list", "data": hub.logs_of(_scout(hub, scout_id), limit, level)}
+
+
+@router.post("/scouts/reserve", status_code=201)
+async def reserve(body: ReserveRequest, caller: Caller, oracle: Oracle) -> JSONResponse:
+    hub = _hub(oracle)
+    try:
+        reservation = hub.reserve(caller, body.scout_id, body.count or 1, body.reservation_duration)
+    except ReservationError as error:
+        raise _api_error(error) from error
+    return JSONResponse(reservation_view(reservation), status_code=201)
+
+
+@router.post("/scouts/release")
+async def release(body: ReservationRef, caller: Caller, oracle: Oracle) -> dict[str, Any]:
+    return _end(oracle, caller, body.reservation_id, cancel=False)
+
+
+@router.post("/scouts/cancel")
+async def cancel(body: ReservationRef, caller: Caller, oracle: Oracle) -> dict[str, Any]:
+    return _end(oracle, caller, body.reservation_id, cancel=True)
+
+
+def _end(
+    oracle: OracleState, caller: KeyRecord, reservation_id: str, cancel: bool
+) -> dict[str, Any]:
+    try:
+        return reservation_view(_hub(oracle).end_reservation(caller, reservation_id, cancel))
+    except ReservationError as error:
+        raise _api_error(error) from error
+
+
+def _api_error(error: ReservationError) -> APIError:
+    code = {404: "not_found", 409: "conflict", 503: "service_unavailable"}.get(error.status)
+    headers = {"Retry-After": "10"} if error.status == 503 else None
+    return APIError(error.status, str(error), code=code, param=error.param, headers=headers)

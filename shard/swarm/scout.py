@@ -1,0 +1,230 @@
+"""`shard scout`: a volunteer node that dials out to an oracle and drafts tokens for it.
+
+It works behind NAT (it connects, the oracle never dials in), keeps each sequence's state
+between work frames, answers only the newest work per sequence, and reconnects with
+exponential backoff when the oracle goes away. Refusals that retrying cannot fix (wrong
+tokenizer, bad key, banned) end the process with the oracle's reason.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from shard.config import ScoutSettings
+from shard.swarm.draft_model import DraftModel, NeedsResync
+from shard.swarm.protocol import (
+    CLOSE_BAD_KEY,
+    CLOSE_BANNED,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TOKENIZER_MISMATCH,
+    MAX_ORACLE_FRAME_BYTES,
+    PROTOCOL_VERSION,
+    Cancel,
+    Draft,
+    Hello,
+    Ping,
+    Pong,
+    ProtocolError,
+    Resync,
+    Welcome,
+    Work,
+    encode,
+    parse_oracle_frame,
+)
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+FATAL_CLOSE_CODES = {
+    CLOSE_BAD_KEY: "the oracle refused the key",
+    CLOSE_BANNED: "the oracle has banned this scout",
+    CLOSE_TOKENIZER_MISMATCH: "the draft model's tokenizer does not match the oracle's",
+    CLOSE_PROTOCOL_ERROR: "the oracle refused the handshake",
+}
+
+
+class ScoutRefused(Exception):
+    """The oracle refused this scout for a reason retrying cannot fix."""
+
+
+def websocket_url(oracle: str) -> str:
+    """http(s)://host:port[/v1] -> ws(s)://host:port/scouts/connect."""
+    parts = urlsplit(oracle if "://" in oracle else f"http://{oracle}")
+    scheme = {"https": "wss", "wss": "wss"}.get(parts.scheme, "ws")
+    path = parts.path.rstrip("/")
+    path = path[: -len("/v1")] if path.endswith("/v1") else path
+    return urlunsplit((scheme, parts.netloc, f"{path}/scouts/connect", "", ""))
+
+
+@dataclass
+class _Pending:
+    work: Work
+    received: float
+
+
+class Scout:
+    def __init__(self, settings: ScoutSettings, model: DraftModel) -> None:
+        self.settings = settings
+        self.model = model
+        self.scout_id = settings.scout_id or f"{socket.gethostname()}-{random.randrange(16**6):06x}"
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="scout-model")
+        self._pending: dict[str, _Pending] = {}
+        self._wake = asyncio.Event()
+        self._delayed: set[asyncio.Task[None]] = set()
+
+    async def run_forever(self) -> None:
+        """Connect, serve, and reconnect with backoff; returns only on a fatal refusal."""
+        backoff = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except ScoutRefused:
+                raise
+            except (OSError, websockets.ConnectionClosed, ProtocolError, TimeoutError) as error:
+                log.warning("scout %s: connection to the oracle lost: %s", self.scout_id, error)
+            if time.monotonic() - started > 60:
+                backoff = 1.0  # it had been up a while: start the backoff over
+            delay = backoff * random.uniform(0.8, 1.2)
+            log.info("scout %s: reconnecting in %.1f s", self.scout_id, delay)
+            await asyncio.sleep(delay)
+            backoff = min(backoff * 2, self.settings.reconnect_max_s)
+
+    async def _session(self) -> None:
+        url = websocket_url(self.settings.oracle)
+        headers = {"Authorization": f"Bearer {self.settings.key or ''}"}
+        async with websockets.connect(
+            url, additional_headers=headers, max_size=MAX_ORACLE_FRAME_BYTES, open_timeout=20
+        ) as connection:
+            try:
+                await self._handshake(connection)
+                await self._serve(connection)
+            except websockets.ConnectionClosed as closed:
+                if closed.rcvd is not None and closed.rcvd.code in FATAL_CLOSE_CODES:
+                    code, reason = closed.rcvd.code, closed.rcvd.reason
+                    raise ScoutRefused(f"{FATAL_CLOSE_CODES[code]} ({code}): {reason}") from None
+                raise
+
+    async def _handshake(self, connection: ClientConnection) -> None:
+        hello = Hello(
+            version=PROTOCOL_VERSION,
+            scout_id=self.scout_id,
+            tokenizer=self.model.fingerprint,
+            draft_model=self.settings.draft_model.name if self.settings.draft_model else "",
+        )
+        await connection.send(encode(hello))
+        frame = parse_oracle_frame(str(await asyncio.wait_for(connection.recv(), 30)))
+        if not isinstance(frame, Welcome):
+            raise ProtocolError(f"expected welcome, got {frame.type}")
+        if frame.version != PROTOCOL_VERSION:
+            await connection.close(CLOSE_PROTOCOL_ERROR, "protocol version mismatch")
+            raise ScoutRefused(
+                f"the oracle speaks protocol {frame.version}, not {PROTOCOL_VERSION}"
+            )
+        if frame.tokenizer != self.model.fingerprint:
+            reason = "tokenizer mismatch: the oracle's model has another tokenizer"
+            await connection.close(CLOSE_TOKENIZER_MISMATCH, reason)
+            raise ScoutRefused(reason)
+        log.info("scout %s: joined the oracle serving %s", self.scout_id, frame.model)
+
+    async def _serve(self, connection: ClientConnection) -> None:
+        worker = asyncio.create_task(self._draft_forever(connection))
+        try:
+            async for message in connection:
+                frame = parse_oracle_frame(str(message))
+                if isinstance(frame, Work):
+                    self._queue(frame)
+                elif isinstance(frame, Cancel):
+                    self._pending.pop(frame.seq, None)
+                    await self._on_model(self.model.forget, frame.seq)
+                elif isinstance(frame, Ping):
+                    await connection.send(encode(Pong(nonce=frame.nonce)))
+        finally:
+            worker.cancel()
+            self._pending.clear()
+
+    def _queue(self, work: Work) -> None:
+        """Keep the newest work per sequence, merging token deltas that follow on."""
+        earlier = self._pending.get(work.seq)
+        if earlier is not None and work.position == earlier.work.position + len(
+            earlier.work.tokens
+        ):
+            merged = earlier.work.tokens + work.tokens
+            work = work.model_copy(update={"position": earlier.work.position, "tokens": merged})
+        self._pending[work.seq] = _Pending(work, time.monotonic())
+        self._wake.set()
+
+    async def _draft_forever(self, connection: ClientConnection) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                key = next(iter(self._pending))
+                pending = self._pending.pop(key)
+                await self._answer(connection, pending)
+
+    async def _answer(self, connection: ClientConnection, pending: _Pending) -> None:
+        work = pending.work
+        late = time.monotonic() - pending.received > work.deadline_ms / 1000
+        try:
+            if late:  # too late to help: keep the state in step, draft nothing
+                slot = await self._on_model(self.model.sync, work.seq, work.position, work.tokens)
+                start, tokens = len(slot.tokens), list[int]()
+            else:
+                start, tokens = await self._on_model(
+                    self.model.draft, work.seq, work.position, work.tokens, work.k
+                )
+        except NeedsResync:
+            await connection.send(encode(Resync(seq=work.seq)))
+            return
+        if self.settings.hostile == "random":
+            tokens = [random.randrange(self.model.n_vocab) for _ in range(work.k)]
+        draft = encode(Draft(seq=work.seq, position=start, tokens=tokens))
+        if self.settings.added_latency_ms:
+            delayed = asyncio.create_task(self._send_later(connection, draft))
+            self._delayed.add(delayed)
+            delayed.add_done_callback(self._delayed.discard)
+        else:
+            await connection.send(draft)
+
+    async def _send_later(self, connection: ClientConnection, text: str) -> None:
+        await asyncio.sleep(self.settings.added_latency_ms / 1000)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await connection.send(text)
+
+    async def _on_model(self, function: Callable[..., R], *args: Any) -> R:
+        """Run a model call on the one thread that owns the draft model."""
+        return await asyncio.get_running_loop().run_in_executor(self._model_thread, function, *args)
+
+
+def run_scout(settings: ScoutSettings) -> None:
+    """Load the draft model, then serve the oracle until refused (exit status 2)."""
+    from shard.default_model import default_model_path
+
+    path = settings.draft_model or default_model_path()
+    threads = settings.threads or os.cpu_count() or 1
+    model = DraftModel(path, settings.n_ctx, settings.slots, threads)
+    scout = Scout(settings, model)
+    log.info("scout %s: draft model %s, oracle %s", scout.scout_id, path, settings.oracle)
+    try:
+        asyncio.run(scout.run_forever())
+    except ScoutRefused as refusal:
+        log.error("scout %s: %s", scout.scout_id, refusal)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        model.close()
