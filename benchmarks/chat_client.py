@@ -48,10 +48,17 @@ def _event(line: str) -> dict[str, Any] | None:
 class ChatClient:
     """Greedy streaming chat completions against one OpenAI-compatible server."""
 
-    def __init__(self, base_url: str, api_key: str, model: str) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        model: str,
+        transport: httpx.AsyncBaseTransport | None = None,  # tests pass a mock
+    ) -> None:
         self.model = model
         self._http = httpx.AsyncClient(
             base_url=base_url,
+            transport=transport,
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=httpx.Timeout(900.0, connect=10.0),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),

@@ -22,6 +22,7 @@ class Harness:
     log_dir: Path
     startup_timeout_s: float
     scout_timeout_s: float
+    scout_threads: int
     idle_wait_s: float
     max_other_cpu: float
     retries: int

@@ -81,9 +81,7 @@ async def scouts_connected(base_url: str, api_key: str) -> int:
     count, so either one being wired up is enough."""
     gauge = parse_scouts_connected(await read_exposition(base_url, api_key)) or 0
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as http:
-        response = await http.get(
-            "/system/status", headers={"Authorization": f"Bearer {api_key}"}
-        )
+        response = await http.get("/system/status", headers={"Authorization": f"Bearer {api_key}"})
         response.raise_for_status()
         status = int((response.json().get("scouts") or {}).get("connected") or 0)
     return max(gauge, status)

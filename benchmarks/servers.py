@@ -75,6 +75,11 @@ def free_port() -> int:
         return port
 
 
+def server_url(port: int) -> str:
+    """Where a benchmark server on this port answers: loopback only."""
+    return f"http://127.0.0.1:{port}"
+
+
 def launch_spec(name: str, config: ServerConfig, port: int) -> LaunchSpec:
     """The command line for each server, with equivalent settings.
 
@@ -217,8 +222,7 @@ def started_process(
 @contextlib.contextmanager
 def running_server(spec: LaunchSpec, log: Path, timeout_s: float) -> Iterator[RunningServer]:
     """Start a server in its own process group, yield it once ready, always stop it."""
-    port = spec.command[spec.command.index("--port") + 1]
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = server_url(int(spec.command[spec.command.index("--port") + 1]))
     for path in spec.fresh_files:
         path.unlink(missing_ok=True)
     print(f"starting {spec.name}: {' '.join(spec.command)}", flush=True)

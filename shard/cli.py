@@ -18,6 +18,7 @@ from shard import __version__
 from shard.config import OracleSettings, ScoutSettings
 from shard.store.api_keys import KeyStore
 from shard.store.database import Database
+from shard.swarm.protocol import MAX_ORACLE_FRAME_BYTES
 
 
 def _flag(name: str) -> str:
@@ -122,7 +123,13 @@ def run_oracle(settings: OracleSettings) -> None:
             flush=True,
         )
     app = create_app(settings, model_path, database)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws_max_size=MAX_ORACLE_FRAME_BYTES,  # scouts never need more; the hub checks less
+    )
 
 
 def run_keys(args: argparse.Namespace) -> None:

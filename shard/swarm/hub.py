@@ -52,6 +52,15 @@ _MAX_FRAMES_PER_SECOND = 500
 _MAX_OUTBOX = 2000
 
 
+def close_reason(text: str) -> str:
+    """A WebSocket close reason must fit a 125-byte control frame."""
+    return text.encode()[:120].decode(errors="ignore")
+
+
+async def _close(link: "ScoutLink", code: int, reason: str) -> None:
+    await link.close(code, close_reason(reason))
+
+
 class ScoutLink(Protocol):
     """The hub's view of one scout's WebSocket (Starlette's, or a fake in unit tests)."""
 
@@ -191,7 +200,7 @@ class Hub:
         for record in list(self.records.values()):
             if record.link is not None:
                 with contextlib.suppress(Exception):
-                    await record.link.close(code, reason)
+                    await _close(record.link, code, reason)
                 self._unregister(record, "disconnected", reason)
 
     @property
@@ -207,11 +216,11 @@ class Hub:
         except (TimeoutError, ProtocolError) as error:
             reason = error.reason if isinstance(error, ProtocolError) else "no hello in time"
             code = error.close_code if isinstance(error, ProtocolError) else CLOSE_PROTOCOL_ERROR
-            await link.close(code, reason)
+            await _close(link, code, reason)
             return
         refusal = self._refusal(hello, key)
         if refusal is not None:
-            await link.close(*refusal)
+            await _close(link, *refusal)
             return
         record = await self._register(link, key, hello)
         writer = asyncio.create_task(self._write_forever(record, link))
@@ -244,9 +253,8 @@ class Hub:
             return 1013, "the oracle's model is still loading; try again shortly"
         if hello.tokenizer != engine.tokenizer_fingerprint:
             return CLOSE_TOKENIZER_MISMATCH, (
-                f"tokenizer mismatch: the oracle's model has tokenizer "
-                f"{engine.tokenizer_fingerprint[:16]}, the scout's draft model has "
-                f"{hello.tokenizer[:16]}; use a draft model with the oracle's tokenizer"
+                f"tokenizer mismatch: oracle {engine.tokenizer_fingerprint[:12]}, scout "
+                f"{hello.tokenizer[:12]}; use a draft model with the oracle's tokenizer"
             )
         existing = self.records.get(hello.scout_id)
         if existing is not None and existing.connected and existing.key_id != key.id:
@@ -259,7 +267,7 @@ class Hub:
             old = existing.link
             self._unregister(existing, "disconnected", "replaced by a new connection")
             with contextlib.suppress(Exception):
-                await old.close(CLOSE_REPLACED, "replaced by a new connection with this id")
+                await _close(old, CLOSE_REPLACED, "replaced by a new connection with this id")
         record = ScoutRecord(hello.scout_id, key.id, hello.draft_model, time.time(), link)
         if existing is not None:  # figures carry over a reconnect
             record.tasks_completed, record.tasks_failed = (
@@ -330,7 +338,7 @@ class Hub:
         self._unregister(record, "dropped", reason)
         if link is not None:
             with contextlib.suppress(Exception):
-                await link.close(code, reason[:120])
+                await _close(link, code, reason)
 
     def _drop_soon(self, record: ScoutRecord, reason: str) -> None:
         """Drop from synchronous code (a listener): the close runs as its own task."""
@@ -449,6 +457,7 @@ class Hub:
         if sequence is None or work is None:
             if sequence is not None and record.scout_id in sequence.expired:
                 sequence.expired.discard(record.scout_id)
+                record.misses = 0  # slow, not dead
                 record.log("debug", "late draft ignored")
                 return
             record.unsolicited += 1
@@ -457,6 +466,10 @@ class Hub:
             return
         engine = self._engine()
         n_vocab = engine.n_vocab if engine is not None else 0
+        if draft.position < work.position and record.scout_id in sequence.expired:
+            record.misses = 0  # an answer to work that expired: slow, not dead
+            record.log("debug", "late draft ignored")
+            return
         if draft.position != work.position:
             raise ProtocolError(
                 f"draft for position {draft.position}, work was for {work.position}", CLOSE_DROPPED

@@ -180,7 +180,7 @@ class Scout:
         work = pending.work
         late = time.monotonic() - pending.received > work.deadline_ms / 1000
         try:
-            if late:  # too late to help: keep the state in step, draft nothing
+            if late or self.settings.hostile:  # keep the state in step, draft nothing
                 slot = await self._on_model(self.model.sync, work.seq, work.position, work.tokens)
                 start, tokens = len(slot.tokens), list[int]()
             else:
@@ -190,7 +190,7 @@ class Scout:
         except NeedsResync:
             await connection.send(encode(Resync(seq=work.seq)))
             return
-        if self.settings.hostile == "random":
+        if self.settings.hostile == "random" and not late:
             tokens = [random.randrange(self.model.n_vocab) for _ in range(work.k)]
         draft = encode(Draft(seq=work.seq, position=start, tokens=tokens))
         if self.settings.added_latency_ms:

@@ -1,0 +1,316 @@
+"""Section 2: input-grounded tasks, where the answer copies long stretches of the prompt.
+
+Editing given code and extracting from a given text are what drafts are for: the next tokens
+are often already in the context. Shard runs them greedily, one client, in three modes:
+
+- `off`: no drafts at all (`--draft-max 0 --no-ngram-drafts`), the reference;
+- `ngram`: default flags, drafts from n-gram lookup in the context;
+- `scout`: default flags plus one `shard scout` process beside the oracle.
+
+Greedy output must be byte-identical in every mode (drafts are only ever verified), so each
+mode's text is compared with the reference; acceptance comes from the oracle's counters.
+"""
+
+import asyncio
+import contextlib
+import dataclasses
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from benchmarks.chat_client import ChatClient, connect
+from benchmarks.cpu import OtherLoadMeter
+from benchmarks.harness import Harness, Journal
+from benchmarks.oracle_metrics import DraftCounts, draft_counts
+from benchmarks.scouts import (
+    RunningScout,
+    ScoutFailed,
+    display,
+    kind_missing,
+    running_scout,
+    scout_command,
+)
+from benchmarks.servers import (
+    ServerConfig,
+    ServerFailed,
+    free_port,
+    launch_spec,
+    log_tail,
+    running_server,
+    server_url,
+)
+from benchmarks.workload import WARMUP_PROMPT
+
+GROUNDED_MODES: tuple[str, ...] = ("off", "ngram", "scout")
+REFERENCE_MODE = "off"
+MODE_FLAGS: dict[str, tuple[str, ...]] = {
+    "off": ("--draft-max", "0", "--no-ngram-drafts"),
+    "ngram": (),
+    "scout": (),
+}
+DRAFT_SOURCES: tuple[str, ...] = ("ngram", "scout")
+
+ROOT = Path(__file__).resolve().parents[1]
+CODE_SOURCE = ROOT / "shard" / "engine" / "sampling.py"
+CODE_CHARS = 2000
+
+CITY_TEXT = """\
+The spring survey started in Lisbon, where the team met the harbour engineers. Most of the \
+first week went into checking instruments and arguing about the schedule. By Thursday the \
+equipment was packed and shipped by rail to Madrid. Nobody expected the customs forms to take \
+two full days.
+
+The second leg was quieter. The group spent a long weekend reading reports on tidal data and \
+sediment samples. On Monday they flew to Copenhagen to compare notes with a Danish lab. The \
+Danish researchers had measured the same currents with a different method. Their results \
+agreed to within three percent, which pleased everyone.
+
+In June the project moved inland. A small team drove from Vienna to Budapest along the river, \
+stopping at every lock to collect water samples. The weather was hot and the van had no air \
+conditioning. Several samples spoiled and had to be taken again. The final report was written \
+in Prague during a rainy week in July. It ran to two hundred pages and nobody read all of it.
+"""
+
+
+@dataclass(frozen=True)
+class GroundedTask:
+    """One prompt whose answer should mostly be copied from the prompt."""
+
+    name: str
+    description: str
+    prompt: str
+
+
+def code_excerpt(path: Path, chars: int = CODE_CHARS) -> str:
+    """About `chars` characters of a source file, cut at a line end."""
+    text = path.read_text()
+    if len(text) <= chars:
+        return text
+    cut = text.rfind("\n", 0, chars)
+    return text[: cut + 1 if cut > 0 else chars]
+
+
+def grounded_tasks(code_source: Path = CODE_SOURCE) -> list[GroundedTask]:
+    """The tasks: rename an identifier through a piece of code; copy sentences out of a text.
+
+    The code comes from the repository (this file, should the usual one be gone).
+    """
+    source = code_source if code_source.is_file() else Path(__file__)
+    excerpt = code_excerpt(source)
+    relative = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
+    return [
+        GroundedTask(
+            "code edit",
+            f"rename `params` to `options` in the first {len(excerpt)} characters of `{relative}`",
+            "Rewrite this code with every `params` renamed to `options`:\n\n"
+            f"```python\n{excerpt}```",
+        ),
+        GroundedTask(
+            "extraction",
+            f"copy the sentences that mention a city from {len(CITY_TEXT)} characters of prose",
+            f"Copy every sentence that mentions a city from this text:\n\n{CITY_TEXT}",
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class GroundedPlan:
+    """Which modes to run and how long each answer may be."""
+
+    modes: tuple[str, ...]
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class GroundedSample:
+    """One task answered once in one mode."""
+
+    mode: str
+    task: str
+    run: int
+    text: str
+    completion_tokens: int
+    latency_s: float
+    drafts: DraftCounts
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Completion tokens over the whole request, prompt processing included."""
+        return self.completion_tokens / self.latency_s
+
+
+@dataclass
+class GroundedOutcome:
+    """Everything the section measured, and which modes it could not run and why."""
+
+    tasks: list[GroundedTask]
+    samples: list[GroundedSample] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    other_cpu: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GroundedRow:
+    """One mode on one task over all runs."""
+
+    mode: str
+    task: str
+    runs: int
+    completion_tokens: int
+    tokens_per_s: float  # median over runs
+    speedup: float | None  # over the reference mode's median; None without a reference
+    identical: bool | None  # every run's text equals the reference's; None without one
+    drafts: DraftCounts  # summed over runs
+
+
+def summarize_grounded(outcome: GroundedOutcome) -> list[GroundedRow]:
+    """Medians per (mode, task), compared with the drafts-off reference."""
+    groups: dict[tuple[str, str], list[GroundedSample]] = {}
+    for sample in outcome.samples:
+        groups.setdefault((sample.mode, sample.task), []).append(sample)
+    rows = []
+    for (mode, task), samples in groups.items():
+        reference = groups.get((REFERENCE_MODE, task))
+        rate = statistics.median(sample.tokens_per_s for sample in samples)
+        speedup = identical = None
+        if reference:
+            speedup = rate / statistics.median(sample.tokens_per_s for sample in reference)
+            identical = all(sample.text == reference[0].text for sample in samples)
+        drafts = DraftCounts()
+        for sample in samples:
+            drafts = drafts + sample.drafts
+        rows.append(
+            GroundedRow(
+                mode=mode,
+                task=task,
+                runs=len(samples),
+                completion_tokens=round(statistics.median(s.completion_tokens for s in samples)),
+                tokens_per_s=rate,
+                speedup=speedup,
+                identical=identical,
+                drafts=drafts,
+            )
+        )
+    return rows
+
+
+async def _answer_tasks(
+    client: ChatClient,
+    base_url: str,
+    api_key: str,
+    mode: str,
+    tasks: Sequence[GroundedTask],
+    plan: GroundedPlan,
+    runs: int,
+) -> list[GroundedSample]:
+    """Every task once per run, each bracketed by readings of the draft counters."""
+    await client.complete(WARMUP_PROMPT, 8)
+    samples = []
+    for run in range(runs):
+        for task in tasks:
+            before = await draft_counts(base_url, api_key)
+            answer = await client.complete(task.prompt, plan.max_tokens)
+            after = await draft_counts(base_url, api_key)
+            samples.append(
+                GroundedSample(
+                    mode=mode,
+                    task=task.name,
+                    run=run,
+                    text=answer.text,
+                    completion_tokens=answer.completion_tokens,
+                    latency_s=answer.latency_s,
+                    drafts=after.since(before),
+                )
+            )
+            print(
+                f"  {mode} / {task.name}: {samples[-1].tokens_per_s:.1f} tok/s "
+                f"({answer.completion_tokens} tokens in {answer.latency_s:.2f} s)",
+                flush=True,
+            )
+    return samples
+
+
+async def _measure_mode(
+    base_url: str,
+    api_key: str,
+    mode: str,
+    tasks: Sequence[GroundedTask],
+    plan: GroundedPlan,
+    runs: int,
+) -> list[GroundedSample]:
+    client = await connect(base_url, api_key)
+    try:
+        return await _answer_tasks(client, base_url, api_key, mode, tasks, plan, runs)
+    finally:
+        await client.aclose()
+
+
+def run_mode(
+    mode: str,
+    outcome: GroundedOutcome,
+    plan: GroundedPlan,
+    config: ServerConfig,
+    harness: Harness,
+    journal: Journal,
+) -> None:
+    """Start Shard in one mode (and its scout), answer every task, stop them."""
+    label = f"shard, drafts {mode}"
+    journal.before_start(label, harness)
+    port = free_port()
+    spec = launch_spec("shard", dataclasses.replace(config, shard_args=MODE_FLAGS[mode]), port)
+    journal.launch_commands[label] = spec.display(port)
+    if mode == "scout":
+        journal.launch_commands["its scout"] = display(
+            scout_command("scout", server_url(port), config.api_key, harness.scout_threads)
+        )
+    log = harness.log_dir / f"shard-{mode}.log"
+    try:
+        with contextlib.ExitStack() as stack:
+            server = stack.enter_context(running_server(spec, log, harness.startup_timeout_s))
+            pids = [server.pid]
+            if mode == "scout":
+                scout: RunningScout = stack.enter_context(
+                    running_scout(
+                        "scout",
+                        server.base_url,
+                        config.api_key,
+                        harness.log_dir / "scout-grounded.log",
+                        harness.scout_timeout_s,
+                        harness.scout_threads,
+                    )
+                )
+                pids.append(scout.pid)
+            meter = OtherLoadMeter(*pids)
+            meter.start()
+            outcome.samples += asyncio.run(
+                _measure_mode(
+                    server.base_url, config.api_key, mode, outcome.tasks, plan, harness.runs
+                )
+            )
+            outcome.other_cpu[mode] = meter.stop()
+    except (ServerFailed, ScoutFailed, RuntimeError, OSError, httpx.HTTPError) as error:
+        journal.failures[label] = str(error).splitlines()[0]
+        print(f"{label} failed: {error}\n{log_tail(log)}", file=sys.stderr, flush=True)
+
+
+def run_grounded(
+    plan: GroundedPlan,
+    config: ServerConfig,
+    harness: Harness,
+    journal: Journal,
+    shard_scout: str | None,
+) -> GroundedOutcome:
+    """Every mode in turn; scout modes are skipped with the reason when scouts cannot run."""
+    outcome = GroundedOutcome(grounded_tasks())
+    for mode in plan.modes:
+        missing = kind_missing("scout", shard_scout) if mode == "scout" else None
+        if missing is not None:
+            outcome.skipped[mode] = missing
+            print(f"skipping drafts mode {mode}: {missing}", flush=True)
+            continue
+        run_mode(mode, outcome, plan, config, harness, journal)
+    return outcome

@@ -1,0 +1,94 @@
+"""PNG plots beside the report, one per section; skipped (with a note) without matplotlib."""
+
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.grounded import GroundedRow
+from benchmarks.scout_failures import FailureRow
+from benchmarks.workload import LevelSummary
+
+
+def _pyplot() -> Any | None:
+    """matplotlib's pyplot on the file-only backend, or None if it is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plots (pip install matplotlib)", file=sys.stderr)
+        return None
+    return plt
+
+
+def comparison_plot(summaries: Sequence[LevelSummary], path: Path) -> bool:
+    """Tokens/s and TTFT p50 against clients, one line per server."""
+    plt = _pyplot()
+    if plt is None or not summaries:
+        return False
+    figure, (rate_axes, ttft_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    for server in dict.fromkeys(s.server for s in summaries):
+        points = sorted(
+            (s.clients, s.tokens_per_s, s.ttft_p50_s) for s in summaries if s.server == server
+        )
+        clients = [p[0] for p in points]
+        rate_axes.plot(clients, [p[1] for p in points], marker="o", label=server)
+        ttft_axes.plot(clients, [p[2] for p in points], marker="o", label=server)
+    levels = sorted({s.clients for s in summaries})
+    for axes, label in (
+        (rate_axes, "completion tokens/s (aggregate)"),
+        (ttft_axes, "time to first token p50 (s)"),
+    ):
+        axes.set_xlabel("concurrent clients")
+        axes.set_ylabel(label)
+        axes.set_xticks(levels)
+        axes.set_ylim(bottom=0)
+        axes.grid(True, alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def _bars(
+    groups: Sequence[str], series: Mapping[str, Sequence[float]], ylabel: str, path: Path
+) -> bool:
+    """Grouped bars: one group per entry of `groups`, one bar per series."""
+    plt = _pyplot()
+    if plt is None or not groups or not series:
+        return False
+    figure, axes = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(series)
+    for index, (name, values) in enumerate(series.items()):
+        offsets = [g + (index - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        axes.bar(offsets, values, width, label=name)
+    axes.set_xticks(range(len(groups)), groups)
+    axes.set_ylabel(ylabel)
+    axes.grid(True, axis="y", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def grounded_plot(rows: Sequence[GroundedRow], path: Path) -> bool:
+    """Tokens/s per task, one bar per drafts mode."""
+    tasks = list(dict.fromkeys(row.task for row in rows))
+    modes = list(dict.fromkeys(row.mode for row in rows))
+    rate = {(row.mode, row.task): row.tokens_per_s for row in rows}
+    series = {mode: [rate.get((mode, task), 0.0) for task in tasks] for mode in modes}
+    return _bars(tasks, series, "completion tokens/s (1 client)", path)
+
+
+def failure_plot(rows: Sequence[FailureRow], path: Path) -> bool:
+    """Aggregate tokens/s beside each kind of scout."""
+    return _bars(
+        [row.scenario for row in rows],
+        {"tokens/s": [row.tokens_per_s for row in rows]},
+        "completion tokens/s (aggregate)",
+        path,
+    )

@@ -1,0 +1,216 @@
+"""Section 3: what misbehaving scouts cost. The oracle must never wait on a scout past a short
+deadline (DESIGN.md invariant 4), so a dead or slow scout should cost nothing measurable and a
+hostile one only the verification of its rejected drafts.
+
+One oracle with n-gram drafts off (so every draft is a scout's) serves N concurrent clients:
+first with no scout, then beside each kind of bad scout in turn:
+
+- `dead`: benchmarks.dead_scout joins and never answers;
+- `slow`: `shard scout --added-latency-ms 200`;
+- `hostile`: `shard scout --hostile random`, drafts of random token ids.
+"""
+
+import asyncio
+import contextlib
+import dataclasses
+import statistics
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+
+from benchmarks.harness import Harness, Journal, measure_level
+from benchmarks.oracle_metrics import DraftCounts, draft_counts, scouts_connected
+from benchmarks.scouts import (
+    RunningScout,
+    ScoutFailed,
+    display,
+    kind_missing,
+    running_scout,
+    scout_command,
+)
+from benchmarks.servers import (
+    RunningServer,
+    ServerConfig,
+    ServerFailed,
+    free_port,
+    launch_spec,
+    log_tail,
+    running_server,
+    server_url,
+)
+from benchmarks.workload import LevelResult, Workload
+
+NO_SCOUT = "none"
+FAILURE_SCENARIOS: tuple[str, ...] = (NO_SCOUT, "dead", "slow", "hostile")
+ORACLE_FLAGS: tuple[str, ...] = ("--no-ngram-drafts",)
+DEAD_SCOUT_BUDGET = 0.05  # a dead scout may cost at most this share of throughput
+
+
+@dataclass(frozen=True)
+class FailurePlan:
+    """Which scenarios, and the load each is measured under."""
+
+    scenarios: tuple[str, ...]
+    clients: int
+    requests_per_client: int
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class FailureRun:
+    """One scenario measured once."""
+
+    scenario: str
+    level: LevelResult
+    drafts: DraftCounts  # the oracle's draft counters over the measurement
+    scout_connected_after: bool | None  # None when there was no scout
+
+
+@dataclass
+class FailureOutcome:
+    """What was measured, and what could not be and why."""
+
+    runs: list[FailureRun] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    """One scenario over all runs, against the no-scout baseline."""
+
+    scenario: str
+    runs: int
+    tokens_per_s: float  # median
+    ratio: float | None  # over the no-scout median; None without a baseline
+    latency_p50_s: float
+    ttft_p50_s: float
+    drafts: DraftCounts  # summed over runs
+    connected_throughout: bool | None  # the scout was still there after every run
+
+
+def summarize_failures(outcome: FailureOutcome) -> list[FailureRow]:
+    """Medians per scenario, each compared with the no-scout median."""
+    groups: dict[str, list[FailureRun]] = {}
+    for run in outcome.runs:
+        groups.setdefault(run.scenario, []).append(run)
+    baseline = groups.get(NO_SCOUT)
+    base_rate = statistics.median(r.level.tokens_per_s for r in baseline) if baseline else None
+    rows = []
+    for scenario, runs in groups.items():
+        rate = statistics.median(r.level.tokens_per_s for r in runs)
+        drafts = DraftCounts()
+        for run in runs:
+            drafts = drafts + run.drafts
+        after = [r.scout_connected_after for r in runs if r.scout_connected_after is not None]
+        rows.append(
+            FailureRow(
+                scenario=scenario,
+                runs=len(runs),
+                tokens_per_s=rate,
+                ratio=rate / base_rate if base_rate else None,
+                latency_p50_s=statistics.median(r.level.latency_p50_s for r in runs),
+                ttft_p50_s=statistics.median(r.level.ttft_p50_s for r in runs),
+                drafts=drafts,
+                connected_throughout=all(after) if after else None,
+            )
+        )
+    return rows
+
+
+@contextlib.contextmanager
+def _scout_for(
+    scenario: str, server: RunningServer, api_key: str, harness: Harness
+) -> Iterator[RunningScout | None]:
+    """The scenario's scout, running beside the oracle; nothing for the baseline."""
+    if scenario == NO_SCOUT:
+        yield None
+        return
+    log = harness.log_dir / f"scout-{scenario}.log"
+    with running_scout(
+        scenario, server.base_url, api_key, log, harness.scout_timeout_s, harness.scout_threads
+    ) as scout:
+        yield scout
+
+
+def _measure_scenario(
+    scenario: str,
+    server: RunningServer,
+    plan: FailurePlan,
+    config: ServerConfig,
+    harness: Harness,
+    first: bool,
+) -> list[FailureRun]:
+    """All runs of one scenario, with its scout (if any) running throughout."""
+    runs = []
+    workload = Workload(plan.clients, plan.requests_per_client, None, plan.max_tokens)
+    with _scout_for(scenario, server, config.api_key, harness) as scout:
+        pids = [server.pid] + ([scout.pid] if scout else [])
+        for run in range(harness.runs):
+            before = asyncio.run(draft_counts(server.base_url, config.api_key))
+            level = measure_level(
+                f"scout {scenario}",
+                server.base_url,
+                config.api_key,
+                workload,
+                pids,
+                harness,
+                warmup=first and run == 0,
+            )
+            after = asyncio.run(draft_counts(server.base_url, config.api_key))
+            connected = None
+            if scout is not None:
+                count = asyncio.run(scouts_connected(server.base_url, config.api_key))
+                connected = scout.alive() and count > 0
+            runs.append(FailureRun(scenario, level, after.since(before), connected))
+    return runs
+
+
+def run_scout_failures(
+    plan: FailurePlan,
+    config: ServerConfig,
+    harness: Harness,
+    journal: Journal,
+    shard_scout: str | None,
+) -> FailureOutcome:
+    """The baseline and each bad scout against one oracle; scenarios that cannot run here are
+    skipped with the reason (all of them when `shard scout` is missing)."""
+    outcome = FailureOutcome()
+    if shard_scout is not None:
+        outcome.skipped = {scenario: shard_scout for scenario in plan.scenarios}
+        print(f"skipping the scout failure workloads: {shard_scout}", flush=True)
+        return outcome
+    runnable = []
+    for scenario in plan.scenarios:
+        missing = None if scenario == NO_SCOUT else kind_missing(scenario, shard_scout)
+        if missing is None:
+            runnable.append(scenario)
+        else:
+            outcome.skipped[scenario] = missing
+    label = "shard, n-gram drafts off (scout failures)"
+    journal.before_start(label, harness)
+    port = free_port()
+    spec = launch_spec("shard", dataclasses.replace(config, shard_args=ORACLE_FLAGS), port)
+    journal.launch_commands[label] = spec.display(port)
+    for scenario in runnable:
+        if scenario != NO_SCOUT:
+            command = scout_command(
+                scenario, server_url(port), config.api_key, harness.scout_threads
+            )
+            journal.launch_commands[f"{scenario} scout"] = display(command)
+    log = harness.log_dir / "shard-scout-failures.log"
+    try:
+        with running_server(spec, log, harness.startup_timeout_s) as server:
+            for index, scenario in enumerate(runnable):
+                try:
+                    outcome.runs += _measure_scenario(
+                        scenario, server, plan, config, harness, first=index == 0
+                    )
+                except ScoutFailed as error:
+                    outcome.skipped[scenario] = str(error).splitlines()[0]
+                    print(f"{scenario} scout failed: {error}", file=sys.stderr, flush=True)
+    except (ServerFailed, RuntimeError, OSError, httpx.HTTPError) as error:
+        journal.failures[label] = str(error).splitlines()[0]
+        print(f"{label} failed: {error}\n{log_tail(log)}", file=sys.stderr, flush=True)
+    return outcome

@@ -1,0 +1,360 @@
+"""The benchmark suite: one command, one report (docs/benchmarks.md) and its plots.
+
+    python -m benchmarks.suite                  # full run, about 20 minutes on 2 cores
+    python -m benchmarks.suite --smoke --servers shard --output /tmp/bench/benchmarks.md
+
+Sections, in order (`--sections` picks some):
+
+- comparison: Shard against llama-cpp-python's server and llama-server, tokens/s, latency,
+  time to first token and single-stream decode at 1, 4, 8 and 16 concurrent clients;
+- grounded: input-grounded tasks (edit given code, extract from given text) with drafts off,
+  n-gram drafts and a scout; speedup, byte-identical output, acceptance;
+- scout-failures: throughput beside a dead, a slow and a hostile scout.
+
+Servers run one at a time and are always stopped. See benchmarks/README.md.
+"""
+
+import argparse
+import os
+import secrets
+import shlex
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.grounded import GROUNDED_MODES, GroundedPlan, run_grounded, summarize_grounded
+from benchmarks.harness import Harness, Journal
+from benchmarks.llama_server_build import (
+    default_cache_dir,
+    ensure_llama_server,
+    llama_server_version,
+)
+from benchmarks.plots import comparison_plot, failure_plot, grounded_plot
+from benchmarks.report import RunInfo, SuiteResults, markdown, results_markdown
+from benchmarks.scout_failures import (
+    FAILURE_SCENARIOS,
+    FailurePlan,
+    run_scout_failures,
+    summarize_failures,
+)
+from benchmarks.scouts import shard_scout_missing
+from benchmarks.servers import SERVER_NAMES, ServerConfig, ensure_llama_cpp_server_extras
+from benchmarks.throughput import ComparisonPlan, run_comparison
+from benchmarks.workload import summarize
+
+SECTIONS: tuple[str, ...] = ("comparison", "grounded", "scout-failures")
+
+
+def _int_list(text: str) -> list[int]:
+    values = [int(part) for part in text.split(",") if part.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected positive integers like 1,4,8")
+    return values
+
+
+def _choices(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """A comma-separated subset of `allowed`, as an argparse type."""
+
+    def parse(text: str) -> list[str]:
+        names = [part.strip() for part in text.split(",") if part.strip()]
+        if not names or any(name not in allowed for name in names):
+            raise argparse.ArgumentTypeError(f"choose from {','.join(allowed)}")
+        return names
+
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; `--smoke` shrinks everything so a test can run it in seconds."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.suite",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add(
+        "--sections",
+        type=_choices(SECTIONS),
+        default=list(SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)",
+    )
+    add(
+        "--runs",
+        type=int,
+        default=None,
+        help="times every measurement is taken; the report shows medians (default 3; smoke 1)",
+    )
+    group = parser.add_argument_group("comparison")
+    group.add_argument(
+        "--servers",
+        type=_choices(SERVER_NAMES),
+        default=list(SERVER_NAMES),
+        help="comma-separated subset of " + ",".join(SERVER_NAMES),
+    )
+    group.add_argument(
+        "--clients",
+        type=_int_list,
+        default=[1, 4, 8, 16],
+        help="concurrency levels (default 1,4,8,16)",
+    )
+    group.add_argument(
+        "--requests",
+        type=int,
+        default=2,
+        help="sequential requests per client per level and run (default 2)",
+    )
+    group.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds per level and run instead of a fixed request count",
+    )
+    group.add_argument(
+        "--max-tokens",
+        type=int,
+        default=128,
+        help="max_tokens of comparison and scout-failure requests (default 128)",
+    )
+    group = parser.add_argument_group("grounded")
+    group.add_argument(
+        "--grounded-modes",
+        type=_choices(GROUNDED_MODES),
+        default=list(GROUNDED_MODES),
+        help="drafts modes, subset of " + ",".join(GROUNDED_MODES),
+    )
+    group.add_argument(
+        "--grounded-max-tokens",
+        type=int,
+        default=256,
+        help="max_tokens of each task's answer (default 256; smoke 32)",
+    )
+    group = parser.add_argument_group("scout-failures")
+    group.add_argument(
+        "--failure-scouts",
+        type=_choices(FAILURE_SCENARIOS),
+        default=list(FAILURE_SCENARIOS),
+        help="scenarios, subset of " + ",".join(FAILURE_SCENARIOS),
+    )
+    group.add_argument(
+        "--failure-clients", type=int, default=4, help="concurrent clients (default 4; smoke 2)"
+    )
+    group.add_argument(
+        "--failure-requests",
+        type=int,
+        default=4,
+        help="requests per client per run (default 4; smoke 1)",
+    )
+    group = parser.add_argument_group("servers")
+    group.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="GGUF to serve (default: shard's embedded Gemma 3 270M)",
+    )
+    group.add_argument(
+        "--api-key",
+        default=os.environ.get("SHARD_API_KEY") or f"sk-oracle-{secrets.token_urlsafe(32)}",
+        help="bearer key for every server and scout; Shard gets it as SHARD_API_KEY "
+        "(default: $SHARD_API_KEY, else a fresh key per run)",
+    )
+    group.add_argument("--threads", type=int, default=2)
+    group.add_argument(
+        "--parallel",
+        type=int,
+        default=8,
+        help="sequences decoded together by Shard and llama-server",
+    )
+    group.add_argument("--ctx", type=int, default=2048, help="context per sequence")
+    group.add_argument(
+        "--chat-template",
+        default="gemma",
+        help="built-in chat template given to every server (the default GGUF has none)",
+    )
+    group.add_argument("--startup-timeout", type=float, default=600.0)
+    group.add_argument(
+        "--scout-timeout",
+        type=float,
+        default=120.0,
+        help="seconds a scout may take to join the oracle",
+    )
+    group = parser.add_argument_group("harness")
+    group.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        help="where the llama-server build and the logs live",
+    )
+    group.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="Markdown report (default docs/benchmarks.md; smoke: cache dir)",
+    )
+    group.add_argument(
+        "--idle-wait",
+        type=float,
+        default=300.0,
+        help="seconds to wait for other CPU work to stop before each server (smoke: 0)",
+    )
+    group.add_argument(
+        "--max-other-cpu",
+        type=float,
+        default=0.05,
+        help="share of the CPU other processes may use during a measurement "
+        "before it is taken again",
+    )
+    group.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="re-measurements of a disturbed measurement (smoke: 0)",
+    )
+    add(
+        "--smoke",
+        action="store_true",
+        help="1 client, 2 requests, max_tokens 8, 1 run: checks the harness works",
+    )
+    args = parser.parse_args(argv)  # fmt: skip
+    if args.smoke:
+        args.clients, args.requests, args.max_tokens, args.duration = [1], 2, 8, None
+        args.idle_wait, args.retries = 0.0, 0
+        args.grounded_max_tokens, args.failure_clients, args.failure_requests = 32, 2, 1
+    if args.runs is None:
+        args.runs = 1 if args.smoke else 3
+    if args.output is None:
+        args.output = args.cache_dir / "smoke.md" if args.smoke else Path("docs/benchmarks.md")
+    return args
+
+
+def resolve_model(explicit: Path | None) -> Path:
+    """The GGUF to serve: `--model`, else the one Shard serves by default."""
+    if explicit is not None:
+        if not explicit.is_file():
+            sys.exit(f"model file not found: {explicit}")
+        return explicit.resolve()
+    try:
+        from shard.default_model import default_model_path
+    except ImportError as error:
+        sys.exit(f"cannot import shard.default_model ({error}); pass --model PATH")
+    return default_model_path()
+
+
+def without_key(argv: list[str]) -> list[str]:
+    """The command line for the report, with any --api-key value masked."""
+    shown: list[str] = []
+    for part in argv:
+        if shown and shown[-1] == "--api-key":
+            part = "<key>"
+        elif part.startswith("--api-key="):
+            part = "--api-key=<key>"
+        shown.append(part)
+    return shown
+
+
+def write_report(results: SuiteResults, output: Path) -> None:
+    """Write the Markdown report and, beside it, the plots it links to."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    plots: dict[str, Path] = {}
+    path = output.with_suffix(".png")
+    if comparison_plot(summarize(results.comparison), path):
+        plots["comparison"] = path
+    if results.grounded is not None:
+        path = output.with_name(f"{output.stem}-grounded.png")
+        if grounded_plot(summarize_grounded(results.grounded), path):
+            plots["grounded"] = path
+    if results.failures is not None:
+        path = output.with_name(f"{output.stem}-scouts.png")
+        if failure_plot(summarize_failures(results.failures), path):
+            plots["failures"] = path
+    output.write_text(markdown(results, plots))
+    print(results_markdown(results, {}))
+    shown = " and ".join(str(path) for path in plots.values())
+    print(f"wrote {output}" + (f" and {shown}" if shown else ""), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen sections; exit status 1 if something could not be measured or greedy
+    output differed with drafts."""
+    args = parse_args(argv)
+    # Turn SIGTERM into SystemExit so the servers' finally blocks stop them.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    model = resolve_model(args.model)
+    comparing = "comparison" in args.sections
+    binary = (
+        ensure_llama_server(args.cache_dir)
+        if comparing and "llama-server" in args.servers
+        else None
+    )
+    if comparing and "llama-cpp-python" in args.servers:
+        ensure_llama_cpp_server_extras()
+    config = ServerConfig(
+        model=model,
+        threads=args.threads,
+        parallel=args.parallel,
+        ctx_per_sequence=args.ctx,
+        chat_template=args.chat_template,
+        llama_server_binary=binary,
+        api_key=args.api_key,
+        work_dir=args.cache_dir,
+    )
+    harness = Harness(
+        log_dir=args.cache_dir / "logs",
+        startup_timeout_s=args.startup_timeout,
+        scout_timeout_s=args.scout_timeout,
+        scout_threads=args.scout_threads,
+        idle_wait_s=args.idle_wait,
+        max_other_cpu=args.max_other_cpu,
+        retries=args.retries,
+        runs=args.runs,
+    )
+    argv_shown = without_key(sys.argv[1:] if argv is None else argv)
+    results = SuiteResults(
+        info=RunInfo(
+            command=shlex.join(["python", "-m", "benchmarks.suite", *argv_shown]),
+            model=model,
+            threads=args.threads,
+            parallel=args.parallel,
+            ctx_per_sequence=args.ctx,
+            runs=args.runs,
+            max_other_cpu=args.max_other_cpu,
+            retries=args.retries,
+            llama_server_version=llama_server_version(binary) if binary else None,
+        ),
+        journal=Journal(),
+    )
+    if comparing:
+        results.comparison_plan = ComparisonPlan(
+            tuple(args.servers), tuple(args.clients), args.requests, args.duration,
+            args.max_tokens,
+        )  # fmt: skip
+        results.comparison = run_comparison(
+            results.comparison_plan, config, harness, results.journal
+        )
+    scout_missing = None
+    if "grounded" in args.sections or "scout-failures" in args.sections:
+        scout_missing = shard_scout_missing()
+    if "grounded" in args.sections:
+        results.grounded_plan = GroundedPlan(tuple(args.grounded_modes), args.grounded_max_tokens)
+        results.grounded = run_grounded(
+            results.grounded_plan, config, harness, results.journal, scout_missing
+        )
+    if "scout-failures" in args.sections:
+        results.failure_plan = FailurePlan(
+            tuple(args.failure_scouts), args.failure_clients, args.failure_requests,
+            args.max_tokens,
+        )  # fmt: skip
+        results.failures = run_scout_failures(
+            results.failure_plan, config, harness, results.journal, scout_missing
+        )
+    write_report(results, args.output)
+    differing = results.grounded is not None and any(
+        row.identical is False for row in summarize_grounded(results.grounded)
+    )
+    if differing:
+        print("greedy output differed with drafts: see the report", file=sys.stderr)
+    return 1 if results.journal.failures or differing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

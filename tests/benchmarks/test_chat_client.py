@@ -1,0 +1,69 @@
+"""The streaming client takes tokens from the server's usage when it sends one, else counts
+content chunks, and times the first and last content."""
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from benchmarks.chat_client import ChatClient
+
+
+def _sse(*events: dict[str, Any]) -> bytes:
+    lines = [f"data: {json.dumps(event)}\n\n" for event in events]
+    return ("".join(lines) + "data: [DONE]\n\n").encode()
+
+
+def _delta(content: str) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {"content": content}}]}
+
+
+ROLE = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
+
+
+def _complete(body: bytes, status: int = 200) -> Any:
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(status, content=body)
+
+    async def go() -> Any:
+        client = ChatClient("http://test", "k", "m", transport=httpx.MockTransport(handler))
+        try:
+            return await client.complete("hi", 8)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go()), seen
+
+
+def test_usage_wins_over_chunk_count() -> None:
+    usage = {"choices": [], "usage": {"completion_tokens": 5, "prompt_tokens": 3}}
+    result, seen = _complete(_sse(ROLE, _delta("Hel"), _delta("lo there"), usage))
+    assert result.text == "Hello there"
+    assert result.completion_tokens == 5 and result.tokens_from_usage
+    assert seen[0]["stream"] is True and seen[0]["temperature"] == 0
+    assert seen[0]["stream_options"] == {"include_usage": True}
+    assert result.first_token_s is not None and result.last_token_s is not None
+    assert 0 < result.first_token_s <= result.last_token_s <= result.latency_s
+
+
+def test_without_usage_chunks_are_counted() -> None:
+    result, _ = _complete(_sse(ROLE, _delta("a"), _delta("b"), _delta("c")))
+    assert result.completion_tokens == 3 and not result.tokens_from_usage
+
+
+def test_no_content_means_no_first_token() -> None:
+    result, _ = _complete(_sse(ROLE))
+    assert result.text == "" and result.first_token_s is None
+    assert result.decode_tokens_per_s is None
+
+
+def test_errors_are_raised() -> None:
+    with pytest.raises(RuntimeError, match="HTTP 503"):
+        _complete(b'{"error": {"message": "busy"}}', status=503)
+    with pytest.raises(RuntimeError, match="error in stream"):
+        _complete(_sse({"error": {"message": "boom"}}))

@@ -1,0 +1,127 @@
+"""The report shows medians, ratios, the byte-identity verdict and the dead-scout target, and
+says what was skipped and why."""
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.grounded import GroundedOutcome, GroundedPlan, GroundedSample, grounded_tasks
+from benchmarks.harness import Journal
+from benchmarks.oracle_metrics import DraftCounts
+from benchmarks.report import RunInfo, SuiteResults, markdown
+from benchmarks.scout_failures import FailureOutcome, FailurePlan, FailureRun
+from benchmarks.throughput import ComparisonPlan
+from benchmarks.workload import LevelResult, percentile, summarize
+
+
+def level(server: str, clients: int, tokens: int, elapsed: float = 10.0) -> LevelResult:
+    return LevelResult(
+        server=server,
+        clients=clients,
+        requests=2 * clients,
+        completion_tokens=tokens,
+        elapsed_s=elapsed,
+        latency_p50_s=1.0,
+        latency_p95_s=1.5,
+        ttft_p50_s=0.05,
+        ttft_p95_s=0.08,
+        decode_tokens_per_s=tokens / 10.0,
+        tokens_from_usage=server != "llama-cpp-python",
+        other_cpu=0.01,
+    )
+
+
+def test_summaries_are_medians_over_runs() -> None:
+    runs = [level("shard", 4, tokens) for tokens in (1000, 3000, 1200)]
+    (summary,) = summarize(runs)
+    assert summary.runs == 3
+    assert summary.tokens_per_s == pytest.approx(120.0)
+    assert (summary.tokens_per_s_min, summary.tokens_per_s_max) == (100.0, 300.0)
+    assert percentile([3.0, 1.0, 2.0, 4.0], 0.5) == 2.0
+    assert percentile([3.0, 1.0, 2.0, 4.0], 0.95) == 4.0
+
+
+def sample(mode: str, task: str, text: str, latency: float, drafts: DraftCounts) -> GroundedSample:
+    return GroundedSample(mode, task, 0, text, 100, latency, drafts)
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> SuiteResults:
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"\0" * 1024)
+    info = RunInfo("python -m benchmarks.suite", model, 2, 8, 2048, 3, 0.05, 2)
+    journal = Journal(launch_commands={"shard": "python -m shard oracle"})
+    journal.failures["llama-cpp-python"] = "exited with code 1"
+    tasks = grounded_tasks()
+    ngram = DraftCounts({"ngram": 50.0}, {"ngram": 40.0})
+    grounded = GroundedOutcome(
+        tasks,
+        samples=[
+            sample("off", tasks[0].name, "same", 2.0, DraftCounts()),
+            sample("ngram", tasks[0].name, "same", 1.0, ngram),
+        ],
+        skipped={"scout": "`python -m shard scout --help` exited with 2"},
+    )
+    failures = FailureOutcome(
+        runs=[
+            FailureRun("none", level("scout none", 4, 1000), DraftCounts(), None),
+            FailureRun("dead", level("scout dead", 4, 980), DraftCounts(), True),
+            FailureRun(
+                "hostile", level("scout hostile", 4, 900), DraftCounts({"scout": 30.0}, {}), True
+            ),
+        ],
+        skipped={"slow": "slow scout exited with code 2"},
+    )
+    return SuiteResults(
+        info=info,
+        journal=journal,
+        comparison_plan=ComparisonPlan(("shard", "llama-server"), (1, 4), 2, None, 128),
+        comparison=[
+            level("shard", 1, 1000),
+            level("llama-server", 1, 800),
+            level("shard", 4, 2000),
+            level("llama-server", 4, 2500),
+        ],
+        grounded_plan=GroundedPlan(("off", "ngram", "scout"), 256),
+        grounded=grounded,
+        failure_plan=FailurePlan(("none", "dead", "slow", "hostile"), 4, 4, 128),
+        failures=failures,
+    )
+
+
+def test_comparison_tables_and_ratios(results: SuiteResults) -> None:
+    text = markdown(results, {"comparison": Path("benchmarks.png")})
+    assert "| server | tokens/s | range | latency p50 (s) | latency p95 (s) | TTFT p50 (s)" in text
+    assert "| shard | 100.0 | 100.0-100.0 | 1.00 | 1.50 | 0.050 | 0.080 | 2 | 1% |" in text
+    assert "Throughput Shard / llama-server: 1.25x" in text  # 1 client
+    assert "Throughput Shard / llama-server: 0.80x" in text  # 4 clients
+    assert "### Single-stream decode" in text
+    assert "Decode Shard / llama-server: 1.25x" in text
+    assert "![tokens/s and time to first token vs concurrent clients](benchmarks.png)" in text
+    assert "**llama-cpp-python was not measured**: exited with code 1" in text
+
+
+def test_grounded_speedup_identity_and_acceptance(results: SuiteResults) -> None:
+    text = markdown(results, {})
+    assert "| task | drafts | tokens/s | speedup vs off | output identical to off |" in text
+    assert "| code edit | ngram | 100.0 | 2.00x | yes | 100 | 80% (40/50) | none proposed |" in text
+    assert "Greedy output was byte-identical to drafts off in every mode and run." in text
+    assert "Mode `scout` was skipped: `python -m shard scout --help` exited with 2." in text
+
+
+def test_grounded_difference_is_flagged(results: SuiteResults) -> None:
+    assert results.grounded is not None
+    results.grounded.samples.append(
+        GroundedSample("ngram", "code edit", 1, "different", 100, 1.0, DraftCounts())
+    )
+    text = markdown(results, {})
+    assert "| code edit | ngram | 100.0 | 2.00x | **NO** |" in text
+    assert "**NOT byte-identical to drafts off**" in text
+
+
+def test_scout_failures_against_the_baseline(results: SuiteResults) -> None:
+    text = markdown(results, {})
+    assert "| dead | 98.0 | 0.98x | 1.00 | 0.050 | none proposed | yes |" in text
+    assert "| hostile | 90.0 | 0.90x | 1.00 | 0.050 | 0% (0/30) | yes |" in text
+    assert "A dead scout cost 2.0% of the no-scout throughput: target (< 5%) met." in text
+    assert "The slow scout was skipped: slow scout exited with code 2." in text

@@ -1,0 +1,71 @@
+"""A smoke run of the whole suite on tiny settings (Shard only): every section's code path runs
+against real servers and scouts, and the report says what a full run's would."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.scouts import shard_scout_missing
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> str:
+    output = tmp_path_factory.mktemp("bench") / "benchmarks.md"
+    command = [sys.executable, "-m", "benchmarks.suite", "--smoke", "--servers", "shard"]
+    result = subprocess.run(
+        [*command, "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return output.read_text()
+
+
+def _number(pattern: str, text: str) -> float:
+    match = re.search(pattern, text, re.MULTILINE)
+    assert match is not None, f"{pattern!r} not in:\n{text}"
+    return float(match.group(1))
+
+
+def test_comparison_reports_throughput_latency_and_first_token(report: str) -> None:
+    assert "python -m benchmarks.suite --smoke --servers shard" in report
+    assert (
+        "| server | tokens/s | range | latency p50 (s) | latency p95 (s) | TTFT p50 (s)" in report
+    )
+    assert _number(r"^\| shard \| ([0-9.]+) \| [0-9.]+-[0-9.]+ \|", report) > 0
+    ttft = _number(
+        r"^\| shard \| [0-9.]+ \| [0-9.-]+ \| [0-9.]+ \| [0-9.]+ \| ([0-9.]+) \|", report
+    )
+    latency = _number(r"^\| shard \| [0-9.]+ \| [0-9.-]+ \| ([0-9.]+) \|", report)
+    assert 0 < ttft <= latency
+    assert _number(r"^### Single-stream decode\n(?:.*\n)*?\| shard \| ([0-9.]+) \|", report) > 0
+
+
+def test_grounded_output_is_byte_identical_with_drafts(report: str) -> None:
+    modes = ["ngram"] if shard_scout_missing() else ["ngram", "scout"]
+    for task in ("code edit", "extraction"):
+        assert re.search(rf"^\| {task} \| off \| [0-9.]+ \| 1\.00x \| yes \|", report, re.M)
+        for mode in modes:
+            row = rf"^\| {task} \| {mode} \| ([0-9.]+) \| [0-9.]+x \| yes \|"
+            assert _number(row, report) > 0
+    assert "Greedy output was byte-identical to drafts off in every mode and run." in report
+    if shard_scout_missing():
+        assert "Mode `scout` was skipped: `python -m shard scout --help`" in report
+
+
+def test_scout_failures_are_measured_or_skipped_with_a_reason(report: str) -> None:
+    assert "## Scout failures" in report
+    if shard_scout_missing():
+        assert "The dead scout was skipped: `python -m shard scout --help`" in report
+        return
+    for scenario in ("none", "dead", "slow", "hostile"):
+        assert _number(rf"^\| {scenario} \| ([0-9.]+) \|", report) > 0
+    assert re.search(r"A dead scout cost -?[0-9.]+% of the no-scout throughput", report)

@@ -1,0 +1,147 @@
+"""Real scouts against a real oracle: drafts change nothing a client sees (DESIGN.md invariant 1),
+and scouts that misbehave are dropped without harming anyone else."""
+
+import re
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import ADMIN_KEY, RunningOracle, auth
+from tests.swarm.conftest import (
+    ScoutProcess,
+    complete_all,
+    scout_logs,
+    scout_status,
+    wait_for,
+)
+from tests.swarm.raw_scout import Behaviour, RawScout
+
+STATUS_FIELDS = {
+    "status",
+    "load",
+    "tasks_completed",
+    "tasks_failed",
+    "avg_latency_ms",
+    "uptime_seconds",
+    "acceptance_rate",
+    "accepted_tokens",
+}
+
+
+def scout_accepted_metric(oracle: RunningOracle) -> float:
+    text = httpx.get(f"{oracle.base_url}/metrics").text
+    found = re.search(r'^shard_draft_tokens_accepted_total\{source="scout"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_an_honest_scout_drafts_and_changes_no_output(
+    solo_outputs: list[str], swarm: RunningOracle, swarm_client: openai.OpenAI, tmp_path: Path
+) -> None:
+    scout = ScoutProcess(swarm, tmp_path, "honest-1")
+    try:
+        wait_for(lambda: scout_status(swarm, "honest-1")["connected"], 90, "scout to join")
+        before = scout_accepted_metric(swarm)
+        assert complete_all(swarm_client) == solo_outputs
+        status = scout_status(swarm, "honest-1")
+        assert status.keys() >= STATUS_FIELDS
+        assert status["tasks_completed"] > 0
+        assert status["accepted_tokens"] > 0, scout.log()
+        assert scout_accepted_metric(swarm) > before
+        cluster = httpx.get(f"{swarm.base_url}/system/cluster", headers=auth(ADMIN_KEY)).json()
+        assert cluster["mode"] == "swarm"
+        assert [s["id"] for s in cluster["scouts"] if s["connected"]] == ["honest-1"]
+        assert cluster["load_balancing"]["scouts_per_request"] == 1
+        metrics = httpx.get(f"{swarm.base_url}/metrics").text
+        assert "shard_scouts_connected 1.0" in metrics
+        assert "connected with draft model" in scout_logs(swarm, "honest-1")
+    finally:
+        scout.stop()
+    wait_for(lambda: not scout_status(swarm, "honest-1")["connected"], 30, "scout to leave")
+
+
+def test_a_scout_drafting_random_tokens_changes_nothing_and_is_dropped(
+    solo_outputs: list[str], swarm: RunningOracle, swarm_client: openai.OpenAI, tmp_path: Path
+) -> None:
+    scout = ScoutProcess(swarm, tmp_path, "random-1", "--hostile", "random")
+    try:
+        wait_for(lambda: scout_status(swarm, "random-1")["connected"], 90, "scout to join")
+        assert complete_all(swarm_client) == solo_outputs
+        wait_for(lambda: scout_status(swarm, "random-1")["status"] == "dropped", 60, "the drop")
+        assert "accepted" in scout_logs(swarm, "random-1")
+    finally:
+        scout.stop()
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "ends_as", "reason"),
+    [
+        ("oov", "dropped", "vocabulary"),
+        ("wrong_position", "dropped", "position"),
+        ("oversized", "dropped", "bytes"),
+        ("malformed", "dropped", "malformed"),
+        ("silent", "dropped", "deadline"),
+        ("vanish", "disconnected", "lost"),
+        ("flood", "dropped", "flooding"),
+    ],
+)
+def test_a_hostile_scout_changes_nothing_and_is_dropped(
+    solo_outputs: list[str],
+    swarm: RunningOracle,
+    swarm_client: openai.OpenAI,
+    behaviour: Behaviour,
+    ends_as: str,
+    reason: str,
+) -> None:
+    scout_id = f"hostile-{behaviour}"
+    raw = RawScout(swarm, scout_id, behaviour).start()
+    try:
+        assert raw.welcomed.wait(30)
+        assert complete_all(swarm_client) == solo_outputs
+        wait_for(lambda: scout_status(swarm, scout_id)["status"] == ends_as, 30, ends_as)
+        assert reason in scout_logs(swarm, scout_id)
+        if behaviour != "flood":
+            assert raw.works > 0, "the scout should have been given work"
+    finally:
+        raw.stop()
+
+
+def test_a_scout_with_another_tokenizer_is_refused(swarm: RunningOracle) -> None:
+    raw = RawScout(swarm, "other-tokenizer", "empty", tokenizer="0" * 64).start()
+    assert raw.ended.wait(30)
+    assert raw.close_code == 4009
+    assert "tokenizer mismatch" in raw.close_reason
+
+
+def test_a_scout_with_a_bad_key_is_refused(swarm: RunningOracle) -> None:
+    bad_key = "sk-oracle-" + "x" * 40
+    raw = RawScout(swarm, "bad-key", "empty", key=bad_key, tokenizer="0" * 64).start()
+    assert raw.ended.wait(30)
+    assert raw.close_code == 4001
+    assert not raw.welcomed.is_set()
+
+
+def test_restart_drains_reloads_and_scouts_reconnect(
+    solo_outputs: list[str], swarm: RunningOracle, swarm_client: openai.OpenAI, tmp_path: Path
+) -> None:
+    user_key = httpx.post(
+        f"{swarm.base_url}/keys", json={"name": "restart-user"}, headers=auth(ADMIN_KEY)
+    ).json()["key"]
+    scout = ScoutProcess(swarm, tmp_path, "comes-back")
+    try:
+        wait_for(lambda: scout_status(swarm, "comes-back")["connected"], 90, "scout to join")
+        refused = httpx.post(f"{swarm.base_url}/system/restart", headers=auth(user_key))
+        assert refused.status_code == 403
+        accepted = httpx.post(f"{swarm.base_url}/system/restart", headers=auth(ADMIN_KEY))
+        assert accepted.status_code == 202
+        assert accepted.json()["status"] == "restarting"
+        wait_for(
+            lambda: not scout_status(swarm, "comes-back")["connected"], 60, "scouts to be let go"
+        )
+        wait_for(lambda: httpx.get(f"{swarm.base_url}/health").status_code == 200, 120, "reload")
+        wait_for(lambda: scout_status(swarm, "comes-back")["connected"], 60, "reconnect")
+        assert complete_all(swarm_client) == solo_outputs
+        assert "reconnecting" in scout.log()
+    finally:
+        scout.stop()
