@@ -178,6 +178,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=120.0,
         help="seconds a scout may take to join the oracle",
     )
+    group.add_argument(
+        "--scout-threads",
+        type=int,
+        default=1,
+        help="llama.cpp threads of each drafting scout, which shares the cores with the "
+        "oracle (default 1)",
+    )
     group = parser.add_argument_group("harness")
     group.add_argument(
         "--cache-dir",
