@@ -99,6 +99,27 @@ class OracleSettings(BaseSettings):
     scouts_per_request: int = Field(
         default=1, ge=1, le=16, description="scouts drafting for each sequence"
     )
+    golden_ticket_rate: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="share of scout work that is golden tickets"
+    )
+    ban_threshold: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="reputation below which a scout key is banned"
+    )
+    ban_after_tickets: int = Field(
+        default=10, ge=1, description="golden tickets a scout key is judged on before a ban"
+    )
+    ban_seconds: int = Field(default=3600, ge=0, description="how long a ban lasts; 0 is for good")
+    rate_limit_chat_scout_tier: str = Field(
+        default="60/minute", description="chat requests per key for keys whose scouts contribute"
+    )
+    scout_tier_min_tokens: int = Field(
+        default=100,
+        ge=0,
+        description="accepted draft tokens in the window that earn a key the scout tier (0: off)",
+    )
+    scout_tier_window_minutes: int = Field(
+        default=60, ge=1, description="how far back scout contributions count"
+    )
     drain_timeout: float = Field(
         default=60.0, ge=0, description="seconds a restart waits for running requests to finish"
     )

@@ -14,7 +14,7 @@ from shard import __version__
 from shard.api.auth import RateLimitHeaders
 from shard.api.errors import install_error_handlers
 from shard.api.lifecycle import Lifecycle
-from shard.api.oracle_state import OracleState
+from shard.api.oracle_state import OracleState, ScoutTier
 from shard.api.rate_limits import RateLimiter
 from shard.api.routes import (
     chat,
@@ -27,12 +27,15 @@ from shard.api.routes import (
     text_completions,
 )
 from shard.config import OracleSettings
-from shard.engine.engine import Engine, EngineConfig
+from shard.engine.engine import EngineConfig
 from shard.store.api_keys import KeyStore
 from shard.store.completions import CompletionStore
 from shard.store.database import Database
 from shard.store.reservations import ReservationStore
+from shard.store.scout_records import ContributionStore, ScoutRecordStore
 from shard.swarm.hub import Hub, HubSettings
+from shard.swarm.reputation import BanPolicy
+from shard.swarm.trust import Trust
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +65,19 @@ def build_state(settings: OracleSettings, model_path: Path, database: Database) 
             "system": settings.rate_limit_system,
             "restart": settings.rate_limit_restart,
         },
+        {"chat": settings.rate_limit_chat_scout_tier},
     )
     return OracleState(
         model_names=[model_path.stem, *settings.served_model_name],
         keys=KeyStore(database),
         completions=CompletionStore(database),
         reservations=ReservationStore(database),
+        scout_records=ScoutRecordStore(database),
+        contributions=ContributionStore(database),
         rate_limiter=limiter,
         model_path=str(model_path),
         metrics_require_admin=settings.metrics_require_admin,
+        scout_tier=ScoutTier(settings.scout_tier_min_tokens, settings.scout_tier_window_minutes),
     )
 
 
@@ -80,16 +87,19 @@ def build_hub(settings: OracleSettings, state: OracleState) -> Hub:
         max_misses=settings.scout_max_misses,
         min_acceptance=settings.scout_min_acceptance,
         scouts_per_request=settings.scouts_per_request,
+        golden_ticket_rate=settings.golden_ticket_rate,
     )
-
-    def engine() -> Engine | None:
-        scheduler = state.scheduler
-        return scheduler.engine if scheduler is not None and scheduler.ready else None
-
+    policy = BanPolicy(
+        threshold=settings.ban_threshold,
+        min_tickets=settings.ban_after_tickets,
+        ban_seconds=settings.ban_seconds,
+    )
+    trust = Trust(state.scout_records, state.contributions, policy)
     return Hub(
         hub_settings,
-        engine,
+        lambda: state.scheduler,
         state.reservations,
+        trust,
         state.model_names[0],
         state.metrics.scouts_connected.set,
     )

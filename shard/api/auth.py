@@ -49,7 +49,10 @@ def keyed(
             raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
         if admin and not record.is_admin:
             raise APIError(403, "This endpoint needs an admin key.", code="forbidden")
-        decision = oracle.rate_limiter.hit(category, record.id)
+        tier = "standard"
+        if category == "chat":
+            tier = await asyncio.to_thread(oracle.tier_of, record.id)
+        decision = oracle.rate_limiter.hit(category, record.id, tier)
         if decision is not None:
             request.state.rate_limit_headers = decision.headers()
         return record

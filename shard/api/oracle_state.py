@@ -2,6 +2,7 @@
 
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from fastapi import Request
@@ -13,10 +14,33 @@ from shard.engine.scheduler import Scheduler
 from shard.store.api_keys import KeyStore
 from shard.store.completions import CompletionStore
 from shard.store.reservations import ReservationStore
+from shard.store.scout_records import ContributionStore, ScoutRecordStore
+
+_TIER_CACHE_SECONDS = 2.0
 
 if TYPE_CHECKING:
     from shard.api.lifecycle import Lifecycle
     from shard.swarm.hub import Hub
+
+
+@dataclass
+class ScoutTier:
+    """Keys whose scouts contributed `min_tokens` accepted draft tokens in the last
+    `window_minutes` get the scout tier's rate limits. Looked up at most every few seconds."""
+
+    min_tokens: int
+    window_minutes: int
+    _cache: dict[str, tuple[float, str]] = field(default_factory=dict)
+
+    def tier_of(self, key_id: str, contributions: ContributionStore) -> str:
+        now = time.monotonic()
+        cached = self._cache.get(key_id)
+        if cached is not None and now - cached[0] < _TIER_CACHE_SECONDS:
+            return cached[1]
+        recent = contributions.recent(key_id, timedelta(minutes=self.window_minutes))
+        tier = "scout" if self.min_tokens > 0 and recent >= self.min_tokens else "standard"
+        self._cache[key_id] = (now, tier)
+        return tier
 
 
 @dataclass
@@ -27,15 +51,24 @@ class OracleState:
     keys: KeyStore
     completions: CompletionStore
     reservations: ReservationStore
+    scout_records: ScoutRecordStore
+    contributions: ContributionStore
     rate_limiter: RateLimiter
     metrics: OracleMetrics = field(default_factory=OracleMetrics)
     model_path: str = ""
     metrics_require_admin: bool = False
+    scout_tier: "ScoutTier | None" = None
     scheduler: Scheduler | None = None
     hub: "Hub | None" = None
     lifecycle: "Lifecycle | None" = None
     started: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False
+
+    def tier_of(self, key_id: str) -> str:
+        """'scout' for a key whose scouts got enough draft tokens accepted lately."""
+        if self.scout_tier is None:
+            return "standard"
+        return self.scout_tier.tier_of(key_id, self.contributions)
 
     def resolve_model(self, requested: str) -> str:
         """The requested name if this server serves it; 404 model_not_found otherwise."""

@@ -41,13 +41,24 @@ def parse_limit(text: str) -> RateLimitItem | None:
 class RateLimiter:
     """Checks and counts one request of a key in a category."""
 
-    def __init__(self, storage_url: str, limits_by_category: dict[Category, str]) -> None:
+    def __init__(
+        self,
+        storage_url: str,
+        limits_by_category: dict[Category, str],
+        scout_tier: dict[Category, str] | None = None,
+    ) -> None:
         self._limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_url))
         self._items = {c: parse_limit(text) for c, text in limits_by_category.items()}
+        self._scout_items = {c: parse_limit(text) for c, text in (scout_tier or {}).items()}
 
-    def hit(self, category: Category, key_id: str) -> RateDecision | None:
-        """Count the request, or raise a 429; None when the category is unlimited."""
+    def hit(self, category: Category, key_id: str, tier: str = "standard") -> RateDecision | None:
+        """Count the request, or raise a 429; None when the category is unlimited.
+
+        Keys in the scout tier (their scouts contribute) get that tier's limit where one is set.
+        """
         item = self._items.get(category)
+        if tier == "scout" and category in self._scout_items:
+            item = self._scout_items[category]
         if item is None:
             return None
         allowed = self._limiter.hit(item, category, key_id)

@@ -285,7 +285,8 @@ class Engine:
             self._emit(rid, Rejected("context_length_exceeded", message, "messages"))
             return
         max_new = min(request.max_tokens, room)
-        self._emit(rid, Admitted(prompt_tokens=len(prompt)))
+        prompt_ids = tuple(prompt) if request.token_ids else ()
+        self._emit(rid, Admitted(prompt_tokens=len(prompt), prompt_ids=prompt_ids))
         self._waiting.append(_Task(request, prompt, max_new))
 
     def _admit_waiting(self) -> None:
@@ -545,8 +546,9 @@ class Engine:
         else:
             choice.next_token = None
             choice.finished = True
-        if text or logprobs or finish:
-            delta = ChoiceDelta(choice.index, text, choice.generated, logprobs, finish)
+        if text or logprobs or finish or task.request.token_ids:
+            ids = (token,) if task.request.token_ids else ()
+            delta = ChoiceDelta(choice.index, text, choice.generated, logprobs, finish, ids)
             self._emit(task.request.request_id, delta)
         return token
 

@@ -42,6 +42,7 @@ class Generation:
     def __init__(self, request: GenerationRequest) -> None:
         self.request = request
         self.prompt_tokens = 0
+        self.prompt_ids: tuple[int, ...] = ()
         self.queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
         self.finished = False
         self.admitted_at = time.monotonic()
@@ -112,6 +113,7 @@ class Scheduler:
                 raise RequestRejectedError(first)
             assert isinstance(first, Admitted)
             generation.prompt_tokens = first.prompt_tokens
+            generation.prompt_ids = first.prompt_ids
             yield generation
         finally:
             del self._generations[request.request_id]

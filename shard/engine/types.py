@@ -49,6 +49,8 @@ class GenerationRequest:
     """Legacy completions: text to continue as it is, instead of rendering `messages`."""
     owner: str | None = None
     """The API key's id: its reserved scouts draft for this request first."""
+    token_ids: bool = False
+    """Report prompt and completion token ids (golden tickets need them)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Admitted:
     """The prompt fitted; generation is queued."""
 
     prompt_tokens: int
+    prompt_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class ChoiceDelta:
     completion_tokens: int
     logprobs: tuple[TokenLogprob, ...] = ()
     finish_reason: FinishReason | None = None
+    token_ids: tuple[int, ...] = ()
 
 
 EngineEvent = Admitted | Rejected | ChoiceDelta

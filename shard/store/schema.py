@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA_VERSION = 1
@@ -54,3 +54,42 @@ class ReservationRow(Base):
     reserved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     status: Mapped[str] = mapped_column(String(16))
+
+
+class ScoutIdentityRow(Base):
+    """A scout id belongs to the key that first joined with it."""
+
+    __tablename__ = "scout_identities"
+
+    scout_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), ForeignKey("api_keys.id"), index=True)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ScoutReputationRow(Base):
+    """A key's record as a scout: golden-ticket scores, live acceptance, and any ban.
+
+    Kept per key, not per scout id, so a new scout id does not shed a bad record.
+    """
+
+    __tablename__ = "scout_reputation"
+
+    key_id: Mapped[str] = mapped_column(String(32), ForeignKey("api_keys.id"), primary_key=True)
+    tickets: Mapped[int] = mapped_column(Integer, default=0)
+    ticket_score_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    draft_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    accepted_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    banned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    banned_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ban_reason: Mapped[str] = mapped_column(String(300), default="")
+
+
+class ContributionRow(Base):
+    """Draft tokens a key's scouts got accepted, per hour: what earns the scout tier."""
+
+    __tablename__ = "scout_contributions"
+
+    key_id: Mapped[str] = mapped_column(String(32), ForeignKey("api_keys.id"), primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """Hours since the Unix epoch."""
+    accepted_tokens: Mapped[int] = mapped_column(Integer, default=0)

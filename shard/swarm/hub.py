@@ -10,6 +10,7 @@ Scouts are untrusted: a failing scout is logged and dropped, never raised into a
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -20,9 +21,12 @@ from typing import Protocol
 from shard import __version__
 from shard.engine.drafting import DraftOutcome, ScoutDraft, SequenceUpdate
 from shard.engine.engine import Engine
+from shard.engine.scheduler import Scheduler
 from shard.store.api_keys import KeyRecord
 from shard.store.reservations import Reservation, ReservationStore
+from shard.swarm.golden_tickets import Ticket, TicketBook
 from shard.swarm.protocol import (
+    CLOSE_BANNED,
     CLOSE_DROPPED,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_REPLACED,
@@ -42,6 +46,7 @@ from shard.swarm.protocol import (
     encode,
     parse_scout_frame,
 )
+from shard.swarm.trust import Trust
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +87,8 @@ class HubSettings:
     judge_after_tokens: int = 64
     ping_interval_s: float = 10.0
     scouts_per_request: int = 1
+    golden_ticket_rate: float = 0.05
+    """Share of work frames that are golden tickets."""
     max_unsolicited: int = 20
     """Drafts for work never sent (flooding) tolerated before a scout is dropped."""
 
@@ -155,6 +162,24 @@ class _Sequence:
     expired: set[str] = field(default_factory=set)
 
 
+@dataclass
+class _TicketWork:
+    scout_id: str
+    ticket: Ticket
+    sent_at: float
+    deadline: float
+    result: "asyncio.Future[TicketResult] | None" = None
+
+
+@dataclass(frozen=True)
+class TicketResult:
+    expected: tuple[int, ...]
+    drafted: tuple[int, ...]
+    score: float
+    latency_ms: float | None
+    """None when the scout did not answer in time."""
+
+
 class ReservationError(Exception):
     """A reservation the hub cannot make or end; `status` is the HTTP status to answer."""
 
@@ -168,14 +193,20 @@ class Hub:
     def __init__(
         self,
         settings: HubSettings,
-        engine: Callable[[], Engine | None],
+        scheduler: Callable[[], Scheduler | None],
         reservations: ReservationStore,
+        trust: Trust,
         model_name: str,
         on_scout_count: Callable[[int], None] = lambda count: None,
     ) -> None:
         self.settings = settings
-        self._engine = engine
+        self._scheduler = scheduler
         self._reservations = reservations
+        self.trust = trust
+        self.tickets = TicketBook()
+        self._ticket_work: dict[str, _TicketWork] = {}
+        self._expired_tickets: deque[str] = deque(maxlen=1000)
+        self._rng = random.Random()
         self._model_name = model_name
         self._on_scout_count = on_scout_count
         self.records: dict[str, ScoutRecord] = {}
@@ -184,6 +215,10 @@ class Hub:
         """scout id -> key id, for every active reservation."""
         self._ticker: asyncio.Task[None] | None = None
         self.started = time.time()
+
+    def _engine(self) -> Engine | None:
+        scheduler = self._scheduler()
+        return scheduler.engine if scheduler is not None and scheduler.ready else None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -256,10 +291,7 @@ class Hub:
                 f"tokenizer mismatch: oracle {engine.tokenizer_fingerprint[:12]}, scout "
                 f"{hello.tokenizer[:12]}; use a draft model with the oracle's tokenizer"
             )
-        existing = self.records.get(hello.scout_id)
-        if existing is not None and existing.connected and existing.key_id != key.id:
-            return CLOSE_PROTOCOL_ERROR, f"scout id {hello.scout_id} is in use by another key"
-        return None
+        return self.trust.refusal(hello.scout_id, key.id)
 
     async def _register(self, link: ScoutLink, key: KeyRecord, hello: Hello) -> ScoutRecord:
         existing = self.records.get(hello.scout_id)
@@ -290,6 +322,9 @@ class Hub:
         await link.send_text(encode(welcome))
         record.log("info", f"connected with draft model {hello.draft_model or 'unnamed'}")
         self._set_swarm_active()
+        scheduler = self._scheduler()
+        if scheduler is not None and scheduler.ready:
+            self.tickets.fill_when_idle(scheduler)
         return record
 
     async def _write_forever(self, record: ScoutRecord, link: ScoutLink) -> None:
@@ -440,6 +475,8 @@ class Hub:
             sequence.outstanding[scout_id] = _Work(
                 len(sequence.tokens), k, now, now + deadline_ms / 1000
             )
+            if self._rng.random() < self.settings.golden_ticket_rate:
+                self.send_ticket(scout_id, k)
 
     def _send(self, scout_id: str, frame: Work | Cancel | Ping) -> bool:
         record = self.records.get(scout_id)
@@ -452,6 +489,12 @@ class Hub:
         return True
 
     def _take_draft(self, record: ScoutRecord, draft: Draft) -> None:
+        ticket_work = self._ticket_work.get(draft.seq)
+        if ticket_work is not None and ticket_work.scout_id == record.scout_id:
+            self._finish_ticket(draft.seq, draft)
+            return
+        if draft.seq in self._expired_tickets:
+            return  # too late; already scored 0
         sequence = self._sequences.get(draft.seq)
         work = sequence.outstanding.get(record.scout_id) if sequence else None
         if sequence is None or work is None:
@@ -503,6 +546,7 @@ class Hub:
             return
         record.draft_tokens += outcome.proposed
         record.accepted_tokens += outcome.accepted
+        self.trust.record_drafts(record.key_id, outcome.proposed, outcome.accepted)
         settings = self.settings
         if (
             record.connected
@@ -510,6 +554,77 @@ class Hub:
             and record.accepted_tokens < settings.min_acceptance * record.draft_tokens
         ):
             self._drop_soon(record, f"drafts accepted {record.acceptance_rate:.1%} of the time")
+
+    # -- golden tickets ---------------------------------------------------------------------------
+
+    def send_ticket(
+        self, scout_id: str, k: int, result: "asyncio.Future[TicketResult] | None" = None
+    ) -> bool:
+        """Send a golden ticket as ordinary work; False when none can go out now."""
+        if result is None and any(w.scout_id == scout_id for w in self._ticket_work.values()):
+            return False
+        ticket = self.tickets.draw(k, self._rng)
+        if ticket is None:
+            return False
+        deadline_ms = self.settings.deadline_ms
+        work = Work(
+            seq=ticket.sequence_key,
+            position=0,
+            tokens=list(ticket.context),
+            k=len(ticket.expected),
+            deadline_ms=deadline_ms,
+        )
+        now = time.monotonic()
+        if not self._send(scout_id, work):
+            return False
+        self._ticket_work[ticket.sequence_key] = _TicketWork(
+            scout_id, ticket, now, now + deadline_ms / 1000, result
+        )
+        return True
+
+    def _finish_ticket(self, key: str, draft: Draft | None) -> None:
+        """Score a ticket's answer (None: no answer in time) into the key's reputation."""
+        work = self._ticket_work.pop(key)
+        ticket = work.ticket
+        drafted = tuple(draft.tokens) if draft is not None else ()
+        right_place = draft is not None and draft.position == len(ticket.context)
+        score = ticket.score(list(drafted)) if right_place else 0.0
+        latency = (time.monotonic() - work.sent_at) * 1000 if draft is not None else None
+        self._send(work.scout_id, Cancel(seq=key))
+        if work.result is not None and not work.result.done():
+            work.result.set_result(TicketResult(ticket.expected, drafted, score, latency))
+        record = self.records.get(work.scout_id)
+        if record is None:
+            return
+        record.log("debug", f"golden ticket scored {score:.2f}")
+        if self.trust.record_ticket(record.key_id, score):
+            reason = self.trust.reputation(record.key_id).ban_reason
+            for scout in self.connected:
+                if scout.key_id == record.key_id:
+                    scout.log("error", f"banned: {reason}")
+                    asyncio.get_running_loop().create_task(
+                        self._drop(scout, f"banned: {reason}", CLOSE_BANNED)
+                    )
+
+    async def run_tickets(self, scout_id: str, count: int) -> list[TicketResult]:
+        """Test a connected scout now with `count` golden tickets, one after another."""
+        scheduler = self._scheduler()
+        if scheduler is not None and scheduler.ready:
+            self.tickets.fill_when_idle(scheduler)
+        if not await self.tickets.wait_ready(120):
+            raise ReservationError(503, "The golden tickets are not ready yet.")
+        engine = self._engine()
+        k = max(1, min(engine.config.draft_max if engine else 8, MAX_DRAFT_TOKENS))
+        results = []
+        for _ in range(count):
+            record = self.records.get(scout_id)
+            if record is None or not record.connected:
+                break
+            future: asyncio.Future[TicketResult] = asyncio.get_running_loop().create_future()
+            if not self.send_ticket(scout_id, k, future):
+                break
+            results.append(await asyncio.wait_for(future, self.settings.deadline_ms / 1000 + 5))
+        return results
 
     # -- deadlines and pings --------------------------------------------------------------------
 
@@ -521,6 +636,8 @@ class Hub:
             try:
                 now = time.monotonic()
                 self._expire_work(now)
+                if int(now) != int(now - _TICK_S):
+                    self.trust.flush()
                 if now - last_ping >= self.settings.ping_interval_s:
                     last_ping, nonce = now, nonce + 1
                     self._ping(now, nonce)
@@ -529,6 +646,10 @@ class Hub:
                 log.exception("swarm tick failed")
 
     def _expire_work(self, now: float) -> None:
+        for key, ticket_work in list(self._ticket_work.items()):
+            if now >= ticket_work.deadline:
+                self._expired_tickets.append(key)
+                self._finish_ticket(key, None)
         for sequence in self._sequences.values():
             for scout_id, work in list(sequence.outstanding.items()):
                 if now < work.deadline:
@@ -620,6 +741,8 @@ class Hub:
 
     def status_of(self, record: ScoutRecord) -> dict[str, object]:
         load = self.load().get(record.scout_id, 0)
+        reputation = self.trust.reputation(record.key_id)
+        golden, live = reputation.golden, reputation.live
         state = record.status
         if record.connected:
             state = "busy" if load else "idle"
@@ -640,6 +763,12 @@ class Hub:
             "acceptance_rate": record.acceptance_rate,
             "draft_tokens": record.draft_tokens,
             "accepted_tokens": record.accepted_tokens,
+            "key_id": record.key_id,
+            "reputation": round(reputation.score, 4),
+            "golden_tickets": reputation.tickets,
+            "golden_ticket_score": None if golden is None else round(golden, 4),
+            "live_acceptance_rate": None if live is None else round(live, 4),
+            "banned": reputation.banned(datetime.now(UTC)),
         }
 
     def logs_of(

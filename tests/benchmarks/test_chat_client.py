@@ -21,6 +21,7 @@ def _delta(content: str) -> dict[str, Any]:
 
 
 ROLE = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
+FINISH = {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}
 
 
 def _complete(body: bytes, status: int = 200) -> Any:
@@ -42,7 +43,7 @@ def _complete(body: bytes, status: int = 200) -> Any:
 
 def test_usage_wins_over_chunk_count() -> None:
     usage = {"choices": [], "usage": {"completion_tokens": 5, "prompt_tokens": 3}}
-    result, seen = _complete(_sse(ROLE, _delta("Hel"), _delta("lo there"), usage))
+    result, seen = _complete(_sse(ROLE, _delta("Hel"), _delta("lo there"), FINISH, usage))
     assert result.text == "Hello there"
     assert result.completion_tokens == 5 and result.tokens_from_usage
     assert seen[0]["stream"] is True and seen[0]["temperature"] == 0
@@ -52,12 +53,12 @@ def test_usage_wins_over_chunk_count() -> None:
 
 
 def test_without_usage_chunks_are_counted() -> None:
-    result, _ = _complete(_sse(ROLE, _delta("a"), _delta("b"), _delta("c")))
+    result, _ = _complete(_sse(ROLE, _delta("a"), _delta("b"), _delta("c"), FINISH))
     assert result.completion_tokens == 3 and not result.tokens_from_usage
 
 
 def test_no_content_means_no_first_token() -> None:
-    result, _ = _complete(_sse(ROLE))
+    result, _ = _complete(_sse(ROLE, FINISH))
     assert result.text == "" and result.first_token_s is None
     assert result.decode_tokens_per_s is None
 
@@ -67,3 +68,9 @@ def test_errors_are_raised() -> None:
         _complete(b'{"error": {"message": "busy"}}', status=503)
     with pytest.raises(RuntimeError, match="error in stream"):
         _complete(_sse({"error": {"message": "boom"}}))
+
+
+def test_a_stream_cut_short_is_an_error() -> None:
+    """llama-cpp-python's server ends an interrupted stream with [DONE] and no finish_reason."""
+    with pytest.raises(RuntimeError, match="without a finish_reason"):
+        _complete(_sse(ROLE, _delta("a")))

@@ -123,5 +123,8 @@ def test_scout_failures_against_the_baseline(results: SuiteResults) -> None:
     text = markdown(results, {})
     assert "| dead | 98.0 | 0.98x | 1.00 | 0.050 | none proposed | yes |" in text
     assert "| hostile | 90.0 | 0.90x | 1.00 | 0.050 | 0% (0/30) | yes |" in text
-    assert "A dead scout cost 2.0% of the no-scout throughput: target (< 5%) met." in text
+    assert (
+        "Beside a dead scout, throughput was 0.98x the no-scout throughput (a cost of 2.0%): "
+        "target (< 5%) met." in text
+    )
     assert "The slow scout was skipped: slow scout exited with code 2." in text

@@ -65,7 +65,9 @@ def scout_logs(oracle: RunningOracle, scout_id: str) -> str:
 class ScoutProcess:
     """A real `shard scout` process with the embedded draft model."""
 
-    def __init__(self, oracle: RunningOracle, log_dir: Path, scout_id: str, *flags: str) -> None:
+    def __init__(
+        self, oracle: RunningOracle, log_dir: Path, scout_id: str, *flags: str, key: str = ADMIN_KEY
+    ) -> None:
         self.log_path = log_dir / f"scout-{scout_id}-{time.monotonic_ns()}.log"
         command = [
             sys.executable,
@@ -75,7 +77,7 @@ class ScoutProcess:
             "--oracle",
             oracle.base_url,
             "--key",
-            ADMIN_KEY,
+            key,
             "--scout-id",
             scout_id,
             "--threads",

@@ -25,6 +25,8 @@ Behaviour = Literal[
     "silent",  # never answers work
     "vanish",  # disconnects at its first work
     "flood",  # drafts for work it never got, as fast as it can
+    "replay",  # sends its first draft again for every later work
+    "late",  # answers each work a second after it came
 ]
 
 
@@ -42,6 +44,7 @@ class RawScout:
     key: str = ADMIN_KEY
     tokenizer: str | None = None
     works: int = 0
+    replayed: list[int] = field(default_factory=list)
     close_code: int | None = None
     close_reason: str = ""
     welcomed: threading.Event = field(default_factory=threading.Event)
@@ -133,3 +136,10 @@ class RawScout:
                 pass
             case "vanish":  # no close frame: the TCP connection just goes
                 ws.transport.abort()
+            case "replay":
+                if not self.replayed:
+                    self.replayed = [int(t) for t in tokens[-8:]]
+                await ws.send(json.dumps({**draft, "tokens": self.replayed[: int(str(work["k"]))]}))
+            case "late":
+                await asyncio.sleep(1.0)
+                await ws.send(json.dumps({**draft, "tokens": [int(t) for t in tokens[-2:]]}))

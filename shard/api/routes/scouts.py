@@ -3,6 +3,7 @@ reservations. Thin: the hub does the work."""
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, WebSocket
@@ -20,6 +21,7 @@ from shard.swarm.protocol import CLOSE_BAD_KEY
 
 router = APIRouter()
 Caller = Annotated[KeyRecord, Depends(keyed("scouts"))]
+Admin = Annotated[KeyRecord, Depends(keyed("scouts", admin=True))]
 Oracle = Annotated[OracleState, Depends(get_oracle)]
 
 
@@ -34,6 +36,11 @@ class ReserveRequest(BaseModel):
         if self.scout_id is not None and self.count not in (None, 1):
             raise ValueError("give scout_id or count, not both")
         return self
+
+
+class GoldenTicketRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(default=5, ge=1, le=50)
 
 
 class ReservationRef(BaseModel):
@@ -139,3 +146,70 @@ def _api_error(error: ReservationError) -> APIError:
     code = {404: "not_found", 409: "conflict", 503: "service_unavailable"}.get(error.status)
     headers = {"Retry-After": "10"} if error.status == 503 else None
     return APIError(error.status, str(error), code=code, param=error.param, headers=headers)
+
+
+@router.post("/scouts/{scout_id}/golden-tickets")
+async def run_golden_tickets(
+    scout_id: str, body: GoldenTicketRun, _: Admin, oracle: Oracle
+) -> dict[str, Any]:
+    """Test a scout now: tickets whose answers the oracle knows, scored as they come back."""
+    hub = _hub(oracle)
+    record = _scout(hub, scout_id)
+    if not record.connected:
+        raise APIError(409, f"Scout '{scout_id}' is not connected.", code="conflict")
+    try:
+        results = await hub.run_tickets(scout_id, body.count)
+    except ReservationError as error:
+        raise _api_error(error) from error
+    reputation = hub.trust.reputation(record.key_id)
+    scores = [result.score for result in results]
+    return {
+        "object": "scout.golden_tickets",
+        "scout_id": scout_id,
+        "tickets": [
+            {
+                "expected": list(result.expected),
+                "drafted": list(result.drafted),
+                "score": round(result.score, 4),
+                "latency_ms": None if result.latency_ms is None else round(result.latency_ms, 1),
+            }
+            for result in results
+        ],
+        "average_score": round(sum(scores) / len(scores), 4) if scores else None,
+        "reputation": round(reputation.score, 4),
+        "banned": reputation.banned(datetime.now(UTC)),
+    }
+
+
+@router.get("/scouts/banned")
+async def banned_scouts(_: Admin, oracle: Oracle) -> dict[str, Any]:
+    hub = _hub(oracle)
+    banned = await asyncio.to_thread(hub.trust.banned)
+    data = []
+    for reputation in banned:
+        scout_ids = await asyncio.to_thread(hub.trust.records.scout_ids_of, reputation.key_id)
+        data.append(
+            {
+                "key_id": reputation.key_id,
+                "scout_ids": scout_ids,
+                "banned_at": reputation.banned_at.isoformat() if reputation.banned_at else None,
+                "banned_until": (
+                    reputation.banned_until.isoformat() if reputation.banned_until else None
+                ),
+                "reason": reputation.ban_reason,
+                "reputation": round(reputation.score, 4),
+                "golden_tickets": reputation.tickets,
+            }
+        )
+    return {"object": "list", "data": data}
+
+
+@router.post("/scouts/{scout_id}/unban")
+async def unban_scout(scout_id: str, _: Admin, oracle: Oracle) -> dict[str, Any]:
+    """Lift the ban on the scout's key; its record starts afresh."""
+    hub = _hub(oracle)
+    key_id = await asyncio.to_thread(hub.trust.records.owner_of, scout_id)
+    if key_id is None:
+        raise APIError(404, f"No scout with id '{scout_id}'.", code="not_found", param="scout_id")
+    reputation = await asyncio.to_thread(hub.trust.unban, key_id)
+    return {"scout_id": scout_id, "key_id": key_id, "banned": False, "reputation": reputation.score}

@@ -1,0 +1,200 @@
+"""Golden tickets, reputation and bans with real scouts, and the scout tier's higher limit.
+
+The oracle here bans a key whose reputation is below 0.3 after 8 golden tickets, for good,
+and gives keys with 20 accepted draft tokens in the last hour 60 chat requests a minute
+instead of 10.
+"""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY, SERVED_ALIAS, RunningOracle, auth, start_oracle, stop_oracle
+from tests.swarm.conftest import ScoutProcess, scout_status, wait_for
+from tests.swarm.raw_scout import Behaviour, RawScout
+
+BAN_AFTER = 8
+TRUST_FLAGS = (
+    "--served-model-name",
+    SERVED_ALIAS,
+    "--parallel",
+    "2",
+    "--ban-after-tickets",
+    str(BAN_AFTER),
+    "--ban-seconds",
+    "0",
+    "--scout-deadline-ms",
+    "800",
+    "--scout-tier-min-tokens",
+    "20",
+)
+TRUST_ENV = {"SHARD_RATE_LIMIT_CHAT": "10/minute", "SHARD_RATE_LIMIT_CHAT_SCOUT_TIER": "60/minute"}
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("trust")
+
+
+@pytest.fixture(scope="module")
+def trust(store_dir: Path) -> Iterator[RunningOracle]:
+    running = start_oracle(store_dir, *TRUST_FLAGS, env=TRUST_ENV)
+    yield running
+    stop_oracle(running)
+
+
+def new_key(oracle: RunningOracle, name: str) -> str:
+    response = httpx.post(f"{oracle.base_url}/keys", json={"name": name}, headers=auth(ADMIN_KEY))
+    return str(response.json()["key"])
+
+
+def run_tickets(oracle: RunningOracle, scout_id: str, count: int) -> dict[str, Any]:
+    response = httpx.post(
+        f"{oracle.base_url}/scouts/{scout_id}/golden-tickets",
+        json={"count": count},
+        headers=auth(ADMIN_KEY),
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def banned_keys(oracle: RunningOracle) -> set[str]:
+    response = httpx.get(f"{oracle.base_url}/scouts/banned", headers=auth(ADMIN_KEY))
+    assert response.status_code == 200
+    return {entry["key_id"] for entry in response.json()["data"]}
+
+
+def test_an_honest_scout_is_never_banned(trust: RunningOracle, tmp_path: Path) -> None:
+    scout = ScoutProcess(trust, tmp_path, "honest-trust")
+    try:
+        wait_for(lambda: scout_status(trust, "honest-trust")["connected"], 90, "scout to join")
+        scores = []
+        for _ in range(3):
+            result = run_tickets(trust, "honest-trust", 8)
+            assert not result["banned"]
+            scores += [ticket["score"] for ticket in result["tickets"]]
+            for ticket in result["tickets"]:
+                assert ticket["expected"] and ticket["latency_ms"] is not None
+        assert len(scores) == 24
+        assert sum(scores) / len(scores) > 0.8
+        status = scout_status(trust, "honest-trust")
+        assert status["golden_tickets"] >= 24 and status["reputation"] > 0.8
+        assert status["connected"] and not status["banned"]
+        assert status["key_id"] not in banned_keys(trust)
+    finally:
+        scout.stop()
+
+
+def test_a_random_drafting_scout_is_banned_and_stays_banned(
+    trust: RunningOracle, tmp_path: Path
+) -> None:
+    key = new_key(trust, "random-scout")
+    scout = ScoutProcess(trust, tmp_path, "random-trust", "--hostile", "random", key=key)
+    try:
+        wait_for(lambda: scout_status(trust, "random-trust")["connected"], 90, "scout to join")
+        result = run_tickets(trust, "random-trust", BAN_AFTER + 2)
+        assert result["banned"], result
+        assert len(result["tickets"]) <= BAN_AFTER + 1  # it is cut off once banned
+        assert scout.process.wait(30) == 2  # the scout gives up: retrying cannot help
+        assert "banned" in scout.log()
+        key_id = scout_status(trust, "random-trust")["key_id"]
+        assert key_id in banned_keys(trust)
+        # a new scout id under the same key is refused with the reason
+        again = RawScout(trust, "random-trust-2", "empty", key=key).start()
+        assert again.ended.wait(30)
+        assert again.close_code == 4003 and "banned" in again.close_reason
+    finally:
+        scout.stop()
+
+
+@pytest.mark.parametrize("behaviour", ["replay", "late"])
+def test_replaying_and_late_scouts_are_banned(trust: RunningOracle, behaviour: Behaviour) -> None:
+    key = new_key(trust, behaviour)
+    raw = RawScout(trust, f"{behaviour}-trust", behaviour, key=key).start()
+    try:
+        assert raw.welcomed.wait(30)
+        result = run_tickets(trust, f"{behaviour}-trust", BAN_AFTER)
+        assert result["banned"], result
+        scores = [ticket["score"] for ticket in result["tickets"]]
+        assert sum(scores) / len(scores) < 0.3, scores
+        assert raw.ended.wait(30) and raw.close_code == 4003
+    finally:
+        raw.stop()
+
+
+def test_bans_survive_a_restart_and_unban_lifts_them(
+    trust: RunningOracle, store_dir: Path, tmp_path: Path
+) -> None:
+    key = new_key(trust, "to-unban")
+    raw = RawScout(trust, "unban-me", "empty", key=key).start()
+    assert raw.welcomed.wait(30)
+    assert run_tickets(trust, "unban-me", BAN_AFTER)["banned"]
+    raw.stop()
+    banned_before = banned_keys(trust)
+
+    stop_oracle(trust)
+    restarted = start_oracle(
+        store_dir, *TRUST_FLAGS, env=TRUST_ENV, port=int(trust.base_url.rsplit(":", 1)[1])
+    )
+    trust.process = restarted.process
+    assert banned_keys(trust) == banned_before
+    refused = RawScout(trust, "unban-me", "empty", key=key).start()
+    assert refused.ended.wait(30) and refused.close_code == 4003
+
+    user = new_key(trust, "not-admin")
+    forbidden = httpx.post(f"{trust.base_url}/scouts/unban-me/unban", headers=auth(user))
+    assert forbidden.status_code == 403
+    lifted = httpx.post(f"{trust.base_url}/scouts/unban-me/unban", headers=auth(ADMIN_KEY))
+    assert lifted.status_code == 200 and lifted.json()["banned"] is False
+    welcomed = RawScout(trust, "unban-me", "empty", key=key).start()
+    try:
+        assert welcomed.welcomed.wait(30)
+    finally:
+        welcomed.stop()
+    assert (
+        httpx.post(f"{trust.base_url}/scouts/nobody/unban", headers=auth(ADMIN_KEY)).status_code
+        == 404
+    )
+
+
+def test_contributing_scouts_earn_their_key_the_scout_tier(
+    trust: RunningOracle, tmp_path: Path
+) -> None:
+    key = new_key(trust, "contributor")
+    hello = {
+        "model": SERVED_ALIAS,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 2,
+    }
+    before = httpx.post(f"{trust.base_url}/v1/chat/completions", json=hello, headers=auth(key))
+    assert before.headers["x-ratelimit-limit"] == "10"
+    scout = ScoutProcess(trust, tmp_path, "contributor-scout", key=key)
+    try:
+        wait_for(lambda: scout_status(trust, "contributor-scout")["connected"], 90, "scout")
+        story = {
+            "model": SERVED_ALIAS,
+            "messages": [{"role": "user", "content": "Tell me about rivers."}],
+            "max_tokens": 60,
+            "temperature": 0,
+        }
+        url = f"{trust.base_url}/v1/chat/completions"
+        httpx.post(url, json=story, headers=auth(ADMIN_KEY), timeout=120)
+        wait_for(
+            lambda: scout_status(trust, "contributor-scout")["accepted_tokens"] >= 20, 60, "credit"
+        )
+        limits = []
+        for _ in range(8):  # contributions are written each second, tiers looked up every 2 s
+            response = httpx.post(url, json=hello, headers=auth(key), timeout=60)
+            limits.append(response.headers["x-ratelimit-limit"])
+            if limits[-1] == "60":
+                break
+            time.sleep(1)
+        assert limits[-1] == "60", limits
+    finally:
+        scout.stop()
