@@ -56,6 +56,19 @@ def test_an_honest_scout_drafts_and_changes_no_output(
         metrics = httpx.get(f"{swarm.base_url}/metrics").text
         assert "shard_scouts_connected 1.0" in metrics
         assert "connected with draft model" in scout_logs(swarm, "honest-1")
+        warnings = httpx.get(
+            f"{swarm.base_url}/scouts/honest-1/logs",
+            params={"level": "warning", "limit": 5},
+            headers=auth(ADMIN_KEY),
+        ).json()["data"]
+        assert len(warnings) <= 5
+        assert all(entry["level"] in ("warning", "error") for entry in warnings)
+        bad_level = httpx.get(
+            f"{swarm.base_url}/scouts/honest-1/logs",
+            params={"level": "loud"},
+            headers=auth(ADMIN_KEY),
+        )
+        assert bad_level.status_code == 400
     finally:
         scout.stop()
     wait_for(lambda: not scout_status(swarm, "honest-1")["connected"], 30, "scout to leave")

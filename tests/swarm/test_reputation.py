@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from shard.swarm.golden_tickets import Ticket
+from shard.swarm.reputation import BanPolicy, Reputation
 from tests.conftest import ADMIN_KEY, SERVED_ALIAS, RunningOracle, auth, start_oracle, stop_oracle
 from tests.swarm.conftest import ScoutProcess, scout_status, wait_for
 from tests.swarm.raw_scout import Behaviour, RawScout
@@ -198,3 +200,31 @@ def test_contributing_scouts_earn_their_key_the_scout_tier(
         assert limits[-1] == "60", limits
     finally:
         scout.stop()
+
+
+def test_reputation_blends_golden_tickets_and_live_acceptance() -> None:
+    fresh = Reputation("k")
+    assert fresh.score == 1.0  # no evidence: benefit of the doubt
+    golden_only = Reputation("k", tickets=4, ticket_score_sum=2.0)
+    assert golden_only.score == 0.5
+    live_only = Reputation("k", draft_tokens=10, accepted_tokens=2)
+    assert live_only.score == pytest.approx(0.2)
+    both = Reputation("k", tickets=2, ticket_score_sum=2.0, draft_tokens=10, accepted_tokens=0)
+    assert both.score == pytest.approx(0.7)
+
+
+def test_ban_policy_waits_for_enough_tickets() -> None:
+    policy = BanPolicy(threshold=0.3, min_tickets=3)
+    bad = Reputation("k", tickets=2, ticket_score_sum=0.0)
+    assert not policy.should_ban(bad)
+    bad.tickets = 3
+    assert policy.should_ban(bad)
+    assert not policy.should_ban(Reputation("k", tickets=30, ticket_score_sum=15.0))
+
+
+def test_ticket_score_is_the_matching_prefix_over_k() -> None:
+    ticket = Ticket("s", (1, 2), (5, 6, 7, 8))
+    assert ticket.score([5, 6, 7, 8]) == 1.0
+    assert ticket.score([5, 6, 0, 8]) == 0.5
+    assert ticket.score([]) == 0.0
+    assert ticket.score([9, 6, 7, 8]) == 0.0
