@@ -232,6 +232,8 @@ class Hub:
         await self.disconnect_all(CLOSE_RESTARTING, reason)
 
     async def disconnect_all(self, code: int, reason: str) -> None:
+        """Close every scout (a restart or shutdown); running sequences are forgotten too."""
+        self._sequences.clear()
         for record in list(self.records.values()):
             if record.link is not None:
                 with contextlib.suppress(Exception):
