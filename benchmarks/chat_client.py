@@ -78,6 +78,7 @@ class ChatClient:
         }
         parts: list[str] = []
         usage_tokens: int | None = None
+        finish_reason: str | None = None
         first: float | None = None
         last: float | None = None
         started = time.perf_counter()
@@ -94,12 +95,15 @@ class ChatClient:
                 if event.get("usage"):
                     usage_tokens = int(event["usage"]["completion_tokens"])
                 for choice in event.get("choices") or []:
+                    finish_reason = choice.get("finish_reason") or finish_reason
                     content = (choice.get("delta") or {}).get("content")
                     if content:
                         last = time.perf_counter() - started
                         first = last if first is None else first
                         parts.append(content)
         latency = time.perf_counter() - started
+        if finish_reason is None:  # cut short (interrupted): not a whole answer to time
+            raise RuntimeError(f"stream ended without a finish_reason after {len(parts)} chunks")
         return StreamedCompletion(
             text="".join(parts),
             completion_tokens=usage_tokens if usage_tokens is not None else len(parts),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.chat_client import ChatClient, connect
+from benchmarks.chat_client import connect
 from benchmarks.cpu import OtherLoadMeter
 from benchmarks.harness import Harness, Journal
 from benchmarks.oracle_metrics import DraftCounts, draft_counts
@@ -43,7 +43,7 @@ from benchmarks.servers import (
     running_server,
     server_url,
 )
-from benchmarks.workload import WARMUP_PROMPT
+from benchmarks.workload import WARMUP_PROMPT, TimeLimitExceeded
 
 GROUNDED_MODES: tuple[str, ...] = ("off", "ngram", "scout")
 REFERENCE_MODE = "off"
@@ -123,6 +123,7 @@ class GroundedPlan:
 
     modes: tuple[str, ...]
     max_tokens: int
+    time_limit_s: float  # an answer slower than this stops its mode: far too slow to wait for
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,8 @@ class GroundedOutcome:
 
     tasks: list[GroundedTask]
     samples: list[GroundedSample] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # not run, and why
+    stopped: dict[str, str] = field(default_factory=dict)  # cut off by the time limit, and why
     other_cpu: dict[str, float | None] = field(default_factory=dict)
 
 
@@ -199,52 +201,47 @@ def summarize_grounded(outcome: GroundedOutcome) -> list[GroundedRow]:
 
 
 async def _answer_tasks(
-    client: ChatClient,
     base_url: str,
     api_key: str,
     mode: str,
     tasks: Sequence[GroundedTask],
     plan: GroundedPlan,
     runs: int,
-) -> list[GroundedSample]:
-    """Every task once per run, each bracketed by readings of the draft counters."""
-    await client.complete(WARMUP_PROMPT, 8)
-    samples = []
-    for run in range(runs):
-        for task in tasks:
-            before = await draft_counts(base_url, api_key)
-            answer = await client.complete(task.prompt, plan.max_tokens)
-            after = await draft_counts(base_url, api_key)
-            samples.append(
-                GroundedSample(
-                    mode=mode,
-                    task=task.name,
-                    run=run,
-                    text=answer.text,
-                    completion_tokens=answer.completion_tokens,
-                    latency_s=answer.latency_s,
-                    drafts=after.since(before),
-                )
-            )
-            print(
-                f"  {mode} / {task.name}: {samples[-1].tokens_per_s:.1f} tok/s "
-                f"({answer.completion_tokens} tokens in {answer.latency_s:.2f} s)",
-                flush=True,
-            )
-    return samples
-
-
-async def _measure_mode(
-    base_url: str,
-    api_key: str,
-    mode: str,
-    tasks: Sequence[GroundedTask],
-    plan: GroundedPlan,
-    runs: int,
-) -> list[GroundedSample]:
+    samples: list[GroundedSample],
+) -> None:
+    """Every task once per run, each bracketed by readings of the draft counters; samples
+    are appended as they come, so a mode stopped by the time limit keeps what it measured."""
     client = await connect(base_url, api_key)
     try:
-        return await _answer_tasks(client, base_url, api_key, mode, tasks, plan, runs)
+        await client.complete(WARMUP_PROMPT, 8)
+        for run in range(runs):
+            for task in tasks:
+                before = await draft_counts(base_url, api_key)
+                try:
+                    answer = await asyncio.wait_for(
+                        client.complete(task.prompt, plan.max_tokens), plan.time_limit_s
+                    )
+                except TimeoutError:
+                    raise TimeLimitExceeded(
+                        f"answering the {task.name} task took more than {plan.time_limit_s:g} s"
+                    ) from None
+                after = await draft_counts(base_url, api_key)
+                samples.append(
+                    GroundedSample(
+                        mode=mode,
+                        task=task.name,
+                        run=run,
+                        text=answer.text,
+                        completion_tokens=answer.completion_tokens,
+                        latency_s=answer.latency_s,
+                        drafts=after.since(before),
+                    )
+                )
+                print(
+                    f"  {mode} / {task.name}: {samples[-1].tokens_per_s:.1f} tok/s "
+                    f"({answer.completion_tokens} tokens in {answer.latency_s:.2f} s)",
+                    flush=True,
+                )
     finally:
         await client.aclose()
 
@@ -286,11 +283,21 @@ def run_mode(
                 pids.append(scout.pid)
             meter = OtherLoadMeter(*pids)
             meter.start()
-            outcome.samples += asyncio.run(
-                _measure_mode(
-                    server.base_url, config.api_key, mode, outcome.tasks, plan, harness.runs
+            try:
+                asyncio.run(
+                    _answer_tasks(
+                        server.base_url,
+                        config.api_key,
+                        mode,
+                        outcome.tasks,
+                        plan,
+                        harness.runs,
+                        outcome.samples,
+                    )
                 )
-            )
+            except TimeLimitExceeded as error:
+                outcome.stopped[mode] = str(error)
+                print(f"  drafts {mode}: {error}; stopping this mode", flush=True)
             outcome.other_cpu[mode] = meter.stop()
     except (ServerFailed, ScoutFailed, RuntimeError, OSError, httpx.HTTPError) as error:
         journal.failures[label] = str(error).splitlines()[0]

@@ -68,7 +68,8 @@ def _bars(
     axes.set_xticks(range(len(groups)), groups)
     axes.set_ylabel(ylabel)
     axes.grid(True, axis="y", alpha=0.3)
-    axes.legend()
+    if len(series) > 1:
+        axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -85,10 +86,10 @@ def grounded_plot(rows: Sequence[GroundedRow], path: Path) -> bool:
 
 
 def failure_plot(rows: Sequence[FailureRow], path: Path) -> bool:
-    """Aggregate tokens/s beside each kind of scout."""
+    """Aggregate tokens/s beside each kind of scout (a cut-off scenario at its upper bound)."""
     return _bars(
-        [row.scenario for row in rows],
-        {"tokens/s": [row.tokens_per_s for row in rows]},
+        [row.scenario if row.below is None else f"{row.scenario} (<)" for row in rows],
+        {"tokens/s": [row.tokens_per_s or row.below or 0.0 for row in rows]},
         "completion tokens/s (aggregate)",
         path,
     )

@@ -40,7 +40,7 @@ from benchmarks.servers import (
     running_server,
     server_url,
 )
-from benchmarks.workload import LevelResult, Workload
+from benchmarks.workload import LevelResult, TimeLimitExceeded, Workload
 
 NO_SCOUT = "none"
 FAILURE_SCENARIOS: tuple[str, ...] = (NO_SCOUT, "dead", "slow", "hostile")
@@ -56,6 +56,12 @@ class FailurePlan:
     clients: int
     requests_per_client: int
     max_tokens: int
+    time_limit_s: float  # a run not done by then ends the scenario: it is far too slow
+
+    @property
+    def planned_tokens(self) -> int:
+        """Tokens one run asks for: a run cut off at the limit was slower than this over it."""
+        return self.clients * self.requests_per_client * self.max_tokens
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ class FailureRun:
     """One scenario measured once."""
 
     scenario: str
-    level: LevelResult
+    level: LevelResult | None  # None: cut off at the plan's time limit
     drafts: DraftCounts  # the oracle's draft counters over the measurement
     scout_connected_after: bool | None  # None when there was no scout
 
@@ -78,28 +84,39 @@ class FailureOutcome:
 
 @dataclass(frozen=True)
 class FailureRow:
-    """One scenario over all runs, against the no-scout baseline."""
+    """One scenario over all runs, against the no-scout baseline. A scenario with a run cut
+    off at the time limit has no measured rate, only an upper bound."""
 
     scenario: str
     runs: int
-    tokens_per_s: float  # median
-    ratio: float | None  # over the no-scout median; None without a baseline
-    latency_p50_s: float
-    ttft_p50_s: float
+    tokens_per_s: float | None  # median; None if a run was cut off
+    below: float | None  # when cut off: the rate it stayed under
+    ratio: float | None  # over the no-scout median (or the bound's ratio when cut off)
+    latency_p50_s: float | None
+    ttft_p50_s: float | None
+    other_cpu: float | None  # the most any finished run saw
     drafts: DraftCounts  # summed over runs
     connected_throughout: bool | None  # the scout was still there after every run
 
 
-def summarize_failures(outcome: FailureOutcome) -> list[FailureRow]:
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def summarize_failures(outcome: FailureOutcome, plan: FailurePlan) -> list[FailureRow]:
     """Medians per scenario, each compared with the no-scout median."""
     groups: dict[str, list[FailureRun]] = {}
     for run in outcome.runs:
         groups.setdefault(run.scenario, []).append(run)
-    baseline = groups.get(NO_SCOUT)
-    base_rate = statistics.median(r.level.tokens_per_s for r in baseline) if baseline else None
     rows = []
+    base_rate: float | None = None
     for scenario, runs in groups.items():
-        rate = statistics.median(r.level.tokens_per_s for r in runs)
+        levels = [run.level for run in runs if run.level is not None]
+        cut_off = len(levels) < len(runs)
+        rate = None if cut_off else _median([level.tokens_per_s for level in levels])
+        below = plan.planned_tokens / plan.time_limit_s if cut_off else None
+        if scenario == NO_SCOUT:
+            base_rate = rate
         drafts = DraftCounts()
         for run in runs:
             drafts = drafts + run.drafts
@@ -109,14 +126,24 @@ def summarize_failures(outcome: FailureOutcome) -> list[FailureRow]:
                 scenario=scenario,
                 runs=len(runs),
                 tokens_per_s=rate,
-                ratio=rate / base_rate if base_rate else None,
-                latency_p50_s=statistics.median(r.level.latency_p50_s for r in runs),
-                ttft_p50_s=statistics.median(r.level.ttft_p50_s for r in runs),
+                below=below,
+                ratio=None,
+                latency_p50_s=_median([level.latency_p50_s for level in levels]),
+                ttft_p50_s=_median([level.ttft_p50_s for level in levels]),
+                other_cpu=max(
+                    (level.other_cpu for level in levels if level.other_cpu is not None),
+                    default=None,
+                ),
                 drafts=drafts,
                 connected_throughout=all(after) if after else None,
             )
         )
-    return rows
+    if not base_rate:
+        return rows
+    return [
+        dataclasses.replace(row, ratio=(row.tokens_per_s or row.below or 0.0) / base_rate)
+        for row in rows
+    ]
 
 
 @contextlib.contextmanager
@@ -144,26 +171,34 @@ def _measure_scenario(
 ) -> list[FailureRun]:
     """All runs of one scenario, with its scout (if any) running throughout."""
     runs = []
-    workload = Workload(plan.clients, plan.requests_per_client, None, plan.max_tokens)
+    workload = Workload(
+        plan.clients, plan.requests_per_client, None, plan.max_tokens, plan.time_limit_s
+    )
     with _scout_for(scenario, server, config.api_key, harness) as scout:
         pids = [server.pid] + ([scout.pid] if scout else [])
         for run in range(harness.runs):
             before = asyncio.run(draft_counts(server.base_url, config.api_key))
-            level = measure_level(
-                f"scout {scenario}",
-                server.base_url,
-                config.api_key,
-                workload,
-                pids,
-                harness,
-                warmup=first and run == 0,
-            )
+            level: LevelResult | None = None
+            try:
+                level = measure_level(
+                    f"scout {scenario}",
+                    server.base_url,
+                    config.api_key,
+                    workload,
+                    pids,
+                    harness,
+                    warmup=first and run == 0,
+                )
+            except TimeLimitExceeded as error:
+                print(f"  scout {scenario}: {error}; no more runs of it", flush=True)
             after = asyncio.run(draft_counts(server.base_url, config.api_key))
             connected = None
             if scout is not None:
                 count = asyncio.run(scouts_connected(server.base_url, config.api_key))
                 connected = scout.alive() and count > 0
             runs.append(FailureRun(scenario, level, after.since(before), connected))
+            if level is None:
+                break
     return runs
 
 

@@ -113,12 +113,15 @@ def launch_spec(name: str, config: ServerConfig, port: int) -> LaunchSpec:
         ]  # fmt: skip
         return LaunchSpec(name, command, "/health", env, sqlite_files)
     if name == "llama-cpp-python":
-        # One sequence at a time by design, so its context is one sequence's context.
+        # One sequence at a time by design, so its context is one sequence's context. By
+        # default a new request cuts short the one being streamed (it ends with [DONE]);
+        # --interrupt_requests False makes it wait its turn, as non-streaming requests do.
         command = [
             sys.executable, "-m", "llama_cpp.server", "--model", model,
             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(config.ctx_per_sequence),
             "--n_threads", threads, "--n_threads_batch", threads,
-            "--chat_format", config.chat_template, "--verbose", "False",
+            "--chat_format", config.chat_template, "--interrupt_requests", "False",
+            "--verbose", "False",
         ]  # fmt: skip
         return LaunchSpec(name, command, "/v1/models")
     if name == "llama-server":

@@ -72,14 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add = parser.add_argument
-    add(
+    parser.add_argument(
         "--sections",
         type=_choices(SECTIONS),
         default=list(SECTIONS),
         help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)",
     )
-    add(
+    parser.add_argument(
         "--runs",
         type=int,
         default=None,
@@ -129,6 +128,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=256,
         help="max_tokens of each task's answer (default 256; smoke 32)",
     )
+    group.add_argument(
+        "--grounded-time-limit",
+        type=float,
+        default=30.0,
+        help="seconds one answer may take; a slower one stops its mode (default 30; smoke 20)",
+    )
     group = parser.add_argument_group("scout-failures")
     group.add_argument(
         "--failure-scouts",
@@ -142,8 +147,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group.add_argument(
         "--failure-requests",
         type=int,
-        default=4,
-        help="requests per client per run (default 4; smoke 1)",
+        default=3,
+        help="requests per client per run (default 3; smoke 1)",
+    )
+    group.add_argument(
+        "--failure-time-limit",
+        type=float,
+        default=30.0,
+        help="seconds a run may take; a scenario whose run takes longer is stopped and "
+        "reported as slower than that (default 30; smoke 20)",
     )
     group = parser.add_argument_group("servers")
     group.add_argument(
@@ -217,16 +229,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2,
         help="re-measurements of a disturbed measurement (smoke: 0)",
     )
-    add(
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help="1 client, 2 requests, max_tokens 8, 1 run: checks the harness works",
     )
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
     if args.smoke:
         args.clients, args.requests, args.max_tokens, args.duration = [1], 2, 8, None
         args.idle_wait, args.retries = 0.0, 0
         args.grounded_max_tokens, args.failure_clients, args.failure_requests = 32, 2, 1
+        args.failure_time_limit = args.grounded_time_limit = 20.0
     if args.runs is None:
         args.runs = 1 if args.smoke else 3
     if args.output is None:
@@ -270,9 +283,9 @@ def write_report(results: SuiteResults, output: Path) -> None:
         path = output.with_name(f"{output.stem}-grounded.png")
         if grounded_plot(summarize_grounded(results.grounded), path):
             plots["grounded"] = path
-    if results.failures is not None:
+    if results.failures is not None and results.failure_plan is not None:
         path = output.with_name(f"{output.stem}-scouts.png")
-        if failure_plot(summarize_failures(results.failures), path):
+        if failure_plot(summarize_failures(results.failures, results.failure_plan), path):
             plots["failures"] = path
     output.write_text(markdown(results, plots))
     print(results_markdown(results, {}))
@@ -332,9 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if comparing:
         results.comparison_plan = ComparisonPlan(
-            tuple(args.servers), tuple(args.clients), args.requests, args.duration,
-            args.max_tokens,
-        )  # fmt: skip
+            servers=tuple(args.servers),
+            clients=tuple(args.clients),
+            requests_per_client=args.requests,
+            duration_s=args.duration,
+            max_tokens=args.max_tokens,
+        )
         results.comparison = run_comparison(
             results.comparison_plan, config, harness, results.journal
         )
@@ -342,15 +358,22 @@ def main(argv: list[str] | None = None) -> int:
     if "grounded" in args.sections or "scout-failures" in args.sections:
         scout_missing = shard_scout_missing()
     if "grounded" in args.sections:
-        results.grounded_plan = GroundedPlan(tuple(args.grounded_modes), args.grounded_max_tokens)
+        results.grounded_plan = GroundedPlan(
+            modes=tuple(args.grounded_modes),
+            max_tokens=args.grounded_max_tokens,
+            time_limit_s=args.grounded_time_limit,
+        )
         results.grounded = run_grounded(
             results.grounded_plan, config, harness, results.journal, scout_missing
         )
     if "scout-failures" in args.sections:
         results.failure_plan = FailurePlan(
-            tuple(args.failure_scouts), args.failure_clients, args.failure_requests,
-            args.max_tokens,
-        )  # fmt: skip
+            scenarios=tuple(args.failure_scouts),
+            clients=args.failure_clients,
+            requests_per_client=args.failure_requests,
+            max_tokens=args.max_tokens,
+            time_limit_s=args.failure_time_limit,
+        )
         results.failures = run_scout_failures(
             results.failure_plan, config, harness, results.journal, scout_missing
         )

@@ -58,6 +58,12 @@ class Workload:
     requests_per_client: int
     duration_s: float | None
     max_tokens: int
+    time_limit_s: float | None = None  # give up on the level (TimeLimitExceeded) past this
+
+
+class TimeLimitExceeded(RuntimeError):
+    """A level's requests did not finish in the time allowed: the server is far too slow
+    for the figure to be worth waiting for."""
 
 
 @dataclass(frozen=True)
@@ -176,9 +182,16 @@ async def measure(
             await api.complete(WARMUP_PROMPT, workload.max_tokens)
         started = time.perf_counter()
         deadline = started + workload.duration_s if workload.duration_s else None
-        per_client = await asyncio.gather(
+        clients = asyncio.gather(
             *(_client_loop(api, client, workload, deadline) for client in range(workload.clients))
         )
+        try:
+            per_client = await asyncio.wait_for(clients, workload.time_limit_s)
+        except TimeoutError:
+            raise TimeLimitExceeded(
+                f"{workload.clients} clients did not finish {workload.requests_per_client} "
+                f"requests each in {workload.time_limit_s:g} s"
+            ) from None
         elapsed = time.perf_counter() - started
     finally:
         await api.aclose()

@@ -33,6 +33,8 @@ PROMPTS = (
 )
 _COMPLETION_TOKENS = 48
 _MIN_TARGET = 4
+_IDLE_FOR_S = 2.0
+_IDLE_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,18 @@ class Ticket:
         return matched / len(self.expected)
 
 
+async def _wait_idle(scheduler: Scheduler) -> None:
+    """Until no request has been in flight for a while."""
+    quiet_since = asyncio.get_running_loop().time()
+    while True:
+        await asyncio.sleep(_IDLE_POLL_S)
+        now = asyncio.get_running_loop().time()
+        if scheduler.in_flight:
+            quiet_since = now
+        elif now - quiet_since >= _IDLE_FOR_S:
+            return
+
+
 class TicketBook:
     """The oracle's completions of the built-in prompts, made while it is idle."""
 
@@ -83,15 +97,21 @@ class TicketBook:
         return self.ready
 
     async def _fill(self, scheduler: Scheduler) -> None:
-        for prompt in PROMPTS:
-            while scheduler.in_flight:  # users first
-                await asyncio.sleep(0.5)
+        pending = list(PROMPTS)
+        while pending:
+            await _wait_idle(scheduler)
             try:
-                self.completions.append(await self._complete(scheduler, prompt))
-            except Exception:  # a busy or restarting engine: try the others, then later
+                completion = await self._complete(scheduler, pending[0])
+            except Exception:  # a restarting engine: give up; the next scout starts again
                 log.debug("golden ticket prompt failed", exc_info=True)
+                return
+            if completion is not None:
+                self.completions.append(completion)
+                pending.pop(0)
 
-    async def _complete(self, scheduler: Scheduler, prompt: str) -> Completion:
+    async def _complete(self, scheduler: Scheduler, prompt: str) -> Completion | None:
+        """The oracle's greedy completion; None when a user's request arrived meanwhile (the
+        completion is dropped at once, so tickets never slow users down for long)."""
         request = GenerationRequest(
             request_id=f"golden-{secrets.token_hex(6)}",
             messages=(ChatMessage("user", prompt),),
@@ -102,6 +122,8 @@ class TicketBook:
         continuation: list[int] = []
         async with scheduler.generate(request) as generation:
             async for delta in generation.deltas():
+                if scheduler.in_flight > 1:
+                    return None
                 continuation.extend(delta.token_ids)
             return Completion(generation.prompt_ids, tuple(continuation))
 

@@ -82,9 +82,9 @@ def results(tmp_path: Path) -> SuiteResults:
             level("shard", 4, 2000),
             level("llama-server", 4, 2500),
         ],
-        grounded_plan=GroundedPlan(("off", "ngram", "scout"), 256),
+        grounded_plan=GroundedPlan(("off", "ngram", "scout"), 256, 60.0),
         grounded=grounded,
-        failure_plan=FailurePlan(("none", "dead", "slow", "hostile"), 4, 4, 128),
+        failure_plan=FailurePlan(("none", "dead", "slow", "hostile"), 4, 4, 128, 60.0),
         failures=failures,
     )
 
@@ -128,3 +128,14 @@ def test_scout_failures_against_the_baseline(results: SuiteResults) -> None:
         "target (< 5%) met." in text
     )
     assert "The slow scout was skipped: slow scout exited with code 2." in text
+
+
+def test_a_scenario_cut_off_at_the_time_limit_shows_a_bound(results: SuiteResults) -> None:
+    assert results.failures is not None and results.grounded is not None
+    results.failures.runs.append(FailureRun("slow", None, DraftCounts(), False))
+    results.grounded.stopped["ngram"] = "answering the code edit task took more than 60 s"
+    text = markdown(results, {})
+    # 4 clients x 4 requests x 128 tokens in 60 s: below 34.1 tokens/s, 0.34x the baseline
+    assert "| slow | < 34.1 | < 0.34x | n/a | n/a | none proposed | **NO** | n/a |" in text
+    assert "`< X`: a run did not finish within 60 s" in text
+    assert "Mode `ngram` was stopped (answering the code edit task took more than 60 s)" in text

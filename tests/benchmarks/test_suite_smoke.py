@@ -77,6 +77,7 @@ def test_scout_failures_are_measured_or_skipped_with_a_reason(
     if scouts_missing:
         assert "The dead scout was skipped: `python -m shard scout --help`" in report
         return
-    for scenario in ("none", "dead", "slow", "hostile"):
-        assert _number(rf"^\| {scenario} \| ([0-9.]+) \|", report) > 0
+    assert _number(r"^\| none \| ([0-9.]+) \| 1\.00x \|", report) > 0
+    for scenario in ("dead", "slow", "hostile"):  # measured, or cut off below a bound
+        assert _number(rf"^\| {scenario} \| (?:< )?([0-9.]+) \| (?:< )?[0-9.]+x \|", report) > 0
     assert re.search(r"Beside a dead scout, throughput was [0-9.]+x the no-scout", report)
