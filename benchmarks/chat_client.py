@@ -61,7 +61,10 @@ class ChatClient:
             transport=transport,
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=httpx.Timeout(900.0, connect=10.0),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+            # llama-server drops idle keep-alive connections after 5 s; reusing one fails
+            limits=httpx.Limits(
+                max_connections=256, max_keepalive_connections=256, keepalive_expiry=1.0
+            ),
         )
 
     async def complete(self, prompt: str, max_tokens: int) -> StreamedCompletion:

@@ -11,10 +11,13 @@ import logging
 import queue
 import secrets
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from shard.engine.chat_template import ChatTemplate, TemplateError
 from shard.engine.drafting import (
@@ -36,6 +39,12 @@ from shard.engine.sampling import (
     pick_token,
     process_logits,
     token_logprob,
+)
+from shard.engine.step_cost import (
+    CALIBRATION_SIZES,
+    DraftGate,
+    StepCost,
+    best_draft_length,
 )
 from shard.engine.text_stream import TextStream
 from shard.engine.types import (
@@ -96,6 +105,8 @@ class _Choice:
     finished: bool = False
     draft: list[int] = field(default_factory=list)
     draft_source: str = NGRAM
+    proposed: int = 0
+    """How many of `draft` came from a source; the rest pad the batch."""
     shadow_guess: int | None = None
     scout_draft: ScoutDraft | None = None
     scout_scored: int = 0
@@ -210,9 +221,31 @@ class Engine:
         self._bos_text = self._model.bos_text()
         self._batch = Batch(config.n_batch + config.n_seq, config.n_seq)
         self._free_seq_ids = list(range(config.n_seq))
+        self._cost = StepCost()
+        self._gate = DraftGate()
+        if config.draft_max > 0:
+            self._calibrate()
         log.info(
             "model loaded: %s, chat template %s", config.model_path, self._template.description
         )
+
+    def _calibrate(self) -> None:
+        """Time decodes of a few sizes (every token with logits, as in verification) so the
+        first drafts are weighed against this machine's real costs."""
+        limit = min(self.config.n_batch, self.config.n_ctx)
+        for size in (s for s in CALIBRATION_SIZES if s <= limit):
+            for _ in range(2):  # the first run of a size warms it up
+                self._batch.clear()
+                for position in range(size):
+                    self._batch.add(self._model.bos_token, position, 0, True)
+                started = time.perf_counter()
+                self._model.decode(self._batch)
+                for index in range(size):  # as verification reads every token's logits
+                    int(np.argmax(self._model.logits(index)))
+                elapsed = time.perf_counter() - started
+                self._model.forget(0)
+            self._cost.observe(size, elapsed)
+        self._batch.clear()
 
     def _handle_inbox(self, block: bool) -> bool:
         """Take every pending command; wait for one when idle. False means stop."""
@@ -350,17 +383,27 @@ class Engine:
             if choice.next_token is not None
         ]
         budget = self.config.n_batch - len(decoding)
-        draft_budget = budget // 2  # the rest is kept for waiting prompts
-        for task, choice in decoding:
-            draft_budget -= self._plan_draft(task, choice, draft_budget)
+        prefilling = any(task.prefilled < len(task.prompt) for task in self._running)
+        # a prompt chunk already splits the batch: drafts would only add sub-batches
+        self._plan_drafts(decoding, 0 if prefilling else budget)
         drafted = sum(len(choice.draft) for _, choice in decoding)
         chunks = self._plan_prompt_chunks(budget - drafted)
         if not decoding and not chunks:
             return
         self._fill_batch(decoding, chunks)
+        started = time.perf_counter()
         self._model.decode(self._batch)
+        made = -sum(choice.generated for _, choice in decoding)
         for task, choice in decoding:
             self._verify(task, choice)
+        made += sum(choice.generated for _, choice in decoding)
+        seconds = time.perf_counter() - started
+        if not chunks and decoding:
+            drafted = any(choice.draft for _, choice in decoding)
+            self._gate.observe(len(decoding), drafted, made, seconds)
+            if len({len(choice.draft) for _, choice in decoding}) == 1:
+                # one sub-batch: a decode and its verification, what drafts are weighed against
+                self._cost.observe(len(self._batch), seconds)
         for task, take in chunks:
             task.prefilled += take
             if task.prefilled == len(task.prompt):
@@ -370,31 +413,60 @@ class Engine:
         if self.swarm_active:
             self._report_progress()
 
-    def _plan_draft(self, task: _Task, choice: _Choice, budget: int) -> int:
-        """Pick this step's draft for a choice (maybe none); returns its length.
+    def _plan_drafts(self, decoding: list[tuple[_Task, _Choice]], budget: int) -> None:
+        """Choose this step's draft tokens across all decoding choices.
 
-        A scout's draft is used where it agrees with what has been decided since it was
-        made; otherwise the n-gram proposer's. Each source's draft length follows its recent
-        acceptance, and guesses that are not verified are still scored against the outcome.
+        Every choice offers its best draft; each draft token's chance of acceptance is its
+        source's recent rate to the power of its place. One length k is chosen for all, the
+        one that most raises the step's expected tokens per second by this machine's
+        measured decode costs: with many sequences on a busy CPU that is often none.
         """
-        choice.draft, choice.shadow_guess = [], None
-        history = choice.history.tokens
-        room = min(
-            budget,
+        offers: list[tuple[_Task, _Choice, str, list[int]]] = []
+        gains: list[list[float]] = []
+        share = budget // max(1, len(decoding))
+        for task, choice in decoding:
+            choice.draft = []
+            source, tokens, rate = self._propose(task, choice, share)
+            offers.append((task, choice, source, tokens))
+            gains.append([rate**place for place in range(1, len(tokens) + 1)])
+        k = best_draft_length(gains, self._cost) if self._gate.allows(len(decoding)) else 0
+        for task, choice, source, tokens in offers:
+            room = self._draft_room(task, choice)
+            filler = tokens[-1] if tokens else choice.next_token
+            choice.draft = (tokens[:k] + [filler or 0] * k)[: min(k, room)]
+            choice.proposed = min(len(tokens), len(choice.draft))
+            choice.draft_source = source
+            if tokens and not k and source == NGRAM:
+                choice.shadow_guess = tokens[0]  # not worth verifying now: still score it
+
+    def _draft_room(self, task: _Task, choice: _Choice) -> int:
+        """Draft tokens that still fit the sequence's context and its max_tokens."""
+        return min(
             self.config.n_ctx - 1 - choice.position,
             task.max_new - choice.generated - 1,
         )
-        scout_tokens = self._scout_draft_for(choice, history)
-        scout_k = min(choice.lengths[SCOUT].next_k(), room)
-        ngram_k = min(choice.lengths[NGRAM].next_k(), room) if self.config.ngram_drafts else 0
+
+    def _propose(self, task: _Task, choice: _Choice, budget: int) -> tuple[str, list[int], float]:
+        """A choice's best draft (source, tokens, recent acceptance), maybe empty.
+
+        A scout's draft is used where it agrees with what has been decided since it was
+        made; otherwise the n-gram proposer's. A source under the acceptance floor offers
+        nothing, but its guess is still scored against the outcome so it can earn drafts back.
+        """
+        choice.shadow_guess = None
+        room = min(budget, self._draft_room(task, choice))
+        scout_tokens = self._scout_draft_for(choice, choice.history.tokens)
+        scout, ngram = choice.lengths[SCOUT], choice.lengths[NGRAM]
+        scout_k = min(scout.next_k(), room)
+        ngram_k = min(ngram.next_k(), room) if self.config.ngram_drafts else 0
         if scout_tokens and scout_k > 0:
-            choice.draft, choice.draft_source = scout_tokens[:scout_k], SCOUT
-        elif ngram_k > 0:
-            choice.draft, choice.draft_source = choice.history.propose(ngram_k), NGRAM
-        elif self.config.ngram_drafts and self.config.draft_max > 0:
+            return SCOUT, scout_tokens[:scout_k], scout.rate
+        if ngram_k > 0:
+            return NGRAM, choice.history.propose(ngram_k), ngram.rate
+        if self.config.ngram_drafts and self.config.draft_max > 0:
             guess = choice.history.propose(1)
             choice.shadow_guess = guess[0] if guess else None
-        return len(choice.draft)
+        return NGRAM, [], 0.0
 
     def _scout_draft_for(self, choice: _Choice, history: list[int]) -> list[int]:
         """The latest scout draft's still-open tokens; its newly decided ones are scored."""
@@ -430,12 +502,16 @@ class Engine:
             return
         if not choice.finished and accepted < len(draft):
             self._model.forget(choice.seq_id, choice.position)
-        tried = min(len(draft), accepted + 1)
+        proposed = choice.proposed  # the rest was filler that keeps the batch even
+        if not proposed:
+            return
+        accepted = min(accepted, proposed)
+        tried = min(proposed, accepted + 1)
         scout_id = None
         if choice.draft_source == SCOUT and choice.scout_draft is not None:
             scout_id = choice.scout_draft.scout_id
             choice.scout_scored += tried
-        self._record(choice, choice.draft_source, scout_id, tried, accepted, len(draft))
+        self._record(choice, choice.draft_source, scout_id, tried, accepted, proposed)
 
     def _record(
         self,

@@ -142,6 +142,11 @@ class LlamaModel:
         self._pieces[token] = rendered
         return rendered
 
+    @property
+    def bos_token(self) -> int:
+        """BOS, or token 0 for vocabularies without one (any id will do for timing)."""
+        return max(0, int(llama_cpp.llama_vocab_bos(self.vocab)))
+
     def tokenizer_fingerprint(self) -> str:
         """A hash of every token's text and kind: a scout's draft ids mean the same to us
         only when its model's tokenizer hashes the same."""

@@ -215,6 +215,7 @@ def run_scout(settings: ScoutSettings) -> None:
     from shard.default_model import default_model_path
 
     path = settings.draft_model or default_model_path()
+    settings = settings.model_copy(update={"draft_model": path})  # its name goes in hello
     threads = settings.threads or os.cpu_count() or 1
     model = DraftModel(path, settings.n_ctx, settings.slots, threads)
     scout = Scout(settings, model)
