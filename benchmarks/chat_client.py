@@ -79,6 +79,17 @@ class ChatClient:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        for attempt in (1, 2):
+            try:
+                return await self._complete_once(body)
+            except httpx.RemoteProtocolError:
+                # a pooled connection the server had already closed (llama-server does
+                # now and then after streaming): send it again once, timed afresh
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _complete_once(self, body: dict[str, Any]) -> StreamedCompletion:
         parts: list[str] = []
         usage_tokens: int | None = None
         finish_reason: str | None = None
