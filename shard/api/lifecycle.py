@@ -26,7 +26,6 @@ class Lifecycle:
         self.config = config
         self.max_queue = max_queue
         self.drain_timeout_s = drain_timeout_s
-        self.restarts = 0
         self._loading: asyncio.Task[None] | None = None
         self._restarting: asyncio.Task[None] | None = None
 
@@ -83,7 +82,6 @@ class Lifecycle:
                 await old.stop()
             self._start_engine()
             await self.wait_loaded()
-            self.restarts += 1
             log.info("restart complete")
         finally:
             state.draining = False

@@ -127,6 +127,13 @@ class ScoutRecord:
     def connected(self) -> bool:
         return self.link is not None
 
+    def attach(self, link: ScoutLink, draft_model: str) -> None:
+        """Start a connection: fresh per-connection state, the scout's figures kept."""
+        self.link, self.draft_model, self.status = link, draft_model, "connected"
+        self.connected_at, self.last_seen = time.time(), time.monotonic()
+        self.misses = self.unsolicited = self.frames_this_second = 0
+        self.outbox = asyncio.Queue()
+
     @property
     def acceptance_rate(self) -> float | None:
         return round(self.accepted_tokens / self.draft_tokens, 4) if self.draft_tokens else None
@@ -214,7 +221,6 @@ class Hub:
         self._reserved_by: dict[str, str] = {}
         """scout id -> key id, for every active reservation."""
         self._ticker: asyncio.Task[None] | None = None
-        self.started = time.time()
 
     def _engine(self) -> Engine | None:
         scheduler = self._scheduler()
@@ -302,18 +308,8 @@ class Hub:
             self._unregister(existing, "disconnected", "replaced by a new connection")
             with contextlib.suppress(Exception):
                 await _close(old, CLOSE_REPLACED, "replaced by a new connection with this id")
-        record = ScoutRecord(hello.scout_id, key.id, hello.draft_model, time.time(), link)
-        if existing is not None:  # figures carry over a reconnect
-            record.tasks_completed, record.tasks_failed = (
-                existing.tasks_completed,
-                existing.tasks_failed,
-            )
-            record.latency_ms_total = existing.latency_ms_total
-            record.draft_tokens, record.accepted_tokens = (
-                existing.draft_tokens,
-                existing.accepted_tokens,
-            )
-            record.logs = existing.logs
+        record = existing or ScoutRecord(hello.scout_id, key.id, hello.draft_model, time.time())
+        record.attach(link, hello.draft_model)  # figures and logs carry over a reconnect
         self.records[hello.scout_id] = record
         welcome = Welcome(
             scout_id=hello.scout_id,
@@ -736,13 +732,17 @@ class Hub:
                     if engine is not None and latest is not None and latest.scout_id == scout_id:
                         engine.scout_drafts.discard(sequence.key)
 
-    def reserved_by(self, scout_id: str) -> str | None:
-        return self._reserved_by.get(scout_id)
-
     # -- figures --------------------------------------------------------------------------------
 
-    def status_of(self, record: ScoutRecord) -> dict[str, object]:
-        load = self.load().get(record.scout_id, 0)
+    def statuses(self) -> list[dict[str, object]]:
+        """Every known scout's status (one pass over the sequences for all their loads)."""
+        loads = self.load()
+        return [self.status_of(record, loads) for record in self.records.values()]
+
+    def status_of(
+        self, record: ScoutRecord, loads: dict[str, int] | None = None
+    ) -> dict[str, object]:
+        load = (loads if loads is not None else self.load()).get(record.scout_id, 0)
         reputation = self.trust.reputation(record.key_id)
         golden, live = reputation.golden, reputation.live
         state = record.status

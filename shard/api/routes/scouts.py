@@ -92,7 +92,7 @@ async def connect(websocket: WebSocket) -> None:
 @router.get("/scouts")
 async def list_scouts(_: Caller, oracle: Oracle) -> dict[str, Any]:
     hub = _hub(oracle)
-    return {"object": "list", "data": [hub.status_of(r) for r in hub.records.values()]}
+    return {"object": "list", "data": hub.statuses()}
 
 
 @router.get("/scouts/{scout_id}/status")

@@ -95,7 +95,7 @@ async def system_cluster(
                 "acceptance_rate": oracle.metrics.acceptance_rate,
             }
         ],
-        "scouts": [hub.status_of(record) for record in hub.records.values()] if hub else [],
+        "scouts": hub.statuses() if hub else [],
         "load_balancing": {
             "strategy": "reserved-first-least-loaded",
             "description": (
