@@ -6,27 +6,43 @@ output. Two sources: the local n-gram (prompt lookup) proposer, and scouts, whos
 arrive from the asyncio side through `ScoutDrafts`.
 """
 
+import bisect
 import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 NGRAM = "ngram"
 SCOUT = "scout"
 
 
-class NgramIndex:
-    """Prompt lookup: the latest earlier place where the context's last n tokens occurred.
+class NgramProposal(NamedTuple):
+    """Tokens that followed an earlier match of the context's suffix, and how long that match
+    is (the n-gram that found it, extended back as far as the two places agree)."""
 
-    An index of every n-gram (min_n..max_n tokens) to where its continuation starts, kept up
-    to date as tokens are appended, so a proposal costs a few dict lookups.
+    tokens: list[int]
+    match_length: int
+
+
+class NgramIndex:
+    """Prompt lookup: where the context's last n tokens occurred before, and what followed.
+
+    An index of every n-gram (min_n..max_n tokens) to the places its continuations start
+    (the latest `keep`), kept up to date as tokens are appended. Of those places, a proposal
+    copies from the one whose match reaches furthest back: in text that repeats phrases,
+    the latest occurrence of a 4-gram is often not the passage being copied.
     """
 
-    def __init__(self, min_n: int = 2, max_n: int = 4) -> None:
+    def __init__(
+        self, min_n: int = 2, max_n: int = 4, keep: int = 8, longest_match: int = 32
+    ) -> None:
         self.min_n = min_n
         self.max_n = max_n
+        self.keep = keep
+        self.longest_match = longest_match
         self.tokens: list[int] = []
-        self._continuations: dict[tuple[int, ...], int] = {}
+        self._continuations: dict[tuple[int, ...], list[int]] = {}
 
     def extend(self, tokens: Sequence[int]) -> None:
         for token in tokens:
@@ -34,21 +50,83 @@ class NgramIndex:
             # the n-grams that end just before this token now have a continuation: it
             for n in range(self.min_n, self.max_n + 1):
                 if end >= n:
-                    self._continuations[tuple(self.tokens[end - n : end])] = end
+                    starts = self._continuations.setdefault(tuple(self.tokens[end - n : end]), [])
+                    starts.append(end)
+                    if len(starts) > self.keep:
+                        del starts[0]
             self.tokens.append(token)
 
-    def propose(self, k: int) -> list[int]:
+    def propose(self, k: int) -> NgramProposal:
         """Up to k tokens that followed the longest earlier match of the current suffix."""
-        if k <= 0:
-            return []
         tokens = self.tokens
+        if k <= 0:
+            return NgramProposal([], 0)
         for n in range(self.max_n, self.min_n - 1, -1):
             if len(tokens) < n:
                 continue
-            start = self._continuations.get(tuple(tokens[-n:]))
-            if start is not None:
-                return tokens[start : start + k]
-        return []
+            starts = self._continuations.get(tuple(tokens[-n:]))
+            if starts:
+                # the latest wins ties
+                lengths = [(self._match_length(start, n), start) for start in reversed(starts)]
+                length, start = max(lengths, key=lambda pair: pair[0])
+                return NgramProposal(tokens[start : start + k], length)
+        return NgramProposal([], 0)
+
+    def _match_length(self, start: int, n: int) -> int:
+        """How far back the tokens before `start` agree with the context's end (n at least)."""
+        tokens, length = self.tokens, n
+        while (
+            length < self.longest_match
+            and start - length > 0
+            and tokens[start - length - 1] == tokens[-length - 1]
+        ):
+            length += 1
+        return length
+
+
+class MatchAcceptance:
+    """How often an n-gram draft token is accepted, by the length of the match behind it.
+
+    A draft copied from a place whose last 30 tokens equal ours is almost always right; one
+    found by a 2-token match often is not. Each accepted token makes the match one longer,
+    so token j of a draft found with match length L is judged at L + j. Counts are shared by
+    every sequence (the model and the proposer are the same for all) and halved when they
+    grow past `memory`, so the table follows the current traffic.
+    """
+
+    BUCKETS = (2, 3, 4, 5, 6, 7, 8, 12, 16, 24)
+    """Lower bounds of the match lengths counted together."""
+
+    def __init__(self, prior: float = 0.9, prior_weight: float = 10.0, memory: float = 200.0):
+        self.memory = memory
+        self._accepted = [prior * prior_weight] * len(self.BUCKETS)
+        self._tried = [prior_weight] * len(self.BUCKETS)
+
+    def _bucket(self, match_length: int) -> int:
+        return max(0, bisect.bisect_right(self.BUCKETS, match_length) - 1)
+
+    def rate(self, match_length: int) -> float:
+        """The chance that a draft token after a match this long is accepted."""
+        bucket = self._bucket(match_length)
+        return self._accepted[bucket] / self._tried[bucket]
+
+    def chances(self, match_length: int, n: int) -> list[float]:
+        """For j = 1..n, the chance that the draft's first j tokens are all accepted."""
+        chances, chance = [], 1.0
+        for place in range(n):
+            chance *= self.rate(match_length + place)
+            chances.append(chance)
+        return chances
+
+    def record(self, match_length: int, tried: int, accepted: int) -> None:
+        """`tried` draft tokens were checked and the first `accepted` of them matched."""
+        for place in range(tried):
+            bucket = self._bucket(match_length + place)
+            self._accepted[bucket] += place < accepted
+            self._tried[bucket] += 1
+            if self._tried[bucket] > self.memory:
+                self._accepted[bucket] /= 2
+                self._tried[bucket] /= 2
 
 
 class DraftLength:

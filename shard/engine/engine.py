@@ -25,6 +25,7 @@ from shard.engine.drafting import (
     SCOUT,
     DraftLength,
     DraftOutcome,
+    MatchAcceptance,
     NgramIndex,
     ScoutDraft,
     ScoutDrafts,
@@ -80,7 +81,7 @@ class EngineConfig:
     """Most draft tokens verified for one sequence in one step; 0 turns speculation off."""
     ngram_drafts: bool = True
     draft_min_acceptance: float = 0.5
-    """A source whose recent acceptance is below this gets no drafts verified (k = 0)."""
+    """A scout whose recent acceptance is below this gets no drafts verified (k = 0)."""
 
 
 @dataclass(eq=False)
@@ -94,7 +95,7 @@ class _Choice:
     index: int
     seq_id: int
     text: TextStream
-    lengths: dict[str, DraftLength]
+    scout_length: DraftLength
     key: str = field(default_factory=lambda: secrets.token_hex(8))
     history: NgramIndex = field(default_factory=NgramIndex)
     position: int = 0
@@ -107,6 +108,8 @@ class _Choice:
     draft_source: str = NGRAM
     proposed: int = 0
     """How many of `draft` came from a source; the rest pad the batch."""
+    draft_match: int = 0
+    """The match length behind an n-gram draft (or shadow guess)."""
     shadow_guess: int | None = None
     scout_draft: ScoutDraft | None = None
     scout_scored: int = 0
@@ -223,6 +226,7 @@ class Engine:
         self._free_seq_ids = list(range(config.n_seq))
         self._cost = StepCost()
         self._gate = DraftGate()
+        self._ngram_acceptance = MatchAcceptance()
         if config.draft_max > 0:
             self._calibrate()
         log.info(
@@ -330,15 +334,9 @@ class Engine:
                 stream = TextStream(task.request.stop)
                 seq_id = min(self._free_seq_ids)
                 self._free_seq_ids.remove(seq_id)
-                task.choices.append(_Choice(index, seq_id, stream, self._draft_lengths()))
+                scout_length = DraftLength(self.config.draft_max, self.config.draft_min_acceptance)
+                task.choices.append(_Choice(index, seq_id, stream, scout_length))
             self._running.append(task)
-
-    def _draft_lengths(self) -> dict[str, DraftLength]:
-        config = self.config
-        return {
-            source: DraftLength(config.draft_max, config.draft_min_acceptance)
-            for source in (NGRAM, SCOUT)
-        }
 
     def _drop(self, request_id: str) -> None:
         """Cancel a request: its sequences are freed before the next decode."""
@@ -416,19 +414,20 @@ class Engine:
     def _plan_drafts(self, decoding: list[tuple[_Task, _Choice]], budget: int) -> None:
         """Choose this step's draft tokens across all decoding choices.
 
-        Every choice offers its best draft; each draft token's chance of acceptance is its
-        source's recent rate to the power of its place. One length k is chosen for all, the
-        one that most raises the step's expected tokens per second by this machine's
-        measured decode costs: with many sequences on a busy CPU that is often none.
+        Every choice offers its best draft with each token's chance of acceptance (a scout's
+        recent rate to the power of the token's place; for an n-gram draft, how drafts after
+        matches as long have fared). One length k is chosen for all, the one that most raises
+        the step's expected tokens per second by this machine's measured decode costs: with
+        many sequences on a busy CPU that is often none.
         """
         offers: list[tuple[_Task, _Choice, str, list[int]]] = []
         gains: list[list[float]] = []
         share = budget // max(1, len(decoding))
         for task, choice in decoding:
             choice.draft = []
-            source, tokens, rate = self._propose(task, choice, share)
+            source, tokens, chances = self._propose(task, choice, share)
             offers.append((task, choice, source, tokens))
-            gains.append([rate**place for place in range(1, len(tokens) + 1)])
+            gains.append(chances)
         k = best_draft_length(gains, self._cost) if self._gate.allows(len(decoding)) else 0
         for task, choice, source, tokens in offers:
             room = self._draft_room(task, choice)
@@ -446,27 +445,29 @@ class Engine:
             task.max_new - choice.generated - 1,
         )
 
-    def _propose(self, task: _Task, choice: _Choice, budget: int) -> tuple[str, list[int], float]:
-        """A choice's best draft (source, tokens, recent acceptance), maybe empty.
+    def _propose(
+        self, task: _Task, choice: _Choice, budget: int
+    ) -> tuple[str, list[int], list[float]]:
+        """A choice's best draft (source, tokens, each prefix's chance of acceptance), maybe
+        empty.
 
         A scout's draft is used where it agrees with what has been decided since it was
-        made; otherwise the n-gram proposer's. A source under the acceptance floor offers
-        nothing, but its guess is still scored against the outcome so it can earn drafts back.
+        made; otherwise the n-gram proposer's. A scout under the acceptance floor offers
+        nothing, but its drafts are still scored against the outcome so it can earn drafts
+        back; so is an n-gram guess that is not verified.
         """
         choice.shadow_guess = None
         room = min(budget, self._draft_room(task, choice))
         scout_tokens = self._scout_draft_for(choice, choice.history.tokens)
-        scout, ngram = choice.lengths[SCOUT], choice.lengths[NGRAM]
+        scout = choice.scout_length
         scout_k = min(scout.next_k(), room)
-        ngram_k = min(ngram.next_k(), room) if self.config.ngram_drafts else 0
         if scout_tokens and scout_k > 0:
-            return SCOUT, scout_tokens[:scout_k], scout.rate
-        if ngram_k > 0:
-            return NGRAM, choice.history.propose(ngram_k), ngram.rate
-        if self.config.ngram_drafts and self.config.draft_max > 0:
-            guess = choice.history.propose(1)
-            choice.shadow_guess = guess[0] if guess else None
-        return NGRAM, [], 0.0
+            tokens = scout_tokens[:scout_k]
+            return SCOUT, tokens, [scout.rate**place for place in range(1, len(tokens) + 1)]
+        if not self.config.ngram_drafts or self.config.draft_max <= 0:
+            return NGRAM, [], []
+        tokens, choice.draft_match = choice.history.propose(min(room, self.config.draft_max))
+        return NGRAM, tokens, self._ngram_acceptance.chances(choice.draft_match, len(tokens))
 
     def _scout_draft_for(self, choice: _Choice, history: list[int]) -> list[int]:
         """The latest scout draft's still-open tokens; its newly decided ones are scored."""
@@ -493,7 +494,8 @@ class Engine:
         for j, index in enumerate(choice.batch_indices):
             token = self._advance(task, choice, self._model.logits(index))
             if j == 0 and choice.shadow_guess is not None:
-                choice.lengths[NGRAM].record(1, int(token == choice.shadow_guess))
+                accepted_guess = int(token == choice.shadow_guess)
+                self._ngram_acceptance.record(choice.draft_match, 1, accepted_guess)
             if choice.finished or j == len(draft) or token != draft[j]:
                 break
             accepted += 1
@@ -523,7 +525,10 @@ class Engine:
         verified: int = 0,
     ) -> None:
         """Update the source's acceptance; `verified` tokens (drafts decoded) go to metrics."""
-        choice.lengths[source].record(tried, accepted)
+        if source == SCOUT:
+            choice.scout_length.record(tried, accepted)
+        else:
+            self._ngram_acceptance.record(choice.draft_match, tried, accepted)
         proposed = verified or tried
         self._swarm_outbox.append(DraftOutcome(source, scout_id, proposed, accepted))
 
