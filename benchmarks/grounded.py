@@ -5,7 +5,10 @@ are often already in the context. Shard runs them greedily, one client, in three
 
 - `off`: no drafts at all (`--draft-max 0 --no-ngram-drafts`), the reference;
 - `ngram`: default flags, drafts from n-gram lookup in the context;
-- `scout`: default flags plus one `shard scout` process beside the oracle.
+- `scout`: default flags plus one `shard scout` process beside the oracle. The oracle gets
+  the cores the scout does not use (one of two here): two sets of llama.cpp threads on the
+  same cores slow each other far more than either works, and a real scout has a machine of
+  its own.
 
 Greedy output must be byte-identical in every mode (drafts are only ever verified), so each
 mode's text is compared with the reference; acceptance comes from the oracle's counters.
@@ -18,7 +21,6 @@ import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
@@ -54,9 +56,30 @@ MODE_FLAGS: dict[str, tuple[str, ...]] = {
 }
 DRAFT_SOURCES: tuple[str, ...] = ("ngram", "scout")
 
-ROOT = Path(__file__).resolve().parents[1]
-CODE_SOURCE = ROOT / "shard" / "engine" / "sampling.py"
-CODE_CHARS = 2000
+CODE_TEXT = """\
+def process_logits(logits, params, generated_counts):
+    \"\"\"Apply logit_bias and the presence/frequency penalties; returns a new array.\"\"\"
+    processed = np.array(logits, dtype=np.float32, copy=True)
+    if params.logit_bias:
+        ids = np.fromiter(params.logit_bias.keys(), dtype=np.int64)
+        processed[ids] += np.fromiter(params.logit_bias.values(), dtype=np.float32)
+    if generated_counts and (params.presence_penalty or params.frequency_penalty):
+        ids = np.fromiter(generated_counts.keys(), dtype=np.int64)
+        counts = np.fromiter(generated_counts.values(), dtype=np.float32)
+        processed[ids] -= counts * params.frequency_penalty + params.presence_penalty
+    return processed
+
+
+def target_distribution(processed, params):
+    \"\"\"Softmax at the temperature, cut to the top_p nucleus and renormalised.\"\"\"
+    scaled = processed.astype(np.float64) / params.temperature
+    scaled -= scaled.max()
+    probs = np.exp(scaled)
+    probs /= probs.sum()
+    if params.top_p < 1.0:
+        probs = nucleus(probs, params.top_p)
+    return probs
+"""
 
 CITY_TEXT = """\
 The spring survey started in Lisbon, where the team met the harbour engineers. Most of the \
@@ -85,29 +108,20 @@ class GroundedTask:
     prompt: str
 
 
-def code_excerpt(path: Path, chars: int = CODE_CHARS) -> str:
-    """About `chars` characters of a source file, cut at a line end."""
-    text = path.read_text()
-    if len(text) <= chars:
-        return text
-    cut = text.rfind("\n", 0, chars)
-    return text[: cut + 1 if cut > 0 else chars]
-
-
-def grounded_tasks(code_source: Path = CODE_SOURCE) -> list[GroundedTask]:
+def grounded_tasks() -> list[GroundedTask]:
     """The tasks: rename an identifier through a piece of code; copy sentences out of a text.
 
-    The code comes from the repository (this file, should the usual one be gone).
+    The code is short enough for the whole edited version to fit in the answer, so the
+    answer is the edit (a long file cut at max_tokens would be mostly other lines).
     """
-    source = code_source if code_source.is_file() else Path(__file__)
-    excerpt = code_excerpt(source)
-    relative = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
+    lines = CODE_TEXT.count("\n")
+    uses = CODE_TEXT.count("params")
     return [
         GroundedTask(
             "code edit",
-            f"rename `params` to `options` in the first {len(excerpt)} characters of `{relative}`",
+            f"rename `params` to `options` in {lines} lines of Python where it occurs {uses} times",
             "Rewrite this code with every `params` renamed to `options`:\n\n"
-            f"```python\n{excerpt}```",
+            f"```python\n{CODE_TEXT}```",
         ),
         GroundedTask(
             "extraction",
@@ -137,6 +151,8 @@ class GroundedSample:
     completion_tokens: int
     latency_s: float
     drafts: DraftCounts
+    decode_tokens_per_s: float | None = None
+    """Tokens after the first over the time from the first to the last: what drafts speed up."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -153,6 +169,7 @@ class GroundedOutcome:
     skipped: dict[str, str] = field(default_factory=dict)  # not run, and why
     stopped: dict[str, str] = field(default_factory=dict)  # cut off by the time limit, and why
     other_cpu: dict[str, float | None] = field(default_factory=dict)
+    scout_oracle_threads: int = 0  # the oracle's threads in the scout mode
 
 
 @dataclass(frozen=True)
@@ -165,6 +182,8 @@ class GroundedRow:
     completion_tokens: int
     tokens_per_s: float  # median over runs
     speedup: float | None  # over the reference mode's median; None without a reference
+    decode_tokens_per_s: float | None  # median over runs; None if no run streamed two tokens
+    decode_speedup: float | None
     identical: bool | None  # every run's text equals the reference's; None without one
     drafts: DraftCounts  # summed over runs
 
@@ -178,10 +197,14 @@ def summarize_grounded(outcome: GroundedOutcome) -> list[GroundedRow]:
     for (mode, task), samples in groups.items():
         reference = groups.get((REFERENCE_MODE, task))
         rate = statistics.median(sample.tokens_per_s for sample in samples)
-        speedup = identical = None
+        decode_rate = _median_decode_rate(samples)
+        speedup = identical = decode_speedup = None
         if reference:
             speedup = rate / statistics.median(sample.tokens_per_s for sample in reference)
             identical = all(sample.text == reference[0].text for sample in samples)
+            reference_decode = _median_decode_rate(reference)
+            if decode_rate is not None and reference_decode:
+                decode_speedup = decode_rate / reference_decode
         drafts = DraftCounts()
         for sample in samples:
             drafts = drafts + sample.drafts
@@ -193,11 +216,18 @@ def summarize_grounded(outcome: GroundedOutcome) -> list[GroundedRow]:
                 completion_tokens=round(statistics.median(s.completion_tokens for s in samples)),
                 tokens_per_s=rate,
                 speedup=speedup,
+                decode_tokens_per_s=decode_rate,
+                decode_speedup=decode_speedup,
                 identical=identical,
                 drafts=drafts,
             )
         )
     return rows
+
+
+def _median_decode_rate(samples: Sequence[GroundedSample]) -> float | None:
+    rates = [s.decode_tokens_per_s for s in samples if s.decode_tokens_per_s is not None]
+    return statistics.median(rates) if rates else None
 
 
 async def _answer_tasks(
@@ -235,10 +265,13 @@ async def _answer_tasks(
                         completion_tokens=answer.completion_tokens,
                         latency_s=answer.latency_s,
                         drafts=after.since(before),
+                        decode_tokens_per_s=answer.decode_tokens_per_s,
                     )
                 )
+                decode = answer.decode_tokens_per_s
                 print(
-                    f"  {mode} / {task.name}: {samples[-1].tokens_per_s:.1f} tok/s "
+                    f"  {mode} / {task.name}: {samples[-1].tokens_per_s:.1f} tok/s, decode "
+                    f"{'n/a' if decode is None else f'{decode:.1f}'} tok/s "
                     f"({answer.completion_tokens} tokens in {answer.latency_s:.2f} s)",
                     flush=True,
                 )
@@ -258,7 +291,11 @@ def run_mode(
     label = f"shard, drafts {mode}"
     journal.before_start(label, harness)
     port = free_port()
-    spec = launch_spec("shard", dataclasses.replace(config, shard_args=MODE_FLAGS[mode]), port)
+    oracle = dataclasses.replace(config, shard_args=MODE_FLAGS[mode])
+    if mode == "scout":
+        outcome.scout_oracle_threads = max(1, config.threads - harness.scout_threads)
+        oracle = dataclasses.replace(oracle, threads=outcome.scout_oracle_threads)
+    spec = launch_spec("shard", oracle, port)
     journal.launch_commands[label] = spec.display(port)
     if mode == "scout":
         journal.launch_commands["its scout"] = display(

@@ -3,7 +3,10 @@ deadline (DESIGN.md invariant 4), so a dead or slow scout should cost nothing me
 hostile one only the verification of its rejected drafts.
 
 One oracle with n-gram drafts off (so every draft is a scout's) serves N concurrent clients:
-first with no scout, then beside each kind of bad scout in turn:
+first with no scout, then beside each kind of bad scout in turn. The oracle gets the cores the
+scouts do not use (one of two here), in every scenario alike: a drafting scout shares this
+machine, where a real one has its own, and two sets of llama.cpp threads on the same cores
+slow each other far more than either works.
 
 - `dead`: benchmarks.dead_scout joins and never answers;
 - `slow`: `shard scout --added-latency-ms 200`;
@@ -80,6 +83,7 @@ class FailureOutcome:
 
     runs: list[FailureRun] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    oracle_threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,9 @@ def run_scout_failures(
     label = "shard, n-gram drafts off (scout failures)"
     journal.before_start(label, harness)
     port = free_port()
-    spec = launch_spec("shard", dataclasses.replace(config, shard_args=ORACLE_FLAGS), port)
+    outcome.oracle_threads = max(1, config.threads - harness.scout_threads)
+    oracle = dataclasses.replace(config, threads=outcome.oracle_threads, shard_args=ORACLE_FLAGS)
+    spec = launch_spec("shard", oracle, port)
     journal.launch_commands[label] = spec.display(port)
     for scenario in runnable:
         if scenario != NO_SCOUT:

@@ -125,8 +125,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group.add_argument(
         "--grounded-max-tokens",
         type=int,
-        default=256,
-        help="max_tokens of each task's answer (default 256; smoke 32)",
+        default=384,
+        help="max_tokens of each task's answer (default 384; smoke 32)",
     )
     group.add_argument(
         "--grounded-time-limit",

@@ -451,23 +451,26 @@ class Engine:
         """A choice's best draft (source, tokens, each prefix's chance of acceptance), maybe
         empty.
 
-        A scout's draft is used where it agrees with what has been decided since it was
-        made; otherwise the n-gram proposer's. A scout under the acceptance floor offers
-        nothing, but its drafts are still scored against the outcome so it can earn drafts
-        back; so is an n-gram guess that is not verified.
+        A scout's draft counts where it agrees with what has been decided since it was made;
+        of it and the n-gram proposer's, the one with more tokens expected to be accepted
+        wins. A scout under the acceptance floor offers nothing, but its drafts are still
+        scored against the outcome so it can earn drafts back; so is an n-gram guess that
+        is not verified.
         """
         choice.shadow_guess = None
         room = min(budget, self._draft_room(task, choice))
+        offers: list[tuple[str, list[int], list[float]]] = []
         scout_tokens = self._scout_draft_for(choice, choice.history.tokens)
         scout = choice.scout_length
         scout_k = min(scout.next_k(), room)
         if scout_tokens and scout_k > 0:
             tokens = scout_tokens[:scout_k]
-            return SCOUT, tokens, [scout.rate**place for place in range(1, len(tokens) + 1)]
-        if not self.config.ngram_drafts or self.config.draft_max <= 0:
-            return NGRAM, [], []
-        tokens, choice.draft_match = choice.history.propose(min(room, self.config.draft_max))
-        return NGRAM, tokens, self._ngram_acceptance.chances(choice.draft_match, len(tokens))
+            offers.append((SCOUT, tokens, [scout.rate**j for j in range(1, len(tokens) + 1)]))
+        if self.config.ngram_drafts and self.config.draft_max > 0:
+            tokens, choice.draft_match = choice.history.propose(min(room, self.config.draft_max))
+            chances = self._ngram_acceptance.chances(choice.draft_match, len(tokens))
+            offers.append((NGRAM, tokens, chances))
+        return max(offers, key=lambda offer: sum(offer[2]), default=(NGRAM, [], []))
 
     def _scout_draft_for(self, choice: _Choice, history: list[int]) -> list[int]:
         """The latest scout draft's still-open tokens; its newly decided ones are scored."""

@@ -42,7 +42,8 @@ def test_summaries_are_medians_over_runs() -> None:
 
 
 def sample(mode: str, task: str, text: str, latency: float, drafts: DraftCounts) -> GroundedSample:
-    return GroundedSample(mode, task, 0, text, 100, latency, drafts)
+    # the first token comes after 0.2 s of prompt processing in every mode
+    return GroundedSample(mode, task, 0, text, 100, latency, drafts, 99 / (latency - 0.2))
 
 
 @pytest.fixture
@@ -71,6 +72,7 @@ def results(tmp_path: Path) -> SuiteResults:
             ),
         ],
         skipped={"slow": "slow scout exited with code 2"},
+        oracle_threads=1,
     )
     return SuiteResults(
         info=info,
@@ -103,10 +105,25 @@ def test_comparison_tables_and_ratios(results: SuiteResults) -> None:
 
 def test_grounded_speedup_identity_and_acceptance(results: SuiteResults) -> None:
     text = markdown(results, {})
-    assert "| task | drafts | tokens/s | speedup vs off | output identical to off |" in text
-    assert "| code edit | ngram | 100.0 | 2.00x | yes | 100 | 80% (40/50) | none proposed |" in text
+    assert (
+        "| task | drafts | tokens/s | speedup vs off | decode tokens/s | decode speedup "
+        "| output identical to off |" in text
+    )
+    # decode: 99 tokens in 1.8 s off, 0.8 s with drafts
+    assert (
+        "| code edit | ngram | 100.0 | 2.00x | 123.8 | 2.25x | yes | 100 | 80% (40/50) "
+        "| none proposed |" in text
+    )
     assert "Greedy output was byte-identical to drafts off in every mode and run." in text
     assert "Mode `scout` was skipped: `python -m shard scout --help` exited with 2." in text
+    assert "In the `scout` mode" not in text  # it did not run
+
+
+def test_grounded_scout_mode_says_where_the_scout_ran(results: SuiteResults) -> None:
+    assert results.grounded is not None
+    results.grounded.scout_oracle_threads = 1
+    text = markdown(results, {})
+    assert "In the `scout` mode the oracle runs on 1 thread(s) and the scout on the other" in text
 
 
 def test_grounded_difference_is_flagged(results: SuiteResults) -> None:
@@ -115,7 +132,7 @@ def test_grounded_difference_is_flagged(results: SuiteResults) -> None:
         GroundedSample("ngram", "code edit", 1, "different", 100, 1.0, DraftCounts())
     )
     text = markdown(results, {})
-    assert "| code edit | ngram | 100.0 | 2.00x | **NO** |" in text
+    assert "| code edit | ngram | 100.0 | 2.00x | 123.8 | 2.25x | **NO** |" in text
     assert "**NOT byte-identical to drafts off**" in text
 
 
@@ -128,6 +145,7 @@ def test_scout_failures_against_the_baseline(results: SuiteResults) -> None:
         "target (< 5%) met." in text
     )
     assert "The slow scout was skipped: slow scout exited with code 2." in text
+    assert "The oracle runs on 1 thread(s) in every scenario" in text
 
 
 def test_a_scenario_cut_off_at_the_time_limit_shows_a_bound(results: SuiteResults) -> None:
