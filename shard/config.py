@@ -79,7 +79,7 @@ class OracleSettings(BaseSettings):
         default=0.5,
         ge=0.0,
         le=1.0,
-        description="below this recent acceptance rate a draft source is not verified",
+        description="below this recent acceptance rate a scout's drafts are not verified",
     )
 
     scout_deadline_ms: int = Field(

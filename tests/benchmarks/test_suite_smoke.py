@@ -61,9 +61,10 @@ def test_grounded_output_is_byte_identical_with_drafts(
 ) -> None:
     modes = ["ngram"] if scouts_missing else ["ngram", "scout"]
     for task in ("code edit", "extraction"):
-        assert re.search(rf"^\| {task} \| off \| [0-9.]+ \| 1\.00x \| yes \|", report, re.M)
+        off = rf"^\| {task} \| off \| [0-9.]+ \| 1\.00x \| [0-9.]+ \| 1\.00x \| yes \|"
+        assert re.search(off, report, re.M)
         for mode in modes:
-            row = rf"^\| {task} \| {mode} \| ([0-9.]+) \| [0-9.]+x \| yes \|"
+            row = rf"^\| {task} \| {mode} \| ([0-9.]+) \| [0-9.]+x \| [0-9.]+ \| [0-9.]+x \| yes \|"
             assert _number(row, report) > 0
     assert "Greedy output was byte-identical to drafts off in every mode and run." in report
     if scouts_missing:
