@@ -52,12 +52,17 @@ class StepCost:
 def best_draft_length(gains: list[list[float]], cost: StepCost, margin: float = 0.1) -> int:
     """One draft length k for all of this step's sequences, or 0 for no drafts.
 
-    `gains[s][j]` is the chance that sequence s's draft token j is accepted. With one KV
-    stream per sequence, llama.cpp splits a batch into sub-batches that take the same number
-    of tokens from every sequence, so every sequence gets k tokens (drafts shorter than k
-    are padded with guesses that gain nothing) and the step is one decode of N * (1 + k).
-    Returns the k that maximises expected tokens per second, if that beats no drafts by
-    `margin` (the costs are estimates); 0 when costs are unknown.
+    `gains[s][j]` is the chance that sequence s's draft tokens 0..j are all accepted. With
+    one KV stream per sequence, llama.cpp splits a batch into sub-batches that take the same
+    number of tokens from every sequence, so every sequence gets k tokens (drafts shorter
+    than k are padded with guesses that gain nothing) and the step is one decode of
+    N * (1 + k).
+
+    Every sequence pays for the step, so a k is only considered if no sequence expects to
+    be slowed by it: drafting for some must not stretch the others' streams (and a closed
+    set of clients waits on its slowest one). Of those, the k that maximises expected tokens
+    per second wins if it beats no drafts by `margin` (the costs are estimates); 0 when
+    costs are unknown.
     """
     n = len(gains)
     plain = cost.estimate(n)
@@ -66,9 +71,13 @@ def best_draft_length(gains: list[list[float]], cost: StepCost, margin: float = 
     best_k, best_rate = 0, n / plain * (1 + margin)
     for k in range(1, max((len(g) for g in gains), default=0) + 1):
         seconds = cost.estimate(n * (1 + k))
-        expected = n + sum(sum(g[:k]) for g in gains)
-        if seconds is not None and expected / seconds > best_rate:
-            best_k, best_rate = k, expected / seconds
+        if seconds is None:
+            continue
+        expected = [1 + sum(g[:k]) for g in gains]
+        if min(expected) / seconds < 1 / plain:
+            continue  # some sequence would make fewer tokens per second than without drafts
+        if sum(expected) / seconds > best_rate:
+            best_k, best_rate = k, sum(expected) / seconds
     return best_k
 
 

@@ -54,3 +54,11 @@ def test_gate_stops_drafts_that_lose_and_checks_again() -> None:
     gate.observe(8, True, 400, 0.5)
     gate.observe(8, True, 400, 0.5)
     assert [gate.allows(8) for _ in range(3)] == [True, True, True]
+
+
+def test_no_drafts_that_would_slow_a_sequence_down() -> None:
+    cost = cpu_like()
+    sure = [0.99**j for j in range(1, 9)]
+    assert best_draft_length([sure] * 8, cost) >= 1  # every sequence gains
+    # one sequence has nothing to draft: the longer step would only slow its stream
+    assert best_draft_length([sure] * 7 + [[]], cost) == 0
