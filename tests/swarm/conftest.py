@@ -57,8 +57,14 @@ def scout_status(oracle: RunningOracle, scout_id: str) -> dict[str, Any]:
     return status
 
 
-def scout_logs(oracle: RunningOracle, scout_id: str) -> str:
-    response = httpx.get(f"{oracle.base_url}/scouts/{scout_id}/logs", headers=auth(ADMIN_KEY))
+def scout_logs(oracle: RunningOracle, scout_id: str, level: str = "debug") -> str:
+    """The scout's whole kept log at `level` and above (a slow scout on these shared cores
+    logs many late drafts, which would push early events off the default 100)."""
+    response = httpx.get(
+        f"{oracle.base_url}/scouts/{scout_id}/logs",
+        params={"level": level, "limit": 500},
+        headers=auth(ADMIN_KEY),
+    )
     return " | ".join(entry["message"] for entry in response.json()["data"])
 
 

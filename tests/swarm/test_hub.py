@@ -55,7 +55,7 @@ def test_an_honest_scout_drafts_and_changes_no_output(
         assert cluster["load_balancing"]["scouts_per_request"] == 1
         metrics = httpx.get(f"{swarm.base_url}/metrics").text
         assert "shard_scouts_connected 1.0" in metrics
-        assert "connected with draft model" in scout_logs(swarm, "honest-1")
+        assert "connected with draft model" in scout_logs(swarm, "honest-1", level="info")
         warnings = httpx.get(
             f"{swarm.base_url}/scouts/honest-1/logs",
             params={"level": "warning", "limit": 5},
