@@ -111,8 +111,9 @@ class GroundedTask:
 def grounded_tasks() -> list[GroundedTask]:
     """The tasks: rename an identifier through a piece of code; copy sentences out of a text.
 
-    The code is short enough for the whole edited version to fit in the answer, so the
-    answer is the edit (a long file cut at max_tokens would be mostly other lines).
+    The code is short enough for the whole of it to fit in the answer, so the answer is
+    about the edit (a long file cut at max_tokens would be mostly other lines). The small
+    model then goes on, often repeating itself, until max_tokens.
     """
     lines = CODE_TEXT.count("\n")
     uses = CODE_TEXT.count("params")

@@ -90,8 +90,9 @@ class MatchAcceptance:
     A draft copied from a place whose last 30 tokens equal ours is almost always right; one
     found by a 2-token match often is not. Each accepted token makes the match one longer,
     so token j of a draft found with match length L is judged at L + j. Counts are shared by
-    every sequence (the model and the proposer are the same for all) and halved when they
-    grow past `memory`, so the table follows the current traffic.
+    every sequence (the model and the proposer are the same for all, though sampled requests
+    miss more than greedy ones and pull the figures down for both) and halved when they grow
+    past `memory`, so the table follows the current traffic.
     """
 
     BUCKETS = (2, 3, 4, 5, 6, 7, 8, 12, 16, 24)
@@ -130,10 +131,10 @@ class MatchAcceptance:
 
 
 class DraftLength:
-    """How many draft tokens of one source a sequence should verify next.
+    """How many of a scout's draft tokens a sequence should verify next.
 
-    Verification costs time per token, so a source whose drafts are mostly rejected gets
-    k = 0; its guesses are still scored for free ("shadow" checks) so it can earn drafts back.
+    Verification costs time per token, so a scout whose drafts are mostly rejected gets
+    k = 0; its drafts are still scored for free ("shadow" checks) so it can earn drafts back.
     The rate is an exponential average of the share of draft tokens accepted.
     """
 

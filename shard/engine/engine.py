@@ -417,8 +417,9 @@ class Engine:
         Every choice offers its best draft with each token's chance of acceptance (a scout's
         recent rate to the power of the token's place; for an n-gram draft, how drafts after
         matches as long have fared). One length k is chosen for all, the one that most raises
-        the step's expected tokens per second by this machine's measured decode costs: with
-        many sequences on a busy CPU that is often none.
+        the step's expected tokens per second by this machine's measured decode costs, of
+        those that slow no sequence down: with many sequences on a busy CPU that is often
+        none.
         """
         offers: list[tuple[_Task, _Choice, str, list[int]]] = []
         gains: list[list[float]] = []
@@ -454,8 +455,8 @@ class Engine:
         A scout's draft counts where it agrees with what has been decided since it was made;
         of it and the n-gram proposer's, the one with more tokens expected to be accepted
         wins. A scout under the acceptance floor offers nothing, but its drafts are still
-        scored against the outcome so it can earn drafts back; so is an n-gram guess that
-        is not verified.
+        scored against the outcome so it can earn drafts back; so is the first token of a
+        winning n-gram draft that is not verified.
         """
         choice.shadow_guess = None
         room = min(budget, self._draft_room(task, choice))

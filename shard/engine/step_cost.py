@@ -71,7 +71,7 @@ def best_draft_length(gains: list[list[float]], cost: StepCost, margin: float = 
     best_k, best_rate = 0, n / plain * (1 + margin)
     for k in range(1, max((len(g) for g in gains), default=0) + 1):
         seconds = cost.estimate(n * (1 + k))
-        if seconds is None:
+        if seconds is None or seconds <= 0:  # extrapolated from noisy timings
             continue
         expected = [1 + sum(g[:k]) for g in gains]
         if min(expected) / seconds < 1 / plain:

@@ -52,21 +52,29 @@ def test_match_acceptance_learns_per_match_length() -> None:
     assert table.rate(2) == 0.9  # no evidence: the prior
     for _ in range(40):
         table.record(2, 1, 0)  # guesses after 2-token matches are always wrong
-        table.record(16, 8, 8)  # drafts after long matches always right
+        table.record(24, 8, 8)  # drafts after long matches always right
     assert table.rate(2) < 0.2
-    assert table.rate(16) > 0.97
-    assert table.rate(30) == table.rate(24)  # long matches share the last bucket
-    # a draft that starts at match length 2 gains length as its tokens are accepted
-    chances = table.chances(7, 3)
-    assert chances[0] == table.rate(7)
-    assert chances[2] == table.rate(7) * table.rate(8) * table.rate(9)
-    assert chances == sorted(chances, reverse=True)
+    assert table.rate(24) > 0.97
+    assert table.rate(40) == table.rate(24)  # long matches share the last bucket
+    assert table.rate(3) == 0.9  # other buckets untouched
 
 
-def test_match_acceptance_counts_only_up_to_the_first_miss_and_forgets() -> None:
+def test_each_draft_token_counts_at_its_own_match_length() -> None:
+    table = MatchAcceptance(prior=0.5, prior_weight=2)
+    table.record(5, 2, 1)  # the token at match length 5 accepted, the one at 6 rejected
+    assert table.rate(5) == (1 + 1) / (2 + 1)
+    assert table.rate(6) == (1 + 0) / (2 + 1)
+    assert table.rate(7) == 0.5  # never checked: verification stops at the first miss
+    # a draft found with match length 5: its tokens are judged at lengths 5, 6 and 7
+    assert table.chances(5, 3) == [
+        table.rate(5),
+        table.rate(5) * table.rate(6),
+        table.rate(5) * table.rate(6) * table.rate(7),
+    ]
+
+
+def test_match_acceptance_forgets_old_evidence() -> None:
     table = MatchAcceptance(prior=0.5, prior_weight=2, memory=20)
-    table.record(8, 3, 2)  # tokens at 8, 9 accepted, at 10 rejected (all in bucket 8..11)
-    assert table.rate(8) == (1 + 2) / (2 + 3)
     for _ in range(100):
         table.record(8, 1, 0)
     assert table.rate(8) < 0.05  # old evidence halves away instead of weighing forever
