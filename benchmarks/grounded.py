@@ -294,7 +294,7 @@ def run_mode(
     port = free_port()
     oracle = dataclasses.replace(config, shard_args=MODE_FLAGS[mode])
     if mode == "scout":
-        outcome.scout_oracle_threads = max(1, config.threads - harness.scout_threads)
+        outcome.scout_oracle_threads = harness.oracle_threads_beside_scout(config.threads)
         oracle = dataclasses.replace(oracle, threads=outcome.scout_oracle_threads)
     spec = launch_spec("shard", oracle, port)
     journal.launch_commands[label] = spec.display(port)

@@ -28,6 +28,10 @@ class Harness:
     retries: int
     runs: int
 
+    def oracle_threads_beside_scout(self, threads: int) -> int:
+        """The oracle's share of `threads` cores when a scout takes its own threads."""
+        return max(1, threads - self.scout_threads)
+
 
 @dataclass
 class Journal:

@@ -230,7 +230,7 @@ def run_scout_failures(
     label = "shard, n-gram drafts off (scout failures)"
     journal.before_start(label, harness)
     port = free_port()
-    outcome.oracle_threads = max(1, config.threads - harness.scout_threads)
+    outcome.oracle_threads = harness.oracle_threads_beside_scout(config.threads)
     oracle = dataclasses.replace(config, threads=outcome.oracle_threads, shard_args=ORACLE_FLAGS)
     spec = launch_spec("shard", oracle, port)
     journal.launch_commands[label] = spec.display(port)

@@ -397,8 +397,8 @@ class Engine:
         made += sum(choice.generated for _, choice in decoding)
         seconds = time.perf_counter() - started
         if not chunks and decoding:
-            drafted = any(choice.draft for _, choice in decoding)
-            self._gate.observe(len(decoding), drafted, made, seconds)
+            any_drafted = any(choice.draft for _, choice in decoding)
+            self._gate.observe(len(decoding), any_drafted, made, seconds)
             if len({len(choice.draft) for _, choice in decoding}) == 1:
                 # one sub-batch: a decode and its verification, what drafts are weighed against
                 self._cost.observe(len(self._batch), seconds)
