@@ -1,6 +1,6 @@
 """Section 3: what misbehaving scouts cost. The oracle must never wait on a scout past a short
-deadline (DESIGN.md invariant 4), so a dead or slow scout should cost nothing measurable and a
-hostile one only the verification of its rejected drafts.
+deadline (docs/architecture.md, invariant 4), so a dead or slow scout should cost nothing
+measurable and a hostile one only the verification of its rejected drafts.
 
 One oracle with n-gram drafts off (so every draft is a scout's) serves N concurrent clients:
 first with no scout, then beside each kind of bad scout in turn. The oracle gets the cores the

@@ -44,6 +44,9 @@ class ServerConfig:
     api_key: str
     work_dir: Path
     shard_args: tuple[str, ...] = ()  # extra `shard oracle` flags, e.g. drafts off
+    reuse_decode_timings: bool = False
+    """Let Shard reuse decode timings from an earlier start (smoke runs: they measure nothing);
+    a real run measures them at each start, on the machine as it is then."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,8 @@ def launch_spec(name: str, config: ServerConfig, port: int) -> LaunchSpec:
             "SHARD_RATE_LIMIT_SCOUTS": "off",
             "SHARD_RATE_LIMIT_SYSTEM": "off",
         }
+        if not config.reuse_decode_timings:
+            env["SHARD_CALIBRATION_CACHE"] = "off"
         sqlite_files = (
             store,
             store.with_name(store.name + "-wal"),

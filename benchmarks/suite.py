@@ -317,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         llama_server_binary=binary,
         api_key=args.api_key,
         work_dir=args.cache_dir,
+        reuse_decode_timings=args.smoke,
     )
     harness = Harness(
         log_dir=args.cache_dir / "logs",

@@ -6,7 +6,14 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shard.store.database import default_database_url
+
+def default_database_url() -> str:
+    """A SQLite file in the user's data directory: the embedded default, no server."""
+    return f"sqlite:///{Path.home() / '.local' / 'share' / 'shard' / 'shard.db'}"
+
+
+def default_calibration_cache() -> str:
+    return str(Path.home() / ".cache" / "shard" / "decode-timings.json")
 
 
 class OracleSettings(BaseSettings):
@@ -74,6 +81,13 @@ class OracleSettings(BaseSettings):
     )
     ngram_drafts: bool = Field(
         default=True, description="draft from the context itself (n-gram prompt lookup)"
+    )
+    calibration_cache: str = Field(
+        default_factory=default_calibration_cache,
+        description=(
+            "file keeping the decode timings measured at start, so a restart with the same "
+            "model and settings skips measuring them ('off' to measure every time)"
+        ),
     )
     draft_min_acceptance: float = Field(
         default=0.5,
@@ -157,7 +171,9 @@ class ScoutSettings(BaseSettings):
     added_latency_ms: int = Field(
         default=0, ge=0, description="testing aid: delay every draft by this long (slow network)"
     )
-    hostile: Literal["random"] | None = Field(
-        default=None, description="testing aid: 'random' answers work with random token ids"
+    hostile: Literal["random", "corrupt"] | None = Field(
+        default=None,
+        description="testing aid: 'random' answers work with random token ids, 'corrupt' "
+        "with honest drafts whose last token is wrong",
     )
     log_level: str = Field(default="info", description="log level")

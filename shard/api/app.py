@@ -12,8 +12,9 @@ from fastapi import FastAPI
 
 from shard import __version__
 from shard.api.auth import RateLimitHeaders
-from shard.api.errors import install_error_handlers
+from shard.api.errors import install_error_handlers, install_openapi_without_422
 from shard.api.lifecycle import Lifecycle
+from shard.api.metrics import OracleMetrics
 from shard.api.oracle_state import OracleState, ScoutTier
 from shard.api.rate_limits import RateLimiter
 from shard.api.routes import (
@@ -27,7 +28,7 @@ from shard.api.routes import (
     text_completions,
 )
 from shard.config import OracleSettings
-from shard.engine.engine import EngineConfig
+from shard.engine.worker import EngineConfig, LoadModel, load_llama_model
 from shard.store.api_keys import KeyStore
 from shard.store.completions import CompletionStore
 from shard.store.database import Database
@@ -53,10 +54,26 @@ def engine_config(settings: OracleSettings, model_path: Path) -> EngineConfig:
         draft_max=settings.draft_max,
         ngram_drafts=settings.ngram_drafts,
         draft_min_acceptance=settings.draft_min_acceptance,
+        calibration_cache=(
+            None if settings.calibration_cache in ("", "off") else Path(settings.calibration_cache)
+        ),
     )
 
 
-def build_state(settings: OracleSettings, model_path: Path, database: Database) -> OracleState:
+def build_state(
+    settings: OracleSettings,
+    model_path: Path,
+    database: Database,
+    load_model: LoadModel = load_llama_model,
+) -> OracleState:
+    metrics = OracleMetrics()
+    lifecycle = Lifecycle(
+        engine_config(settings, model_path),
+        settings.max_queue,
+        settings.drain_timeout,
+        metrics,
+        load_model,
+    )
     limiter = RateLimiter(
         settings.rate_limit_storage_url,
         {
@@ -75,6 +92,8 @@ def build_state(settings: OracleSettings, model_path: Path, database: Database) 
         scout_records=ScoutRecordStore(database),
         contributions=ContributionStore(database),
         rate_limiter=limiter,
+        lifecycle=lifecycle,
+        metrics=metrics,
         model_path=str(model_path),
         metrics_require_admin=settings.metrics_require_admin,
         scout_tier=ScoutTier(settings.scout_tier_min_tokens, settings.scout_tier_window_minutes),
@@ -97,7 +116,7 @@ def build_hub(settings: OracleSettings, state: OracleState) -> Hub:
     trust = Trust(state.scout_records, state.contributions, policy)
     return Hub(
         hub_settings,
-        lambda: state.scheduler,
+        lambda: state.engine,
         state.reservations,
         trust,
         state.model_names[0],
@@ -105,14 +124,16 @@ def build_hub(settings: OracleSettings, state: OracleState) -> Hub:
     )
 
 
-def create_app(settings: OracleSettings, model_path: Path, database: Database) -> FastAPI:
-    """Build the app; the model loads in the background so /health can say 'loading'."""
-    state = build_state(settings, model_path, database)
-
-    lifecycle = Lifecycle(
-        state, engine_config(settings, model_path), settings.max_queue, settings.drain_timeout
-    )
-    state.lifecycle = lifecycle
+def create_app(
+    settings: OracleSettings,
+    model_path: Path,
+    database: Database,
+    load_model: LoadModel = load_llama_model,
+) -> FastAPI:
+    """Build the app; the model loads in the background so /health can say 'loading'.
+    `load_model` builds the model on the engine thread (tests pass a fake)."""
+    state = build_state(settings, model_path, database, load_model)
+    lifecycle = state.lifecycle
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -128,6 +149,7 @@ def create_app(settings: OracleSettings, model_path: Path, database: Database) -
     app = FastAPI(title="Shard oracle", version=__version__, lifespan=lifespan)
     app.state.oracle = state
     install_error_handlers(app)
+    install_openapi_without_422(app)
     app.add_middleware(RateLimitHeaders)
     for prefix in ("", "/v1"):
         routes = (chat, text_completions, stored_completions, models, keys, health, system, scouts)

@@ -52,7 +52,7 @@ def keyed(
         tier = "standard"
         if category == "chat":
             tier = await asyncio.to_thread(oracle.tier_of, record.id)
-        decision = oracle.rate_limiter.hit(category, record.id, tier)
+        decision = await oracle.rate_limiter.hit(category, record.id, tier)
         if decision is not None:
             request.state.rate_limit_headers = decision.headers()
         return record

@@ -22,7 +22,7 @@ from shard.api.protocol import (
     Usage,
     _SamplingRequest,
 )
-from shard.engine.scheduler import Generation
+from shard.engine.client import Generation
 from shard.engine.types import (
     ChatMessage,
     ChoiceDelta,

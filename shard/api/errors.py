@@ -11,7 +11,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,42 @@ _CODE_BY_STATUS = {
     500: "internal_error",
     503: "service_unavailable",
 }
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error body, as /openapi.json documents it."""
+
+    error: ErrorDetail
+
+
+_DESCRIPTIONS = {
+    400: "Invalid request: the message and `param` name what is wrong",
+    401: "Missing, wrong or revoked API key",
+    403: "The key may not use this endpoint (it needs an admin key)",
+    404: "No such resource, or not the caller's",
+    409: "Conflicts with the current state",
+    429: "Rate limit reached; Retry-After says when to try again",
+    503: "Loading, draining, at capacity or not ready; Retry-After says when to try again",
+}
+
+KEYED = (401, 429)
+"""What the key dependency itself can answer on any keyed route."""
+ADMIN = (401, 403, 429)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: each status it really gives, in the OpenAI shape."""
+    return {
+        status: {"model": ErrorResponse, "description": _DESCRIPTIONS[status]}
+        for status in sorted(set(statuses))
+    }
 
 
 class APIError(Exception):
@@ -123,6 +161,25 @@ def validation_error(exc: RequestValidationError) -> APIError:
     if param:
         message = f"Invalid value for '{param}': {message}"
     return APIError(400, message, param=param)
+
+
+def install_openapi_without_422(app: FastAPI) -> None:
+    """FastAPI documents a 422 on every route with parameters, which this server never sends
+    (validation errors are 400 in OpenAI's shape); drop it and its schemas."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            schemas = schema.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_error_handlers(app: FastAPI) -> None:

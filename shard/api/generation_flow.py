@@ -17,7 +17,7 @@ from shard.api.completions import CompletionBuilder
 from shard.api.errors import APIError, error_body
 from shard.api.oracle_state import OracleState
 from shard.api.protocol import Usage
-from shard.engine.scheduler import (
+from shard.engine.client import (
     EngineNotReadyError,
     Generation,
     QueueFullError,
@@ -48,9 +48,9 @@ async def start_generation(
     oracle: OracleState, request: GenerationRequest, exits: AsyncExitStack
 ) -> Generation:
     """Admit the request, mapping the engine's refusals to OpenAI errors before any byte."""
-    scheduler = oracle.ready_scheduler()
+    engine = oracle.ready_engine()
     try:
-        return await exits.enter_async_context(scheduler.generate(request))
+        return await exits.enter_async_context(engine.generate(request))
     except QueueFullError as error:
         oracle.metrics.failed("busy")
         raise APIError(

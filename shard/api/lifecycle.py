@@ -9,9 +9,9 @@ import asyncio
 import logging
 import time
 
-from shard.api.oracle_state import OracleState
-from shard.engine.engine import EngineConfig
-from shard.engine.scheduler import Scheduler
+from shard.api.metrics import OracleMetrics
+from shard.engine.client import EngineClient
+from shard.engine.worker import EngineConfig, LoadModel, load_llama_model
 from shard.swarm.hub import Hub
 from shard.swarm.protocol import CLOSE_RESTARTING
 
@@ -19,31 +19,41 @@ log = logging.getLogger(__name__)
 
 
 class Lifecycle:
+    """Owns the running engine client and hub, and whether the oracle is draining."""
+
     def __init__(
-        self, state: OracleState, config: EngineConfig, max_queue: int, drain_timeout_s: float
+        self,
+        config: EngineConfig,
+        max_queue: int,
+        drain_timeout_s: float,
+        metrics: OracleMetrics,
+        load_model: LoadModel = load_llama_model,
     ) -> None:
-        self.state = state
         self.config = config
         self.max_queue = max_queue
         self.drain_timeout_s = drain_timeout_s
+        self.metrics = metrics
+        self.load_model = load_model
+        self.engine: EngineClient | None = None
+        self.hub: Hub | None = None
+        self.draining = False
         self._loading: asyncio.Task[None] | None = None
         self._restarting: asyncio.Task[None] | None = None
 
     def start(self, hub: Hub) -> None:
         """Start loading the model in the background (so /health can say 'loading')."""
-        self.state.hub = hub
+        self.hub = hub
         hub.start()
         self._start_engine()
 
     def _start_engine(self) -> None:
-        state = self.state
-        scheduler = Scheduler(self.config, self.max_queue)
-        state.scheduler = scheduler
-        state.metrics.in_flight.set_function(lambda: scheduler.in_flight)
-        scheduler.add_listener(state.metrics.count_drafts)
-        if state.hub is not None:
-            scheduler.add_listener(state.hub.on_reports)
-        self._loading = asyncio.create_task(scheduler.start())
+        engine = EngineClient(self.config, self.max_queue, self.load_model)
+        self.engine = engine
+        self.metrics.in_flight.set_function(lambda: engine.in_flight)
+        engine.add_listener(self.metrics.count_drafts)
+        if self.hub is not None:
+            engine.add_listener(self.hub.on_reports)
+        self._loading = asyncio.create_task(engine.start())
         self._loading.add_done_callback(_report_load_failure)
 
     async def wait_loaded(self) -> None:
@@ -51,14 +61,14 @@ class Lifecycle:
             await asyncio.wait({self._loading})
 
     async def stop(self) -> None:
-        self.state.draining = True
+        self.draining = True
         if self._restarting is not None:
             self._restarting.cancel()
         await self.wait_loaded()
-        if self.state.hub is not None:
-            await self.state.hub.stop()
-        if self.state.scheduler is not None:
-            await self.state.scheduler.stop()
+        if self.hub is not None:
+            await self.hub.stop()
+        if self.engine is not None:
+            await self.engine.stop()
 
     def restart(self) -> bool:
         """Begin a restart in the background; False when one is already under way."""
@@ -68,23 +78,22 @@ class Lifecycle:
         return True
 
     async def _restart(self) -> None:
-        state = self.state
-        state.draining = True
+        self.draining = True
         try:
             await self.wait_loaded()
-            old = state.scheduler
+            old = self.engine
             deadline = time.monotonic() + self.drain_timeout_s
             while old is not None and old.in_flight and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-            if state.hub is not None:
-                await state.hub.disconnect_all(CLOSE_RESTARTING, "the oracle is restarting")
+            if self.hub is not None:
+                await self.hub.disconnect_all(CLOSE_RESTARTING, "the oracle is restarting")
             if old is not None:
                 await old.stop()
             self._start_engine()
             await self.wait_loaded()
             log.info("restart complete")
         finally:
-            state.draining = False
+            self.draining = False
 
 
 def _report_load_failure(task: "asyncio.Task[None]") -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from shard.engine.drafting import DraftOutcome
+from shard.engine.types import DraftOutcome
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
 _WINDOW_SECONDS = 60.0
@@ -81,7 +81,7 @@ class OracleMetrics:
         self.started = time.time()
 
     def count_drafts(self, reports: Sequence[object]) -> None:
-        """Scheduler listener: draft tokens verified and accepted, per source."""
+        """EngineClient listener: draft tokens verified and accepted, per source."""
         for report in reports:
             if isinstance(report, DraftOutcome):
                 self.drafts_proposed.labels(report.source).inc(report.proposed)

@@ -3,24 +3,21 @@
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from shard.api.errors import APIError
+from shard.api.lifecycle import Lifecycle
 from shard.api.metrics import OracleMetrics
 from shard.api.rate_limits import RateLimiter
-from shard.engine.scheduler import Scheduler
+from shard.engine.client import EngineClient
 from shard.store.api_keys import KeyStore
 from shard.store.completions import CompletionStore
 from shard.store.reservations import ReservationStore
 from shard.store.scout_records import ContributionStore, ScoutRecordStore
+from shard.swarm.hub import Hub
 
 _TIER_CACHE_SECONDS = 2.0
-
-if TYPE_CHECKING:
-    from shard.api.lifecycle import Lifecycle
-    from shard.swarm.hub import Hub
 
 
 @dataclass
@@ -45,7 +42,7 @@ class ScoutTier:
 
 @dataclass
 class OracleState:
-    """The scheduler, the stores and the names the served model answers to."""
+    """The engine, the stores and the names the served model answers to."""
 
     model_names: list[str]
     keys: KeyStore
@@ -54,15 +51,24 @@ class OracleState:
     scout_records: ScoutRecordStore
     contributions: ContributionStore
     rate_limiter: RateLimiter
-    metrics: OracleMetrics = field(default_factory=OracleMetrics)
+    lifecycle: Lifecycle
+    metrics: OracleMetrics
     model_path: str = ""
     metrics_require_admin: bool = False
     scout_tier: "ScoutTier | None" = None
-    scheduler: Scheduler | None = None
-    hub: "Hub | None" = None
-    lifecycle: "Lifecycle | None" = None
     started: int = field(default_factory=lambda: int(time.time()))
-    draining: bool = False
+
+    @property
+    def engine(self) -> EngineClient | None:
+        return self.lifecycle.engine
+
+    @property
+    def hub(self) -> Hub | None:
+        return self.lifecycle.hub
+
+    @property
+    def draining(self) -> bool:
+        return self.lifecycle.draining
 
     def tier_of(self, key_id: str) -> str:
         """'scout' for a key whose scouts got enough draft tokens accepted lately."""
@@ -81,16 +87,16 @@ class OracleState:
             param="model",
         )
 
-    def ready_scheduler(self) -> Scheduler:
+    def ready_engine(self) -> EngineClient:
         if self.draining:
             raise APIError(
                 503, "The oracle is restarting; try again shortly.", headers={"Retry-After": "5"}
             )
-        if self.scheduler is None or not self.scheduler.ready:
+        if self.engine is None or not self.engine.ready:
             raise APIError(
                 503, "The model is still loading; try again shortly.", headers={"Retry-After": "5"}
             )
-        return self.scheduler
+        return self.engine
 
 
 def get_oracle(request: Request) -> OracleState:

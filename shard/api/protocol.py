@@ -307,7 +307,8 @@ class ModelList(BaseModel):
 
 class Health(BaseModel):
     status: Literal["healthy", "loading", "draining"]
-    timestamp: str
+    timestamp: int
+    """Unix seconds, as every timestamp in a body."""
     version: str
 
 

@@ -1,8 +1,9 @@
 """Per-key, per-category rate limits with the `limits` library (moving window).
 
 Counters live in memory by default, or in Redis given a URL so several oracles share them.
-Every keyed response carries X-RateLimit-Limit/Remaining/Reset; a refusal is a 429 with
-Retry-After in OpenAI's error shape.
+The async API is used, so a Redis round trip never blocks the event loop. Every keyed
+response carries X-RateLimit-Limit/Remaining/Reset; a refusal is a 429 with Retry-After in
+OpenAI's error shape.
 """
 
 import math
@@ -10,7 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from limits import RateLimitItem, parse, storage, strategies
+from limits import RateLimitItem, parse
+from limits.aio import strategies
+from limits.aio.storage import Storage
+from limits.storage import storage_from_string
 
 from shard.api.errors import APIError
 
@@ -38,6 +42,17 @@ def parse_limit(text: str) -> RateLimitItem | None:
     return parse(text)
 
 
+def async_storage(url: str) -> Storage:
+    """The async storage for a `memory://` or `redis://...` URL (redis-py's client, which the
+    `redis` extra installs)."""
+    async_url = url if url.startswith("async+") else f"async+{url}"
+    scheme = async_url.split("://", 1)[0]
+    options = {"implementation": "redispy"} if "redis" in scheme else {}
+    chosen = storage_from_string(async_url, **options)
+    assert isinstance(chosen, Storage)
+    return chosen
+
+
 class RateLimiter:
     """Checks and counts one request of a key in a category."""
 
@@ -47,11 +62,13 @@ class RateLimiter:
         limits_by_category: dict[Category, str],
         scout_tier: dict[Category, str] | None = None,
     ) -> None:
-        self._limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_url))
+        self._limiter = strategies.MovingWindowRateLimiter(async_storage(storage_url))
         self._items = {c: parse_limit(text) for c, text in limits_by_category.items()}
         self._scout_items = {c: parse_limit(text) for c, text in (scout_tier or {}).items()}
 
-    def hit(self, category: Category, key_id: str, tier: str = "standard") -> RateDecision | None:
+    async def hit(
+        self, category: Category, key_id: str, tier: str = "standard"
+    ) -> RateDecision | None:
         """Count the request, or raise a 429; None when the category is unlimited.
 
         Keys in the scout tier (their scouts contribute) get that tier's limit where one is set.
@@ -61,8 +78,8 @@ class RateLimiter:
             item = self._scout_items[category]
         if item is None:
             return None
-        allowed = self._limiter.hit(item, category, key_id)
-        stats = self._limiter.get_window_stats(item, category, key_id)
+        allowed = await self._limiter.hit(item, category, key_id)
+        stats = await self._limiter.get_window_stats(item, category, key_id)
         decision = RateDecision(item.amount, max(stats.remaining, 0), stats.reset_time)
         if not allowed:
             retry_after = max(1, math.ceil(stats.reset_time - time.time()))

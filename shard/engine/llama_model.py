@@ -1,6 +1,7 @@
 """The llama.cpp model and context, through llama-cpp-python's low-level API.
 
-Only the engine thread may call into this class (DESIGN.md invariant 5).
+Implements `shard.engine.model.Model`. Only the engine thread (and a scout's model thread,
+which has its own model) calls into this class (docs/architecture.md, invariant 5).
 """
 
 import ctypes
@@ -13,6 +14,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
+from shard.engine.model import TokenBatch
 from shard.engine.sampling import Logits
 
 log = logging.getLogger(__name__)
@@ -183,8 +185,12 @@ class LlamaModel:
 
     # -- decoding ---------------------------------------------------------------------------
 
-    def decode(self, batch: "Batch") -> None:
+    def new_batch(self, capacity: int) -> "Batch":
+        return Batch(capacity, self.shape.n_seq)
+
+    def decode(self, batch: "TokenBatch") -> None:
         """Run the model over every token in the batch; raises when llama.cpp refuses."""
+        assert isinstance(batch, Batch)
         status = llama_cpp.llama_decode(self._ctx, batch.raw)
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status}")

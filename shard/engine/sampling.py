@@ -1,4 +1,4 @@
-"""Coupled sampling (DESIGN.md invariant 3).
+"""Coupled sampling (docs/architecture.md, invariant 3).
 
 The token at position i is a deterministic function of the processed distribution p_i and a
 uniform u_i drawn from (seed, choice, i) by a counter-based generator: the inverse CDF over

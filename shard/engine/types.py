@@ -92,3 +92,54 @@ class ChoiceDelta:
 
 
 EngineEvent = Admitted | Rejected | ChoiceDelta
+
+
+DraftSource = Literal["ngram", "scout"]
+NGRAM: DraftSource = "ngram"
+SCOUT: DraftSource = "scout"
+
+
+@dataclass(frozen=True)
+class ScoutDraft:
+    """Draft tokens a scout proposed for positions start, start + 1, ... of a sequence."""
+
+    scout_id: str
+    start: int
+    tokens: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SequenceUpdate:
+    """Engine to swarm: a sequence's new tokens (from `start`), or its end."""
+
+    sequence_key: str
+    owner: str | None
+    start: int
+    tokens: tuple[int, ...]
+    ended: bool = False
+
+
+@dataclass(frozen=True)
+class DraftOutcome:
+    """Engine to swarm and metrics: how many of a source's draft tokens were accepted."""
+
+    source: DraftSource
+    scout_id: str | None
+    proposed: int
+    accepted: int
+
+
+Progress = SequenceUpdate | DraftOutcome
+"""What the engine reports after each step to whoever follows its progress."""
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """What the rest of the oracle may know about the loaded engine (read-only)."""
+
+    n_vocab: int
+    n_ctx: int
+    n_seq: int
+    draft_max: int
+    tokenizer_fingerprint: str
+    chat_template: str

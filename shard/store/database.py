@@ -15,10 +15,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from shard.store.schema import SCHEMA_VERSION, Base, SchemaVersion
 
 
-def default_database_url() -> str:
-    return f"sqlite:///{Path.home() / '.local' / 'share' / 'shard' / 'shard.db'}"
-
-
 def with_driver(url: str) -> str:
     """`postgresql://` means psycopg 3 here (SQLAlchemy would otherwise look for psycopg2)."""
     for scheme in ("postgresql://", "postgres://"):

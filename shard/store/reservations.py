@@ -1,4 +1,5 @@
-"""Scout reservations, kept in the store so they survive a restart (DESIGN.md invariant 6)."""
+"""Scout reservations, kept in the store so they survive a restart (docs/architecture.md,
+invariant 6)."""
 
 import uuid
 from dataclasses import dataclass

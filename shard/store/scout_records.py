@@ -2,13 +2,34 @@
 key's reputation and ban, and the accepted draft tokens that earn the scout tier."""
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
 from shard.store.database import Database
 from shard.store.schema import ContributionRow, ScoutIdentityRow, ScoutReputationRow
-from shard.swarm.reputation import Reputation
+
+
+@dataclass
+class ReputationRecord:
+    """A key's stored record as a scout; what the oracle makes of it is the swarm's business
+    (`shard.swarm.reputation`)."""
+
+    key_id: str
+    tickets: int = 0
+    ticket_score_sum: float = 0.0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+    banned_at: datetime | None = None
+    banned_until: datetime | None = None
+    """None with `banned_at` set means banned for good."""
+    ban_reason: str = ""
+
+    def banned(self, now: datetime) -> bool:
+        if self.banned_at is None:
+            return False
+        return self.banned_until is None or now < self.banned_until
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -17,8 +38,8 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _reputation(row: ScoutReputationRow) -> Reputation:
-    return Reputation(
+def _reputation(row: ScoutReputationRow) -> ReputationRecord:
+    return ReputationRecord(
         key_id=row.key_id,
         tickets=row.tickets,
         ticket_score_sum=row.ticket_score_sum,
@@ -55,12 +76,12 @@ class ScoutRecordStore:
             row = session.get(ScoutIdentityRow, scout_id)
             return row.key_id if row else None
 
-    def reputation(self, key_id: str) -> Reputation:
+    def reputation(self, key_id: str) -> ReputationRecord:
         with self._db.session() as session:
             row = session.get(ScoutReputationRow, key_id)
-            return _reputation(row) if row else Reputation(key_id)
+            return _reputation(row) if row else ReputationRecord(key_id)
 
-    def save(self, reputation: Reputation) -> None:
+    def save(self, reputation: ReputationRecord) -> None:
         with self._db.session() as session:
             row = session.get(ScoutReputationRow, reputation.key_id)
             if row is None:
@@ -74,7 +95,7 @@ class ScoutRecordStore:
             row.banned_until = reputation.banned_until
             row.ban_reason = reputation.ban_reason
 
-    def banned(self) -> list[Reputation]:
+    def banned(self) -> list[ReputationRecord]:
         """Every key under a ban now."""
         now = datetime.now(UTC)
         with self._db.session() as session:

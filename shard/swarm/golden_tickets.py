@@ -12,8 +12,8 @@ import random
 import secrets
 from dataclasses import dataclass
 
-from shard.engine.scheduler import Scheduler
 from shard.engine.types import ChatMessage, GenerationRequest, SamplingParams
+from shard.swarm.engine_handle import SwarmEngine
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,13 @@ class Ticket:
         return matched / len(self.expected)
 
 
-async def _wait_idle(scheduler: Scheduler) -> None:
+async def _wait_idle(engine: SwarmEngine) -> None:
     """Until no request has been in flight for a while."""
     quiet_since = asyncio.get_running_loop().time()
     while True:
         await asyncio.sleep(_IDLE_POLL_S)
         now = asyncio.get_running_loop().time()
-        if scheduler.in_flight:
+        if engine.in_flight:
             quiet_since = now
         elif now - quiet_since >= _IDLE_FOR_S:
             return
@@ -86,22 +86,22 @@ class TicketBook:
     def ready(self) -> bool:
         return bool(self.completions)
 
-    def fill_when_idle(self, scheduler: Scheduler) -> None:
+    def fill_when_idle(self, engine: SwarmEngine) -> None:
         """Start completing the prompts in the background (once)."""
         if self._filling is None or (self._filling.done() and not self.completions):
-            self._filling = asyncio.create_task(self._fill(scheduler))
+            self._filling = asyncio.create_task(self._fill(engine))
 
     async def wait_ready(self, timeout: float) -> bool:
         if self._filling is not None and not self.ready:
             await asyncio.wait({self._filling}, timeout=timeout)
         return self.ready
 
-    async def _fill(self, scheduler: Scheduler) -> None:
+    async def _fill(self, engine: SwarmEngine) -> None:
         pending = list(PROMPTS)
         while pending:
-            await _wait_idle(scheduler)
+            await _wait_idle(engine)
             try:
-                completion = await self._complete(scheduler, pending[0])
+                completion = await self._complete(engine, pending[0])
             except Exception:  # a restarting engine: give up; the next scout starts again
                 log.debug("golden ticket prompt failed", exc_info=True)
                 return
@@ -109,7 +109,7 @@ class TicketBook:
                 self.completions.append(completion)
                 pending.pop(0)
 
-    async def _complete(self, scheduler: Scheduler, prompt: str) -> Completion | None:
+    async def _complete(self, engine: SwarmEngine, prompt: str) -> Completion | None:
         """The oracle's greedy completion; None when a user's request arrived meanwhile (the
         completion is dropped at once, so tickets never slow users down for long)."""
         request = GenerationRequest(
@@ -120,9 +120,9 @@ class TicketBook:
             token_ids=True,
         )
         continuation: list[int] = []
-        async with scheduler.generate(request) as generation:
+        async with engine.generate(request) as generation:
             async for delta in generation.deltas():
-                if scheduler.in_flight > 1:
+                if engine.in_flight > 1:
                     return None
                 continuation.extend(delta.token_ids)
             return Completion(generation.prompt_ids, tuple(continuation))

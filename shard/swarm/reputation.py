@@ -9,25 +9,25 @@
 Golden tickets weigh more because their answer is known: live acceptance also reflects how
 hard the user's text is to predict. A key still below the threshold after `min_tickets`
 tickets is banned for `ban_seconds` (0: for good).
+
+The figures are the store's `ReputationRecord`; what they add up to is decided here, so the
+store never needs the swarm.
 """
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, fields
+
+from shard.store.scout_records import ReputationRecord
 
 GOLDEN_WEIGHT = 0.7
 
 
 @dataclass
-class Reputation:
-    key_id: str
-    tickets: int = 0
-    ticket_score_sum: float = 0.0
-    draft_tokens: int = 0
-    accepted_tokens: int = 0
-    banned_at: datetime | None = None
-    banned_until: datetime | None = None
-    """None with `banned_at` set means banned for good."""
-    ban_reason: str = ""
+class Reputation(ReputationRecord):
+    """A key's stored figures and the score the oracle gives them."""
+
+    @classmethod
+    def of(cls, record: ReputationRecord) -> "Reputation":
+        return cls(**{field.name: getattr(record, field.name) for field in fields(record)})
 
     @property
     def golden(self) -> float | None:
@@ -48,11 +48,6 @@ class Reputation:
         if live is None:
             return golden
         return GOLDEN_WEIGHT * golden + (1 - GOLDEN_WEIGHT) * live
-
-    def banned(self, now: datetime) -> bool:
-        if self.banned_at is None:
-            return False
-        return self.banned_until is None or now < self.banned_until
 
 
 @dataclass(frozen=True)

@@ -180,7 +180,7 @@ class Scout:
         work = pending.work
         late = time.monotonic() - pending.received > work.deadline_ms / 1000
         try:
-            if late or self.settings.hostile:  # keep the state in step, draft nothing
+            if late or self.settings.hostile == "random":  # keep the state in step only
                 slot = await self._on_model(self.model.sync, work.seq, work.position, work.tokens)
                 start, tokens = len(slot.tokens), list[int]()
             else:
@@ -192,6 +192,8 @@ class Scout:
             return
         if self.settings.hostile == "random" and not late:
             tokens = [random.randrange(self.model.n_vocab) for _ in range(work.k)]
+        elif self.settings.hostile == "corrupt" and tokens:  # right until the last token
+            tokens[-1] = (tokens[-1] + 1) % self.model.n_vocab
         draft = encode(Draft(seq=work.seq, position=start, tokens=tokens))
         if self.settings.added_latency_ms:
             delayed = asyncio.create_task(self._send_later(connection, draft))

@@ -1,6 +1,7 @@
 """Chat completions through the openai client and plain HTTP: streaming, stop, seeds, params."""
 
 import json
+import time
 
 import httpx
 import openai
@@ -44,7 +45,7 @@ def test_health_reports_healthy_with_version(http: httpx.Client) -> None:
     body = http.get("/health").json()
     assert body["status"] == "healthy"
     assert body["version"]
-    assert body["timestamp"]
+    assert isinstance(body["timestamp"], int) and abs(body["timestamp"] - time.time()) < 60
 
 
 def test_greedy_is_deterministic_and_gguf_name_works(client: openai.OpenAI) -> None:
@@ -189,7 +190,7 @@ def test_eos_gives_finish_stop(client: openai.OpenAI) -> None:
     assert response.usage is not None and response.usage.completion_tokens == 1
 
 
-def test_logit_bias_forces_and_bans_tokens(client: openai.OpenAI) -> None:
+def test_logit_bias_forces_tokens(client: openai.OpenAI) -> None:
     forced = client.chat.completions.create(
         model=SERVED_ALIAS,
         messages=GREEDY_PROMPT,  # type: ignore[arg-type]
@@ -198,14 +199,7 @@ def test_logit_bias_forces_and_bans_tokens(client: openai.OpenAI) -> None:
         logit_bias={"3689": 100},  # "What" in Gemma's vocabulary
     )
     assert forced.choices[0].message.content == "What" * 4
-    banned = client.chat.completions.create(
-        model=SERVED_ALIAS,
-        messages=GREEDY_PROMPT,  # type: ignore[arg-type]
-        temperature=0,
-        max_tokens=4,
-        logit_bias={"3689": 100, "106": -100},
-    )
-    assert banned.choices[0].message.content == "What" * 4
+    # banning is proven on literal logits: tests/engine/test_worker.py
 
 
 def test_logprobs_and_top_logprobs(client: openai.OpenAI) -> None:

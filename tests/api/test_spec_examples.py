@@ -51,8 +51,17 @@ def test_with_parameters(client: openai.OpenAI) -> None:
     )
     assert response.usage is not None
     assert response.usage.completion_tokens <= 50
-    if response.choices[0].finish_reason == "length":
-        assert response.usage.completion_tokens == 50
+    assert response.choices[0].finish_reason in ("stop", "length")
+    assert response.choices[0].message.content
+    never_ends = client.chat.completions.create(
+        model=SERVED_ALIAS,
+        messages=[{"role": "user", "content": "What is 2+2?"}],
+        temperature=0.9,
+        max_tokens=50,
+        logit_bias={"1": -100, "106": -100},  # <eos> and <end_of_turn> banned: runs to the cap
+    )
+    assert never_ends.choices[0].finish_reason == "length"
+    assert never_ends.usage is not None and never_ends.usage.completion_tokens == 50
 
 
 def test_multiple_choices(client: openai.OpenAI) -> None:

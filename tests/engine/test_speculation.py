@@ -1,5 +1,6 @@
-"""Speculative decoding with the local n-gram drafts is lossless (DESIGN.md invariants 1, 3):
-the shared oracle drafts, a second one never does, and their outputs must be identical."""
+"""Speculative decoding with the local n-gram drafts is lossless (docs/architecture.md,
+invariants 1 and 3): the shared oracle drafts, a second one never does, and their outputs
+must be identical."""
 
 import re
 from collections.abc import Iterator
@@ -87,7 +88,7 @@ def test_drafted_output_is_identical_to_undrafted(
     before = accepted_drafts(oracle)
     with ThreadPoolExecutor(len(CASES)) as pool:  # drafts of several sequences in one batch
         drafted = list(pool.map(lambda case: run(client, case), CASES))
-    expected = [run(plain, case) for case in CASES]
+        expected = list(pool.map(lambda case: run(plain, case), CASES))
     for case, got, want in zip(CASES, drafted, expected, strict=True):
         assert got == want, case["prompt"][:60]
     assert accepted_drafts(oracle) - before > 50, "the copying prompts should accept drafts"

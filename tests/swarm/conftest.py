@@ -119,10 +119,6 @@ def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningOracle]:
         "--parallel",
         "4",
         "--no-ngram-drafts",
-        "--scout-deadline-ms",
-        "500",
-        "--scout-max-misses",
-        "4",
     )
     yield running
     stop_oracle(running)

@@ -1,7 +1,9 @@
-"""Scouts written against the wire protocol directly, to misbehave on purpose.
+"""A scout written against the wire protocol directly, with no model: it joins, answers
+every work frame with an empty draft (so it fails every golden ticket) and every ping.
 
-Each runs in a thread with its own event loop, so synchronous tests can start one, send chat
-requests, and then look at how it ended.
+It runs in a thread with its own event loop, so synchronous tests can start one, talk to the
+oracle, and then look at how it ended. Misbehaving scouts are tested in process instead
+(tests/swarm/fakes.py).
 """
 
 import asyncio
@@ -9,25 +11,11 @@ import contextlib
 import json
 import threading
 from dataclasses import dataclass, field
-from typing import Literal
 
 import httpx
 import websockets
 
 from tests.conftest import ADMIN_KEY, RunningOracle, auth
-
-Behaviour = Literal[
-    "empty",  # answers every work with an empty (valid) draft
-    "oov",  # token ids outside the vocabulary
-    "wrong_position",  # drafts for a position it was not asked about
-    "oversized",  # a 100 kB frame
-    "malformed",  # a frame that is not JSON
-    "silent",  # never answers work
-    "vanish",  # disconnects at its first work
-    "flood",  # drafts for work it never got, as fast as it can
-    "replay",  # sends its first draft again for every later work
-    "late",  # answers each work a second after it came
-]
 
 
 def tokenizer_of(oracle: RunningOracle) -> str:
@@ -40,11 +28,9 @@ def tokenizer_of(oracle: RunningOracle) -> str:
 class RawScout:
     oracle: RunningOracle
     scout_id: str
-    behaviour: Behaviour
     key: str = ADMIN_KEY
     tokenizer: str | None = None
     works: int = 0
-    replayed: list[int] = field(default_factory=list)
     close_code: int | None = None
     close_reason: str = ""
     welcomed: threading.Event = field(default_factory=threading.Event)
@@ -58,9 +44,7 @@ class RawScout:
         return self
 
     def __repr__(self) -> str:
-        return (
-            f"RawScout({self.scout_id}, {self.behaviour}, {self.close_code}, {self.close_reason})"
-        )
+        return f"RawScout({self.scout_id}, {self.close_code}, {self.close_reason})"
 
     def stop(self) -> None:
         self._stop.set()
@@ -77,14 +61,12 @@ class RawScout:
                     "version": 1,
                     "scout_id": self.scout_id,
                     "tokenizer": self.tokenizer,
-                    "draft_model": f"raw-{self.behaviour}",
+                    "draft_model": "raw",
                 }
                 await ws.send(json.dumps(hello))
                 welcome = json.loads(await ws.recv())
                 assert welcome["type"] == "welcome"
                 self.welcomed.set()
-                if self.behaviour == "flood":
-                    await self._flood(ws)
                 await self._serve(ws)
         except websockets.ConnectionClosed as closed:
             if closed.rcvd is not None:
@@ -93,11 +75,6 @@ class RawScout:
             self.close_reason = repr(error)
         finally:
             self.ended.set()
-
-    async def _flood(self, ws: websockets.ClientConnection) -> None:
-        for number in range(2000):
-            draft = {"type": "draft", "seq": f"nope{number}", "position": 1, "tokens": [1]}
-            await ws.send(json.dumps(draft))
 
     async def _serve(self, ws: websockets.ClientConnection) -> None:
         while not self._stop.is_set():
@@ -110,36 +87,8 @@ class RawScout:
             if frame["type"] != "work":
                 continue
             self.works += 1
-            await self._answer(ws, frame)
-            if self.behaviour == "vanish":
-                return
+            position = frame["position"] + len(frame["tokens"])
+            draft = {"type": "draft", "seq": frame["seq"], "position": position, "tokens": []}
+            await ws.send(json.dumps(draft))
         with contextlib.suppress(Exception):
             await ws.close()
-
-    async def _answer(self, ws: websockets.ClientConnection, work: dict[str, object]) -> None:
-        tokens = work["tokens"]
-        assert isinstance(tokens, list) and isinstance(work["position"], int)
-        position = work["position"] + len(tokens)
-        draft: dict[str, object] = {"type": "draft", "seq": work["seq"], "position": position}
-        match self.behaviour:
-            case "empty" | "flood":
-                await ws.send(json.dumps({**draft, "tokens": []}))
-            case "oov":
-                await ws.send(json.dumps({**draft, "tokens": [10**9, 3]}))
-            case "wrong_position":
-                await ws.send(json.dumps({**draft, "position": position + 3, "tokens": [1]}))
-            case "oversized":
-                await ws.send(json.dumps({**draft, "tokens": [], "pad": "x" * 100_000}))
-            case "malformed":
-                await ws.send("{this is not json")
-            case "silent":
-                pass
-            case "vanish":  # no close frame: the TCP connection just goes
-                ws.transport.abort()
-            case "replay":
-                if not self.replayed:
-                    self.replayed = [int(t) for t in tokens[-8:]]
-                await ws.send(json.dumps({**draft, "tokens": self.replayed[: int(str(work["k"]))]}))
-            case "late":
-                await asyncio.sleep(1.0)
-                await ws.send(json.dumps({**draft, "tokens": [int(t) for t in tokens[-2:]]}))

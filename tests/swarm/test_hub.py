@@ -1,12 +1,15 @@
-"""Real scouts against a real oracle: drafts change nothing a client sees (DESIGN.md invariant 1),
-and scouts that misbehave are dropped without harming anyone else."""
+"""Real scouts against a real oracle: drafts change nothing a client sees (docs/architecture.md,
+invariant 1), whether honest, random, or right but for their last token (drafts that do get
+verified in decodes), and a restart lets scouts reconnect. How each kind of misbehaviour
+drops a scout is proven in process (test_sessions.py, test_dispatch.py).
+"""
 
 import re
+import time
 from pathlib import Path
 
 import httpx
 import openai
-import pytest
 
 from tests.conftest import ADMIN_KEY, RunningOracle, auth
 from tests.swarm.conftest import (
@@ -16,7 +19,7 @@ from tests.swarm.conftest import (
     scout_status,
     wait_for,
 )
-from tests.swarm.raw_scout import Behaviour, RawScout
+from tests.swarm.raw_scout import RawScout
 
 STATUS_FIELDS = {
     "status",
@@ -30,9 +33,11 @@ STATUS_FIELDS = {
 }
 
 
-def scout_accepted_metric(oracle: RunningOracle) -> float:
+def scout_metric(oracle: RunningOracle, what: str = "accepted") -> float:
+    """shard_draft_tokens_{what}_total for scout drafts."""
     text = httpx.get(f"{oracle.base_url}/metrics").text
-    found = re.search(r'^shard_draft_tokens_accepted_total\{source="scout"\} (\S+)$', text, re.M)
+    pattern = rf'^shard_draft_tokens_{what}_total\{{source="scout"\}} (\S+)$'
+    found = re.search(pattern, text, re.M)
     return float(found.group(1)) if found else 0.0
 
 
@@ -42,13 +47,15 @@ def test_an_honest_scout_drafts_and_changes_no_output(
     scout = ScoutProcess(swarm, tmp_path, "honest-1")
     try:
         wait_for(lambda: scout_status(swarm, "honest-1")["connected"], 90, "scout to join")
-        before = scout_accepted_metric(swarm)
+        before = scout_metric(swarm)
         assert complete_all(swarm_client) == solo_outputs
         status = scout_status(swarm, "honest-1")
         assert status.keys() >= STATUS_FIELDS
         assert status["tasks_completed"] > 0
         assert status["accepted_tokens"] > 0, scout.log()
-        assert scout_accepted_metric(swarm) > before
+        assert scout_metric(swarm) > before
+        assert isinstance(status["connected_at"], int)
+        assert abs(status["connected_at"] - time.time()) < 600
         cluster = httpx.get(f"{swarm.base_url}/system/cluster", headers=auth(ADMIN_KEY)).json()
         assert cluster["mode"] == "swarm"
         assert [s["id"] for s in cluster["scouts"] if s["connected"]] == ["honest-1"]
@@ -63,6 +70,7 @@ def test_an_honest_scout_drafts_and_changes_no_output(
         ).json()["data"]
         assert len(warnings) <= 5
         assert all(entry["level"] in ("warning", "error") for entry in warnings)
+        assert all(isinstance(entry["timestamp"], int) for entry in warnings)
         bad_level = httpx.get(
             f"{swarm.base_url}/scouts/honest-1/logs",
             params={"level": "loud"},
@@ -80,56 +88,37 @@ def test_a_scout_drafting_random_tokens_changes_nothing_and_is_dropped(
     scout = ScoutProcess(swarm, tmp_path, "random-1", "--hostile", "random")
     try:
         wait_for(lambda: scout_status(swarm, "random-1")["connected"], 90, "scout to join")
+        before = scout_metric(swarm, "proposed")
         assert complete_all(swarm_client) == solo_outputs
         wait_for(lambda: scout_status(swarm, "random-1")["status"] == "dropped", 60, "the drop")
         assert "accepted" in scout_logs(swarm, "random-1")
+        status = scout_status(swarm, "random-1")
+        assert status["draft_tokens"] >= 64  # judged: the verdicts came from the engine
+        assert status["accepted_tokens"] < 0.05 * status["draft_tokens"]
+        assert scout_metric(swarm, "proposed") - before >= 64  # the engine scored them
     finally:
         scout.stop()
 
 
-@pytest.mark.parametrize(
-    ("behaviour", "ends_as", "reason"),
-    [
-        ("oov", "dropped", "vocabulary"),
-        ("wrong_position", "dropped", "position"),
-        ("oversized", "dropped", "bytes"),
-        ("malformed", "dropped", "malformed"),
-        ("silent", "dropped", "deadline"),
-        ("vanish", "disconnected", "lost"),
-        ("flood", "dropped", "flooding"),
-    ],
-)
-def test_a_hostile_scout_changes_nothing_and_is_dropped(
-    solo_outputs: list[str],
-    swarm: RunningOracle,
-    swarm_client: openai.OpenAI,
-    behaviour: Behaviour,
-    ends_as: str,
-    reason: str,
+def test_drafts_wrong_in_their_last_token_are_verified_and_change_nothing(
+    solo_outputs: list[str], swarm: RunningOracle, swarm_client: openai.OpenAI, tmp_path: Path
 ) -> None:
-    scout_id = f"hostile-{behaviour}"
-    raw = RawScout(swarm, scout_id, behaviour).start()
+    """Right often enough that the engine verifies them in its decodes, wrong often enough
+    that every verification must reject a token: the case losslessness is about."""
+    scout = ScoutProcess(swarm, tmp_path, "corrupt-1", "--hostile", "corrupt")
     try:
-        assert raw.welcomed.wait(30)
+        wait_for(lambda: scout_status(swarm, "corrupt-1")["connected"], 90, "scout to join")
         assert complete_all(swarm_client) == solo_outputs
-        wait_for(lambda: scout_status(swarm, scout_id)["status"] == ends_as, 30, ends_as)
-        assert reason in scout_logs(swarm, scout_id)
-        if behaviour != "flood":
-            assert raw.works > 0, "the scout should have been given work"
+        status = scout_status(swarm, "corrupt-1")
+        assert status["accepted_tokens"] > 0, scout_logs(swarm, "corrupt-1")
+        assert status["draft_tokens"] > status["accepted_tokens"]
     finally:
-        raw.stop()
-
-
-def test_a_scout_with_another_tokenizer_is_refused(swarm: RunningOracle) -> None:
-    raw = RawScout(swarm, "other-tokenizer", "empty", tokenizer="0" * 64).start()
-    assert raw.ended.wait(30)
-    assert raw.close_code == 4009
-    assert "tokenizer mismatch" in raw.close_reason
+        scout.stop()
 
 
 def test_a_scout_with_a_bad_key_is_refused(swarm: RunningOracle) -> None:
     bad_key = "sk-oracle-" + "x" * 40
-    raw = RawScout(swarm, "bad-key", "empty", key=bad_key, tokenizer="0" * 64).start()
+    raw = RawScout(swarm, "bad-key", key=bad_key, tokenizer="0" * 64).start()
     assert raw.ended.wait(30)
     assert raw.close_code == 4001
     assert not raw.welcomed.is_set()

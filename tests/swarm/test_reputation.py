@@ -1,4 +1,5 @@
 """Golden tickets, reputation and bans with real scouts, and the scout tier's higher limit.
+(How tickets are scored and bans made is proven in process, in test_tickets.py.)
 
 The oracle here bans a key whose reputation is below 0.3 after 8 golden tickets, for good,
 and gives keys with 20 accepted draft tokens in the last hour 60 chat requests a minute
@@ -17,7 +18,7 @@ from shard.swarm.golden_tickets import Ticket
 from shard.swarm.reputation import BanPolicy, Reputation
 from tests.conftest import ADMIN_KEY, SERVED_ALIAS, RunningOracle, auth, start_oracle, stop_oracle
 from tests.swarm.conftest import ScoutProcess, scout_status, wait_for
-from tests.swarm.raw_scout import Behaviour, RawScout
+from tests.swarm.raw_scout import RawScout
 
 BAN_AFTER = 8
 TRUST_FLAGS = (
@@ -69,72 +70,37 @@ def run_tickets(oracle: RunningOracle, scout_id: str, count: int) -> dict[str, A
 def banned_keys(oracle: RunningOracle) -> set[str]:
     response = httpx.get(f"{oracle.base_url}/scouts/banned", headers=auth(ADMIN_KEY))
     assert response.status_code == 200
-    return {entry["key_id"] for entry in response.json()["data"]}
+    entries = response.json()["data"]
+    assert all(isinstance(entry["banned_at"], int) for entry in entries)
+    return {entry["key_id"] for entry in entries}
 
 
-def test_an_honest_scout_is_never_banned(trust: RunningOracle, tmp_path: Path) -> None:
+def test_an_honest_scout_passes_its_golden_tickets(trust: RunningOracle, tmp_path: Path) -> None:
+    """The oracle's own completions, cut anywhere, are what a real scout with its tokenizer
+    drafts: an honest scout is never banned for them."""
     scout = ScoutProcess(trust, tmp_path, "honest-trust")
     try:
         wait_for(lambda: scout_status(trust, "honest-trust")["connected"], 90, "scout to join")
-        scores = []
-        for _ in range(3):
-            result = run_tickets(trust, "honest-trust", 8)
-            assert not result["banned"]
-            scores += [ticket["score"] for ticket in result["tickets"]]
-            for ticket in result["tickets"]:
-                assert ticket["expected"] and ticket["latency_ms"] is not None
-        assert len(scores) == 24
+        result = run_tickets(trust, "honest-trust", BAN_AFTER)
+        assert not result["banned"]
+        scores = [ticket["score"] for ticket in result["tickets"]]
+        for ticket in result["tickets"]:
+            assert ticket["expected"] and ticket["latency_ms"] is not None
+        assert len(scores) == BAN_AFTER
         assert sum(scores) / len(scores) > 0.8
         status = scout_status(trust, "honest-trust")
-        assert status["golden_tickets"] >= 24 and status["reputation"] > 0.8
+        assert status["golden_tickets"] >= BAN_AFTER and status["reputation"] > 0.8
         assert status["connected"] and not status["banned"]
         assert status["key_id"] not in banned_keys(trust)
     finally:
         scout.stop()
 
 
-def test_a_random_drafting_scout_is_banned_and_stays_banned(
-    trust: RunningOracle, tmp_path: Path
-) -> None:
-    key = new_key(trust, "random-scout")
-    scout = ScoutProcess(trust, tmp_path, "random-trust", "--hostile", "random", key=key)
-    try:
-        wait_for(lambda: scout_status(trust, "random-trust")["connected"], 90, "scout to join")
-        result = run_tickets(trust, "random-trust", BAN_AFTER + 2)
-        assert result["banned"], result
-        assert len(result["tickets"]) <= BAN_AFTER + 1  # it is cut off once banned
-        assert scout.process.wait(30) == 2  # the scout gives up: retrying cannot help
-        assert "banned" in scout.log()
-        key_id = scout_status(trust, "random-trust")["key_id"]
-        assert key_id in banned_keys(trust)
-        # a new scout id under the same key is refused with the reason
-        again = RawScout(trust, "random-trust-2", "empty", key=key).start()
-        assert again.ended.wait(30)
-        assert again.close_code == 4003 and "banned" in again.close_reason
-    finally:
-        scout.stop()
-
-
-@pytest.mark.parametrize("behaviour", ["replay", "late"])
-def test_replaying_and_late_scouts_are_banned(trust: RunningOracle, behaviour: Behaviour) -> None:
-    key = new_key(trust, behaviour)
-    raw = RawScout(trust, f"{behaviour}-trust", behaviour, key=key).start()
-    try:
-        assert raw.welcomed.wait(30)
-        result = run_tickets(trust, f"{behaviour}-trust", BAN_AFTER)
-        assert result["banned"], result
-        scores = [ticket["score"] for ticket in result["tickets"]]
-        assert sum(scores) / len(scores) < 0.3, scores
-        assert raw.ended.wait(30) and raw.close_code == 4003
-    finally:
-        raw.stop()
-
-
 def test_bans_survive_a_restart_and_unban_lifts_them(
     trust: RunningOracle, store_dir: Path, tmp_path: Path
 ) -> None:
     key = new_key(trust, "to-unban")
-    raw = RawScout(trust, "unban-me", "empty", key=key).start()
+    raw = RawScout(trust, "unban-me", key=key).start()
     assert raw.welcomed.wait(30)
     assert run_tickets(trust, "unban-me", BAN_AFTER)["banned"]
     raw.stop()
@@ -146,7 +112,7 @@ def test_bans_survive_a_restart_and_unban_lifts_them(
     )
     trust.process = restarted.process
     assert banned_keys(trust) == banned_before
-    refused = RawScout(trust, "unban-me", "empty", key=key).start()
+    refused = RawScout(trust, "unban-me", key=key).start()
     assert refused.ended.wait(30) and refused.close_code == 4003
 
     user = new_key(trust, "not-admin")
@@ -154,7 +120,7 @@ def test_bans_survive_a_restart_and_unban_lifts_them(
     assert forbidden.status_code == 403
     lifted = httpx.post(f"{trust.base_url}/scouts/unban-me/unban", headers=auth(ADMIN_KEY))
     assert lifted.status_code == 200 and lifted.json()["banned"] is False
-    welcomed = RawScout(trust, "unban-me", "empty", key=key).start()
+    welcomed = RawScout(trust, "unban-me", key=key).start()
     try:
         assert welcomed.welcomed.wait(30)
     finally:

@@ -1,20 +1,117 @@
-"""POST /scouts/reserve, /scouts/release and /scouts/cancel against scouts that are really
-connected, and a key's requests drafted by its reserved scout."""
+"""Reservations: in process, a key holding scouts, conflicts, release, cancel and expiry;
+then the HTTP endpoints against a real oracle and scouts that are really connected."""
 
+import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
-import openai
 import pytest
 
-from tests.conftest import ADMIN_KEY, SERVED_ALIAS, RunningOracle, auth
+from shard.engine.types import ScoutDraft
+from shard.store.api_keys import KeyStore
+from shard.store.schema import ReservationRow
+from shard.swarm.errors import (
+    NotEnoughFreeScouts,
+    ReservationNotFound,
+    ScoutNotFound,
+    ScoutReservedElsewhere,
+)
+from tests.conftest import ADMIN_KEY, RunningOracle, auth
 from tests.swarm.conftest import scout_status, wait_for
+from tests.swarm.fakes import Rig, run_with_rig
 from tests.swarm.raw_scout import RawScout
 
 
+def test_a_reserved_scout_drafts_only_for_its_key(tmp_path: Path) -> None:
+    async def body(rig: Rig) -> None:
+        a, b = await rig.join("a"), await rig.join("b")
+        held = await rig.hub.reserve(rig.user, "b", 1, 120)
+        assert held.scout_ids == ("b",) and held.status == "reserved"
+        assert held.expires_at - held.reserved_at == timedelta(seconds=120)
+        assert rig.hub.reserved("b") and not rig.hub.reserved("a")
+
+        with pytest.raises(ScoutReservedElsewhere):
+            await rig.hub.reserve(rig.admin, "b", 1, 60)
+        with pytest.raises(NotEnoughFreeScouts, match="1 scouts are free; 2 were asked for"):
+            await rig.hub.reserve(rig.admin, None, 2, 60)
+        with pytest.raises(ScoutNotFound):
+            await rig.hub.reserve(rig.admin, "nobody", 1, 60)
+        again = await rig.hub.reserve(rig.user, "b", 1, 60)  # its own key may hold it again
+        assert again.id != held.id
+        mine = await rig.hub.reserve(rig.admin, None, 1, 60)
+        assert mine.scout_ids == ("a",)
+
+        rig.step("users", [1], owner=rig.user.id)
+        rig.step("admins", [2], owner=rig.admin.id)
+        rig.step("strangers", [3], owner="key_someone_else")  # every scout is held
+        await rig.settle()
+        assert [w["seq"] for w in b.pending()] == ["users"]
+        assert [w["seq"] for w in a.pending()] == ["admins"]
+
+    run_with_rig(tmp_path, body)
+
+
+def test_release_and_cancel_end_a_reservation_for_its_owner_only(tmp_path: Path) -> None:
+    async def body(rig: Rig) -> None:
+        link = await rig.join("s1")
+        held = await rig.hub.reserve(rig.user, "s1", 1, 60)
+        rig.step("seq", [1, 2], owner=rig.user.id)
+        work = await link.next_frame()
+        link.answer(work, [3])
+        await rig.settle()
+        assert rig.engine.drafts.latest("seq") == ScoutDraft("s1", 2, (3,))
+
+        _, stranger = KeyStore(rig.database).create("stranger")
+        with pytest.raises(ReservationNotFound):
+            await rig.hub.end_reservation(stranger, held.id, cancel=False)
+        with pytest.raises(ReservationNotFound):
+            await rig.hub.end_reservation(rig.user, "res_missing", cancel=False)
+
+        cancelled = await rig.hub.end_reservation(rig.user, held.id, cancel=True)
+        assert cancelled.status == "cancelled" and not rig.hub.reserved("s1")
+        assert rig.engine.drafts.latest("seq") is None  # its draft not yet used is dropped
+        assert (await link.next_frame("cancel"))["seq"] == "seq"
+        assert rig.hub.load() == {"s1": 0}
+
+        other = await rig.hub.reserve(rig.user, "s1", 1, 60)
+        released = await rig.hub.end_reservation(rig.admin, other.id, cancel=False)
+        assert released.status == "released" and not rig.hub.reserved("s1")
+        ended_twice = await rig.hub.end_reservation(rig.admin, other.id, cancel=True)
+        assert ended_twice.status == "released"
+
+    run_with_rig(tmp_path, body)
+
+
+def test_reservations_expire_by_time_and_are_reloaded_from_the_store(tmp_path: Path) -> None:
+    async def body(rig: Rig) -> None:
+        await rig.join("s1")
+        held = await rig.hub.reserve(rig.user, "s1", 1, 60)
+        with rig.database.session() as session:
+            row = session.get(ReservationRow, held.id)
+            assert row is not None
+            row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        assert rig.hub.reserved("s1")  # until the next reload
+        await rig.hub.reservations.refresh()
+        assert not rig.hub.reserved("s1")
+        found = rig.reservations.get(held.id)
+        assert found is not None and found.status == "expired"
+
+        made_elsewhere = rig.reservations.create(rig.user.id, ["s1"], 60)  # another oracle
+        rig.hub.start()  # its background writer reloads reservations at once
+        await asyncio.sleep(0.2)
+        assert rig.hub.reservations.holder("s1") == made_elsewhere.key_id
+
+    run_with_rig(tmp_path, body)
+
+
+# -- the HTTP endpoints, against a real oracle ------------------------------------------------
+
+
 @pytest.fixture
-def two_scouts(solo_outputs: list[str], swarm: RunningOracle) -> Iterator[list[str]]:
-    scouts = [RawScout(swarm, f"res-{n}", "empty").start() for n in (1, 2)]
+def two_scouts(swarm: RunningOracle) -> Iterator[list[str]]:
+    scouts = [RawScout(swarm, f"res-{n}").start() for n in (1, 2)]
     for scout in scouts:
         assert scout.welcomed.wait(30)
     yield [scout.scout_id for scout in scouts]
@@ -27,24 +124,15 @@ def reserve(oracle: RunningOracle, key: str, **body: object) -> httpx.Response:
     return httpx.post(f"{oracle.base_url}/scouts/reserve", json=body, headers=auth(key))
 
 
-def tasks(oracle: RunningOracle, scout_id: str) -> int:
-    completed: int = scout_status(oracle, scout_id)["tasks_completed"]
-    return completed
-
-
-def ask(oracle: RunningOracle, key: str) -> None:
-    client = openai.OpenAI(base_url=oracle.base_url, api_key=key, max_retries=0, timeout=120)
-    client.chat.completions.create(
-        model=SERVED_ALIAS,
-        messages=[{"role": "user", "content": "Name a bird."}],
-        temperature=0,
-        max_tokens=12,
+def end(oracle: RunningOracle, key: str, how: str, reservation_id: str) -> httpx.Response:
+    return httpx.post(
+        f"{oracle.base_url}/scouts/{how}",
+        json={"reservation_id": reservation_id},
+        headers=auth(key),
     )
 
 
-def test_reservations_hold_scouts_for_their_key(
-    swarm: RunningOracle, two_scouts: list[str]
-) -> None:
+def test_the_reservation_endpoints(swarm: RunningOracle, two_scouts: list[str]) -> None:
     first, second = two_scouts
     other = httpx.post(
         f"{swarm.base_url}/keys", json={"name": "reserver"}, headers=auth(ADMIN_KEY)
@@ -54,43 +142,22 @@ def test_reservations_hold_scouts_for_their_key(
     assert held.status_code == 201, held.text
     body = held.json()
     assert body["scout_id"] == second and body["status"] == "reserved"
-    assert body["id"].startswith("res_") and body["expires_at"] > body["reserved_at"]
+    assert body["id"].startswith("res_") and body["object"] == "scout.reservation"
+    assert isinstance(body["reserved_at"], int) and body["expires_at"] - body["reserved_at"] == 120
+    assert scout_status(swarm, second)["reserved"] is True
 
     conflict = reserve(swarm, ADMIN_KEY, scout_id=second)
-    assert conflict.status_code == 409
-    assert conflict.json()["error"]["code"] == "conflict"
+    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "conflict"
     none_free = reserve(swarm, ADMIN_KEY, count=2)
-    assert none_free.status_code == 503
-    assert "Retry-After" in none_free.headers
+    assert none_free.status_code == 503 and "Retry-After" in none_free.headers
     mine = reserve(swarm, ADMIN_KEY, count=1)
     assert mine.status_code == 201 and mine.json()["scout_ids"] == [first]
 
-    # each key's requests are drafted by its own reserved scout, never the other's
-    before = {s: tasks(swarm, s) for s in two_scouts}
-    ask(swarm, other)
-    after_other = {s: tasks(swarm, s) for s in two_scouts}
-    assert after_other[second] > before[second]
-    assert after_other[first] == before[first]
-    ask(swarm, ADMIN_KEY)
-    assert tasks(swarm, first) > after_other[first]
-    assert tasks(swarm, second) == after_other[second]
-
-    # only the owner (or an admin) ends a reservation
     mine_id = mine.json()["id"]
-    stranger = httpx.post(
-        f"{swarm.base_url}/scouts/release", json={"reservation_id": mine_id}, headers=auth(other)
-    )
-    assert stranger.status_code == 404
-    released = httpx.post(
-        f"{swarm.base_url}/scouts/release",
-        json={"reservation_id": held.json()["id"]},
-        headers=auth(other),
-    )
+    assert end(swarm, other, "release", mine_id).status_code == 404  # not theirs
+    released = end(swarm, other, "release", body["id"])
     assert released.status_code == 200 and released.json()["status"] == "released"
-    assert reserve(swarm, ADMIN_KEY, scout_id=second).status_code == 201
-    cancelled = httpx.post(
-        f"{swarm.base_url}/scouts/cancel", json={"reservation_id": mine_id}, headers=auth(ADMIN_KEY)
-    )
+    cancelled = end(swarm, ADMIN_KEY, "cancel", mine_id)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
 
 

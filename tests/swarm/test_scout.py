@@ -72,15 +72,19 @@ def test_the_scout_refuses_an_oracle_with_another_tokenizer() -> None:
     assert hellos[0]["scout_id"] == "unit"
 
 
-def test_the_scout_stops_when_the_oracle_refuses_it() -> None:
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(4009, "tokenizer mismatch: use another draft model"), (4003, "banned: reputation 0.10")],
+)
+def test_the_scout_stops_when_the_oracle_refuses_it(code: int, reason: str) -> None:
     async def handler(connection: ServerConnection) -> None:
         await connection.recv()
-        await connection.close(4009, "tokenizer mismatch: use another draft model")
+        await connection.close(code, reason)
 
     async def scenario() -> None:
         server, port = await serve_once(handler)
         async with server:
-            with pytest.raises(ScoutRefused, match="tokenizer mismatch"):
+            with pytest.raises(ScoutRefused, match=f"\\({code}\\): {reason}"):
                 await asyncio.wait_for(scout_for(port).run_forever(), 20)
 
     asyncio.run(scenario())

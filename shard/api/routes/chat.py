@@ -12,6 +12,7 @@ from shard.api.completions import (
     stream_chunks,
     to_generation_request,
 )
+from shard.api.errors import KEYED, error_responses
 from shard.api.generation_flow import respond
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.api.protocol import ChatCompletion, ChatCompletionRequest
@@ -20,7 +21,11 @@ from shard.store.api_keys import KeyRecord
 router = APIRouter()
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post(
+    "/chat/completions",
+    response_model=None,
+    responses=error_responses(400, 404, 503, *KEYED),
+)
 async def create_chat_completion(
     body: ChatCompletionRequest,
     http_request: Request,

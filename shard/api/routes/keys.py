@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from shard.api.auth import keyed
-from shard.api.errors import APIError
+from shard.api.errors import ADMIN, APIError, error_responses
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.store.api_keys import KeyRecord
 
@@ -35,19 +35,19 @@ def key_view(record: KeyRecord) -> dict[str, Any]:
     }
 
 
-@router.post("/keys", status_code=201)
+@router.post("/keys", status_code=201, responses=error_responses(400, *ADMIN))
 async def create_key(body: KeyCreate, _: Admin, oracle: Oracle) -> JSONResponse:
     key, record = await asyncio.to_thread(oracle.keys.create, body.name, body.role)
     return JSONResponse({**key_view(record), "key": key}, status_code=201)
 
 
-@router.get("/keys")
+@router.get("/keys", responses=error_responses(*ADMIN))
 async def list_keys(_: Admin, oracle: Oracle) -> dict[str, Any]:
     records = await asyncio.to_thread(oracle.keys.list)
     return {"object": "list", "data": [key_view(r) for r in records]}
 
 
-@router.delete("/keys/{key_id}")
+@router.delete("/keys/{key_id}", responses=error_responses(404, *ADMIN))
 async def revoke_key(key_id: str, _: Admin, oracle: Oracle) -> dict[str, Any]:
     record = await asyncio.to_thread(oracle.keys.revoke, key_id)
     if record is None:

@@ -1,23 +1,32 @@
 """The swarm's endpoints: WS /scouts/connect where scouts join, their figures and logs, and
-reservations. Thin: the hub does the work."""
+reservations, golden tickets and bans. Thin: the hub does the work, `scout_views` writes the
+JSON, and the swarm's refusals become HTTP errors here (`_api_error`)."""
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.websockets import WebSocketDisconnect
 
+from shard.api import scout_views as views
 from shard.api.auth import keyed
-from shard.api.errors import APIError
+from shard.api.errors import ADMIN, KEYED, APIError, error_responses
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.store.api_keys import KeyRecord
-from shard.store.reservations import Reservation
-from shard.swarm.hub import Hub, ReservationError, ScoutRecord
+from shard.swarm.errors import (
+    NotEnoughFreeScouts,
+    ReservationNotFound,
+    ScoutNotFound,
+    ScoutReservedElsewhere,
+    SwarmError,
+    TicketsNotReady,
+)
+from shard.swarm.hub import Hub
 from shard.swarm.protocol import CLOSE_BAD_KEY
+from shard.swarm.registry import LogLevel, ScoutRecord
 
 router = APIRouter()
 Caller = Annotated[KeyRecord, Depends(keyed("scouts"))]
@@ -48,18 +57,6 @@ class ReservationRef(BaseModel):
     reservation_id: str = Field(max_length=64)
 
 
-def reservation_view(reservation: Reservation) -> dict[str, Any]:
-    return {
-        "id": reservation.id,
-        "object": "scout.reservation",
-        "scout_id": reservation.scout_ids[0] if reservation.scout_ids else None,
-        "scout_ids": list(reservation.scout_ids),
-        "reserved_at": reservation.reserved_at.isoformat(),
-        "expires_at": reservation.expires_at.isoformat(),
-        "status": reservation.status,
-    }
-
-
 def _hub(oracle: OracleState) -> Hub:
     if oracle.hub is None:
         raise APIError(503, "The swarm is not running yet.", headers={"Retry-After": "5"})
@@ -67,7 +64,7 @@ def _hub(oracle: OracleState) -> Hub:
 
 
 def _scout(hub: Hub, scout_id: str) -> ScoutRecord:
-    record = hub.records.get(scout_id)
+    record = hub.scout(scout_id)
     if record is None:
         raise APIError(404, f"No scout with id '{scout_id}'.", code="not_found", param="scout_id")
     return record
@@ -89,66 +86,83 @@ async def connect(websocket: WebSocket) -> None:
         await oracle.hub.serve(websocket, record)
 
 
-@router.get("/scouts")
+@router.get("/scouts", responses=error_responses(503, *KEYED))
 async def list_scouts(_: Caller, oracle: Oracle) -> dict[str, Any]:
     hub = _hub(oracle)
-    return {"object": "list", "data": hub.statuses()}
+    return {"object": "list", "data": views.scout_statuses(hub)}
 
 
-@router.get("/scouts/{scout_id}/status")
+@router.get("/scouts/{scout_id}/status", responses=error_responses(404, 503, *KEYED))
 async def scout_status(scout_id: str, _: Caller, oracle: Oracle) -> dict[str, Any]:
     hub = _hub(oracle)
-    return hub.status_of(_scout(hub, scout_id))
+    return views.scout_status(hub, _scout(hub, scout_id))
 
 
-@router.get("/scouts/{scout_id}/logs")
+@router.get("/scouts/{scout_id}/logs", responses=error_responses(400, 404, 503, *KEYED))
 async def scout_logs(
     scout_id: str,
     _: Caller,
     oracle: Oracle,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    level: Literal["debug", "info", "warning", "error"] | None = None,
+    level: LogLevel | None = None,
 ) -> dict[str, Any]:
     hub = _hub(oracle)
-    return {"object": "list", "data": hub.logs_of(_scout(hub, scout_id), limit, level)}
+    return {"object": "list", "data": views.scout_logs(_scout(hub, scout_id), limit, level)}
 
 
-@router.post("/scouts/reserve", status_code=201)
+@router.post(
+    "/scouts/reserve", status_code=201, responses=error_responses(400, 404, 409, 503, *KEYED)
+)
 async def reserve(body: ReserveRequest, caller: Caller, oracle: Oracle) -> JSONResponse:
     hub = _hub(oracle)
     try:
-        reservation = hub.reserve(caller, body.scout_id, body.count or 1, body.reservation_duration)
-    except ReservationError as error:
+        reservation = await hub.reserve(
+            caller, body.scout_id, body.count or 1, body.reservation_duration
+        )
+    except SwarmError as error:
         raise _api_error(error) from error
-    return JSONResponse(reservation_view(reservation), status_code=201)
+    return JSONResponse(views.reservation_view(reservation), status_code=201)
 
 
-@router.post("/scouts/release")
+@router.post("/scouts/release", responses=error_responses(400, 404, 503, *KEYED))
 async def release(body: ReservationRef, caller: Caller, oracle: Oracle) -> dict[str, Any]:
-    return _end(oracle, caller, body.reservation_id, cancel=False)
+    return await _end(oracle, caller, body.reservation_id, cancel=False)
 
 
-@router.post("/scouts/cancel")
+@router.post("/scouts/cancel", responses=error_responses(400, 404, 503, *KEYED))
 async def cancel(body: ReservationRef, caller: Caller, oracle: Oracle) -> dict[str, Any]:
-    return _end(oracle, caller, body.reservation_id, cancel=True)
+    return await _end(oracle, caller, body.reservation_id, cancel=True)
 
 
-def _end(
+async def _end(
     oracle: OracleState, caller: KeyRecord, reservation_id: str, cancel: bool
 ) -> dict[str, Any]:
+    hub = _hub(oracle)
     try:
-        return reservation_view(_hub(oracle).end_reservation(caller, reservation_id, cancel))
-    except ReservationError as error:
+        return views.reservation_view(await hub.end_reservation(caller, reservation_id, cancel))
+    except SwarmError as error:
         raise _api_error(error) from error
 
 
-def _api_error(error: ReservationError) -> APIError:
-    code = {404: "not_found", 409: "conflict", 503: "service_unavailable"}.get(error.status)
-    headers = {"Retry-After": "10"} if error.status == 503 else None
-    return APIError(error.status, str(error), code=code, param=error.param, headers=headers)
+def _api_error(error: SwarmError) -> APIError:
+    """The HTTP answer to each thing the swarm refuses."""
+    message = str(error)
+    match error:
+        case ScoutNotFound():
+            return APIError(404, message, code="not_found", param="scout_id")
+        case ReservationNotFound():
+            return APIError(404, message, code="not_found", param="reservation_id")
+        case ScoutReservedElsewhere():
+            return APIError(409, message, code="conflict")
+        case NotEnoughFreeScouts() | TicketsNotReady():
+            retry = {"Retry-After": "10"}
+            return APIError(503, message, code="service_unavailable", headers=retry)
+    return APIError(500, message)
 
 
-@router.post("/scouts/{scout_id}/golden-tickets")
+@router.post(
+    "/scouts/{scout_id}/golden-tickets", responses=error_responses(400, 404, 409, 503, *ADMIN)
+)
 async def run_golden_tickets(
     scout_id: str, body: GoldenTicketRun, _: Admin, oracle: Oracle
 ) -> dict[str, Any]:
@@ -159,57 +173,28 @@ async def run_golden_tickets(
         raise APIError(409, f"Scout '{scout_id}' is not connected.", code="conflict")
     try:
         results = await hub.run_tickets(scout_id, body.count)
-    except ReservationError as error:
+    except SwarmError as error:
         raise _api_error(error) from error
-    reputation = hub.trust.reputation(record.key_id)
-    scores = [result.score for result in results]
-    return {
-        "object": "scout.golden_tickets",
-        "scout_id": scout_id,
-        "tickets": [
-            {
-                "expected": list(result.expected),
-                "drafted": list(result.drafted),
-                "score": round(result.score, 4),
-                "latency_ms": None if result.latency_ms is None else round(result.latency_ms, 1),
-            }
-            for result in results
-        ],
-        "average_score": round(sum(scores) / len(scores), 4) if scores else None,
-        "reputation": round(reputation.score, 4),
-        "banned": reputation.banned(datetime.now(UTC)),
-    }
+    return views.ticket_run_view(scout_id, results, hub.reputation(record.key_id))
 
 
-@router.get("/scouts/banned")
+@router.get("/scouts/banned", responses=error_responses(503, *ADMIN))
 async def banned_scouts(_: Admin, oracle: Oracle) -> dict[str, Any]:
-    hub = _hub(oracle)
-    banned = await asyncio.to_thread(hub.trust.banned)
-    data = []
-    for reputation in banned:
-        scout_ids = await asyncio.to_thread(hub.trust.records.scout_ids_of, reputation.key_id)
-        data.append(
-            {
-                "key_id": reputation.key_id,
-                "scout_ids": scout_ids,
-                "banned_at": reputation.banned_at.isoformat() if reputation.banned_at else None,
-                "banned_until": (
-                    reputation.banned_until.isoformat() if reputation.banned_until else None
-                ),
-                "reason": reputation.ban_reason,
-                "reputation": round(reputation.score, 4),
-                "golden_tickets": reputation.tickets,
-            }
-        )
+    trust = _hub(oracle).trust
+    banned = await asyncio.to_thread(trust.banned)
+    data = [
+        views.ban_view(reputation, await asyncio.to_thread(trust.scout_ids_of, reputation.key_id))
+        for reputation in banned
+    ]
     return {"object": "list", "data": data}
 
 
-@router.post("/scouts/{scout_id}/unban")
+@router.post("/scouts/{scout_id}/unban", responses=error_responses(404, 503, *ADMIN))
 async def unban_scout(scout_id: str, _: Admin, oracle: Oracle) -> dict[str, Any]:
     """Lift the ban on the scout's key; its record starts afresh."""
-    hub = _hub(oracle)
-    key_id = await asyncio.to_thread(hub.trust.records.owner_of, scout_id)
+    trust = _hub(oracle).trust
+    key_id = await asyncio.to_thread(trust.owner_of, scout_id)
     if key_id is None:
         raise APIError(404, f"No scout with id '{scout_id}'.", code="not_found", param="scout_id")
-    reputation = await asyncio.to_thread(hub.trust.unban, key_id)
+    reputation = await asyncio.to_thread(trust.unban, key_id)
     return {"scout_id": scout_id, "key_id": key_id, "banned": False, "reputation": reputation.score}

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 
 from shard.api.auth import keyed
-from shard.api.errors import APIError
+from shard.api.errors import KEYED, APIError, error_responses
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.store.api_keys import KeyRecord
 
@@ -24,7 +24,7 @@ def _not_found(completion_id: str) -> APIError:
     )
 
 
-@router.get("/chat/completions")
+@router.get("/chat/completions", responses=error_responses(400, *KEYED))
 async def list_completions(
     caller: Caller,
     oracle: Oracle,
@@ -45,7 +45,7 @@ async def list_completions(
     }
 
 
-@router.get("/chat/completions/{completion_id}")
+@router.get("/chat/completions/{completion_id}", responses=error_responses(404, *KEYED))
 async def get_completion(completion_id: str, caller: Caller, oracle: Oracle) -> dict[str, Any]:
     owner = None if caller.is_admin else caller.id
     body = await asyncio.to_thread(oracle.completions.get, completion_id, owner)
@@ -54,7 +54,7 @@ async def get_completion(completion_id: str, caller: Caller, oracle: Oracle) -> 
     return body
 
 
-@router.delete("/chat/completions/{completion_id}")
+@router.delete("/chat/completions/{completion_id}", responses=error_responses(404, *KEYED))
 async def delete_completion(completion_id: str, caller: Caller, oracle: Oracle) -> dict[str, Any]:
     owner = None if caller.is_admin else caller.id
     if not await asyncio.to_thread(oracle.completions.delete, completion_id, owner):

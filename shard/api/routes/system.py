@@ -10,15 +10,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from shard import __version__
 from shard.api.auth import bearer_token, keyed
-from shard.api.errors import APIError
+from shard.api.errors import ADMIN, KEYED, APIError, error_responses
 from shard.api.oracle_state import OracleState, get_oracle
+from shard.api.scout_views import scout_statuses
 from shard.store.api_keys import KeyRecord
 
 router = APIRouter()
 Oracle = Annotated[OracleState, Depends(get_oracle)]
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, responses=error_responses(401, 403))
 async def metrics(request: Request, oracle: Oracle) -> Response:
     """Open by default, like most exporters; `--metrics-require-admin` closes it."""
     if oracle.metrics_require_admin:
@@ -31,15 +32,15 @@ async def metrics(request: Request, oracle: Oracle) -> Response:
     return Response(oracle.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/system/status")
+@router.get("/system/status", responses=error_responses(*KEYED))
 async def system_status(
     _: Annotated[KeyRecord, Depends(keyed("system"))], oracle: Oracle
 ) -> dict[str, Any]:
     """Operational state, model and recent performance; never a key or a secret."""
-    scheduler = oracle.scheduler
-    ready = scheduler is not None and scheduler.ready
+    engine = oracle.engine
+    ready = engine is not None and engine.ready
     recent = oracle.metrics.recent()
-    engine = scheduler.engine if scheduler is not None else None
+    status = engine.status if engine is not None else None
     return {
         "status": "draining" if oracle.draining else "operational" if ready else "loading",
         "version": __version__,
@@ -48,15 +49,15 @@ async def system_status(
             "id": oracle.model_names[0],
             "aliases": oracle.model_names[1:],
             "file": oracle.model_path,
-            "chat_template": engine.template_description if engine else None,
-            "context_length": engine.config.n_ctx if engine else None,
-            "parallel_sequences": engine.config.n_seq if engine else None,
-            "tokenizer_fingerprint": engine.tokenizer_fingerprint if engine else None,
+            "chat_template": status.chat_template if status else None,
+            "context_length": status.n_ctx if status else None,
+            "parallel_sequences": status.n_seq if status else None,
+            "tokenizer_fingerprint": status.tokenizer_fingerprint if status else None,
         },
         "scouts": {"connected": len(oracle.hub.connected) if oracle.hub else 0},
         "load": {
-            "requests_in_flight": scheduler.in_flight if scheduler else 0,
-            "capacity": scheduler.capacity if scheduler else 0,
+            "requests_in_flight": engine.in_flight if engine else 0,
+            "capacity": engine.capacity if engine else 0,
         },
         "performance": {
             "average_latency_ms": recent.average_latency_ms,
@@ -72,15 +73,15 @@ def _mode(oracle: OracleState) -> str:
     return "swarm" if oracle.hub is not None and oracle.hub.connected else "standalone"
 
 
-@router.get("/system/cluster")
+@router.get("/system/cluster", responses=error_responses(*KEYED))
 async def system_cluster(
     _: Annotated[KeyRecord, Depends(keyed("system"))], oracle: Oracle, request: Request
 ) -> dict[str, Any]:
     """The swarm's shape: this oracle, every scout it knows, and how work is spread."""
-    scheduler = oracle.scheduler
+    engine = oracle.engine
     recent = oracle.metrics.recent()
     hub = oracle.hub
-    ready = scheduler is not None and scheduler.ready
+    ready = engine is not None and engine.ready
     return {
         "mode": _mode(oracle),
         "oracles": [
@@ -88,14 +89,14 @@ async def system_cluster(
                 "id": f"{request.url.hostname}:{request.url.port}",
                 "status": "draining" if oracle.draining else "healthy" if ready else "loading",
                 "model": oracle.model_names[0],
-                "load": scheduler.in_flight if scheduler else 0,
-                "capacity": scheduler.capacity if scheduler else 0,
+                "load": engine.in_flight if engine else 0,
+                "capacity": engine.capacity if engine else 0,
                 "average_latency_ms": recent.average_latency_ms,
                 "tokens_per_second": recent.tokens_per_second,
                 "acceptance_rate": oracle.metrics.acceptance_rate,
             }
         ],
-        "scouts": hub.statuses() if hub else [],
+        "scouts": scout_statuses(hub) if hub else [],
         "load_balancing": {
             "strategy": "reserved-first-least-loaded",
             "description": (
@@ -108,13 +109,11 @@ async def system_cluster(
     }
 
 
-@router.post("/system/restart", status_code=202)
+@router.post("/system/restart", status_code=202, responses=error_responses(409, *ADMIN))
 async def system_restart(
     _: Annotated[KeyRecord, Depends(keyed("restart", admin=True))], oracle: Oracle
 ) -> JSONResponse:
     """Drain, reload the model and let scouts reconnect, in the background."""
-    if oracle.lifecycle is None:
-        raise APIError(503, "The oracle is not running yet.", headers={"Retry-After": "5"})
     started = oracle.lifecycle.restart()
     if not started:
         raise APIError(409, "A restart is already under way.", code="conflict")

@@ -13,6 +13,7 @@ from shard.api.completions import (
     stream_text_chunks,
     to_text_generation_request,
 )
+from shard.api.errors import KEYED, error_responses
 from shard.api.generation_flow import respond
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.api.protocol import CompletionRequest, TextCompletion
@@ -21,7 +22,7 @@ from shard.store.api_keys import KeyRecord
 router = APIRouter()
 
 
-@router.post("/completions", response_model=None)
+@router.post("/completions", response_model=None, responses=error_responses(400, 404, 503, *KEYED))
 async def create_completion(
     body: CompletionRequest,
     http_request: Request,

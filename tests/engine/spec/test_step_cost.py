@@ -2,7 +2,7 @@
 
 import pytest
 
-from shard.engine.step_cost import DraftGate, StepCost, best_draft_length
+from shard.engine.spec.step_cost import DraftGate, StepCost, best_draft_length
 
 
 def cpu_like() -> StepCost:

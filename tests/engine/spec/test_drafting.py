@@ -1,13 +1,9 @@
 """Draft sources and draft length on literal arrays."""
 
-from shard.engine.drafting import (
-    DraftLength,
-    MatchAcceptance,
-    NgramIndex,
-    NgramProposal,
-    ScoutDraft,
-    usable_part,
-)
+from shard.engine.spec.acceptance import DraftLength, MatchAcceptance
+from shard.engine.spec.ngram import NgramIndex, NgramProposal
+from shard.engine.spec.scout_drafts import usable_part
+from shard.engine.types import ScoutDraft
 
 
 def index_of(tokens: list[int]) -> NgramIndex:

@@ -1,7 +1,9 @@
-"""The asyncio side of the engine: admission bound, per-request event queues, cancellation.
+"""The engine's one interface for the rest of the oracle, on the asyncio side: submit (and
+cancel by leaving), status, the draft sink and the progress feed.
 
-Handlers call `Scheduler.generate`; the engine thread's events come back through
+Handlers call `EngineClient.generate`; the engine thread's events come back through
 `loop.call_soon_threadsafe`, once per decode step, and are routed to each request's queue.
+Nothing outside the engine touches the engine thread's state.
 """
 
 import asyncio
@@ -10,13 +12,21 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from shard.engine.drafting import DraftOutcome, SequenceUpdate
-from shard.engine.engine import Engine, EngineConfig
-from shard.engine.types import Admitted, ChoiceDelta, EngineEvent, GenerationRequest, Rejected
+from shard.engine.spec.scout_drafts import DraftSink
+from shard.engine.types import (
+    Admitted,
+    ChoiceDelta,
+    EngineEvent,
+    EngineStatus,
+    GenerationRequest,
+    Progress,
+    Rejected,
+)
+from shard.engine.worker import Engine, EngineConfig, LoadModel, load_llama_model
 
 log = logging.getLogger(__name__)
 
-SwarmListener = Callable[[list[SequenceUpdate | DraftOutcome]], None]
+ProgressListener = Callable[[list[Progress]], None]
 """Called on the event loop with each step's sequence progress and draft outcomes."""
 
 
@@ -64,19 +74,32 @@ class Generation:
         self.finished = True
 
 
-class Scheduler:
-    """Bounds what is in flight and connects handlers to the engine thread."""
+class EngineClient:
+    """Bounds what is in flight and connects handlers and the swarm to the engine thread."""
 
-    def __init__(self, config: EngineConfig, max_queue: int) -> None:
+    def __init__(
+        self, config: EngineConfig, max_queue: int, load_model: LoadModel = load_llama_model
+    ) -> None:
         self.capacity = config.n_seq + max_queue
         self._loop = asyncio.get_running_loop()
-        self._engine = Engine(config, self._deliver_threadsafe, self._report_threadsafe)
+        self._engine = Engine(config, self._deliver_threadsafe, self._report_threadsafe, load_model)
         self._generations: dict[str, Generation] = {}
-        self._listeners: list[SwarmListener] = []
+        self._listeners: list[ProgressListener] = []
 
     @property
-    def engine(self) -> Engine:
-        return self._engine
+    def status(self) -> EngineStatus | None:
+        """The loaded engine's figures; None until the model has loaded."""
+        return self._engine.status if self.ready else None
+
+    @property
+    def drafts(self) -> DraftSink:
+        """Where scout drafts go; the engine reads them without ever waiting."""
+        return self._engine.drafts
+
+    def follow_progress(self, on: bool) -> None:
+        """Have every step report sequences' new tokens (the swarm needs them while scouts
+        are connected), or stop; draft outcomes are reported either way."""
+        self._engine.progress.follow(on)
 
     @property
     def in_flight(self) -> int:
@@ -120,19 +143,23 @@ class Scheduler:
             if not generation.finished:
                 self._engine.cancel(request.request_id)
 
-    def add_listener(self, listener: SwarmListener) -> None:
+    def cancel(self, request_id: str) -> None:
+        """Stop a request now; its sequences are freed before the next decode."""
+        self._engine.cancel(request_id)
+
+    def add_listener(self, listener: ProgressListener) -> None:
         """Receive every step's sequence progress and draft outcomes (hub, metrics)."""
         self._listeners.append(listener)
 
-    def _report_threadsafe(self, reports: list[SequenceUpdate | DraftOutcome]) -> None:
+    def _report_threadsafe(self, reports: list[Progress]) -> None:
         self._loop.call_soon_threadsafe(self._broadcast, reports)
 
-    def _broadcast(self, reports: list[SequenceUpdate | DraftOutcome]) -> None:
+    def _broadcast(self, reports: list[Progress]) -> None:
         for listener in self._listeners:
             try:
                 listener(reports)
             except Exception:  # a listener's bug must not reach the engine's callers
-                log.exception("swarm listener failed")
+                log.exception("progress listener failed")
 
     def _deliver_threadsafe(self, events: list[tuple[str, EngineEvent]]) -> None:
         self._loop.call_soon_threadsafe(self._dispatch, events)

@@ -30,6 +30,9 @@ class StepCost:
         else:
             self._seconds[tokens] = known + self.smoothing * (seconds - known)
 
+    def measured(self) -> dict[int, float]:
+        return dict(self._seconds)
+
     def estimate(self, tokens: int) -> float | None:
         """As measured, or interpolated between the nearest measured sizes (kernels switch
         at some sizes, so a decode of 6 tokens can cost more than one of 8)."""

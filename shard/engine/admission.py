@@ -1,0 +1,51 @@
+"""Turning a request into a task: render the prompt, tokenize it, check it fits.
+
+Refusals are the engine's own (`Rejected`); the API maps them to OpenAI errors.
+"""
+
+from shard.engine.chat_template import ChatTemplate, TemplateError
+from shard.engine.model import Model
+from shard.engine.sequence import Task
+from shard.engine.types import GenerationRequest, Rejected
+
+
+def prepare(
+    request: GenerationRequest, model: Model, template: ChatTemplate, n_ctx: int, n_seq: int
+) -> Task | Rejected:
+    """The request as a task ready to queue, or why it cannot run."""
+    if request.n > n_seq:
+        message = f"n={request.n} is more than this server runs at once ({n_seq})"
+        return Rejected("invalid_request", message, "n")
+    bad_bias = [t for t in request.sampling.logit_bias if not 0 <= t < model.n_vocab]
+    if bad_bias:
+        message = f"logit_bias has token ids outside the vocabulary: {bad_bias[:5]}"
+        return Rejected("invalid_request", message, "logit_bias")
+    try:
+        text = (
+            request.raw_prompt
+            if request.raw_prompt is not None
+            else template.render(request.messages)
+        )
+    except TemplateError as error:
+        return Rejected("invalid_request", str(error), "messages")
+    bos_text = model.bos_text()
+    if bos_text and text.startswith(bos_text):
+        text = text[len(bos_text) :]  # tokenize adds BOS itself
+    prompt = model.tokenize(text)
+    if len(prompt) >= n_ctx:
+        message = (
+            f"This model's maximum context length is {n_ctx} tokens. However, your "
+            f"messages resulted in {len(prompt)} tokens. Please reduce the length of the "
+            "messages."
+        )
+        return Rejected("context_length_exceeded", message, "messages")
+    room = n_ctx - len(prompt)
+    if request.max_tokens > room and not request.shrink_to_fit:
+        message = (
+            f"This model's maximum context length is {n_ctx} tokens. However, you "
+            f"requested {len(prompt) + request.max_tokens} tokens ({len(prompt)} in the "
+            f"messages, {request.max_tokens} in the completion). Please reduce the length "
+            "of the messages or completion."
+        )
+        return Rejected("context_length_exceeded", message, "messages")
+    return Task(request, prompt, min(request.max_tokens, room))

@@ -1,0 +1,76 @@
+"""A request inside the engine (`Task`) and each of its choices (`Choice`), one KV stream each.
+
+A choice holds only what decoding needs: where it is in its KV stream, its tokens, its
+sampling counts and its text. Proposers keep their own per-sequence state under `key`.
+"""
+
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+
+from shard.engine.spec.proposers import NO_PROPOSAL, Proposal, Proposer
+from shard.engine.text_stream import TextStream
+from shard.engine.types import GenerationRequest
+
+
+@dataclass
+class StepDraft:
+    """The draft a choice verifies this step: the winning proposal and the tokens decoded
+    after its next token (the proposal's first `k`, then padding)."""
+
+    proposer: Proposer | None = None
+    proposal: Proposal = NO_PROPOSAL
+    tokens: list[int] = field(default_factory=list)
+
+    @property
+    def decoded_from_proposal(self) -> int:
+        """How many of `tokens` are the proposal's own; the rest pad the batch."""
+        return min(len(self.proposal.tokens), len(self.tokens))
+
+
+@dataclass(eq=False)
+class Choice:
+    """One sequence: a choice of a request, decoding in its own KV stream.
+
+    `position` is where `next_token` (sampled, not yet decoded) goes; `tokens` holds the
+    prompt and every sampled token, `next_token` included.
+    """
+
+    index: int
+    seq_id: int
+    text: TextStream
+    key: str = field(default_factory=lambda: secrets.token_hex(8))
+    tokens: list[int] = field(default_factory=list)
+    position: int = 0
+    next_token: int | None = None
+    generated: int = 0
+    counts: Counter[int] = field(default_factory=Counter)
+    batch_indices: list[int] = field(default_factory=list)
+    finished: bool = False
+    draft: StepDraft = field(default_factory=StepDraft)
+    reported: int = 0
+    """How many of `tokens` the progress feed has been told about."""
+
+
+@dataclass(eq=False)
+class Task:
+    """A request inside the engine: its prompt, how much of it is cached, its choices."""
+
+    request: GenerationRequest
+    prompt: list[int]
+    max_new: int
+    choices: list[Choice] = field(default_factory=list)
+    prefilled: int = 0
+    logits_index: int = -1
+
+    @property
+    def lead(self) -> Choice:
+        return self.choices[0]
+
+    @property
+    def prompt_cached(self) -> bool:
+        return self.prefilled == len(self.prompt)
+
+    def draft_room(self, choice: Choice, n_ctx: int) -> int:
+        """Draft tokens that still fit the choice's context and its max_tokens."""
+        return min(n_ctx - 1 - choice.position, self.max_new - choice.generated - 1)

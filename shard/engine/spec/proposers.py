@@ -1,0 +1,183 @@
+"""Draft sources, one shape for all (as vLLM's proposers): `propose` a draft for a sequence,
+hear how it fared, forget the sequence when it ends.
+
+Each proposer keeps its own per-sequence state, keyed by the sequence's key, and runs only
+on the engine thread. What a proposal is worth is its `chances`: for j = 1..n, the chance
+that its first j tokens are all accepted, which the planner weighs against the step's cost.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from shard.engine.spec.acceptance import DraftLength, MatchAcceptance
+from shard.engine.spec.ngram import NgramIndex
+from shard.engine.spec.scout_drafts import DraftSink, usable_part
+from shard.engine.spec.verify import tried_tokens
+from shard.engine.types import NGRAM, SCOUT, DraftOutcome, DraftSource, ScoutDraft
+
+ReportOutcome = Callable[[DraftOutcome], None]
+"""Where a proposer's scored draft tokens go (the engine's progress feed)."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Draft tokens for the positions after a sequence's next token, and their worth."""
+
+    source: DraftSource
+    tokens: list[int] = field(default_factory=list)
+    chances: list[float] = field(default_factory=list)
+    match_length: int = 0
+    """The match behind an n-gram draft."""
+    scout_id: str | None = None
+
+
+NO_PROPOSAL = Proposal(NGRAM)
+
+
+class DraftedSequence(Protocol):
+    """What a proposer sees of a sequence."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def tokens(self) -> list[int]:
+        """The prompt and every token sampled so far, the next (undecoded) one included."""
+        ...
+
+
+class Proposer(Protocol):
+    source: DraftSource
+
+    def propose(self, sequence: DraftedSequence, k: int) -> Proposal:
+        """At most k draft tokens (none is fine); k may be 0, and the call still counts."""
+        ...
+
+    def verified(
+        self, sequence: DraftedSequence, proposal: Proposal, decoded: int, accepted: int
+    ) -> None:
+        """`decoded` tokens of the proposal were verified; the first `accepted` matched."""
+        ...
+
+    def unverified(self, sequence: DraftedSequence, proposal: Proposal, target: int) -> None:
+        """The proposal won but no draft was worth verifying; `target` is what came next."""
+        ...
+
+    def forget(self, key: str) -> None: ...
+
+
+class NgramProposer:
+    """Prompt lookup: copy what followed the longest earlier match of the context's end."""
+
+    source: DraftSource = NGRAM
+
+    def __init__(self, k_max: int, report: ReportOutcome) -> None:
+        self.k_max = k_max
+        self._report = report
+        self._indexes: dict[str, NgramIndex] = {}
+        self.acceptance = MatchAcceptance()
+        """One table for every sequence: the model and the proposer are the same for all."""
+
+    def propose(self, sequence: DraftedSequence, k: int) -> Proposal:
+        index = self._indexes.setdefault(sequence.key, NgramIndex())
+        index.extend(sequence.tokens[len(index.tokens) :])
+        tokens, match = index.propose(min(k, self.k_max))
+        return Proposal(NGRAM, tokens, self.acceptance.chances(match, len(tokens)), match)
+
+    def verified(
+        self, sequence: DraftedSequence, proposal: Proposal, decoded: int, accepted: int
+    ) -> None:
+        self.acceptance.record(proposal.match_length, tried_tokens(decoded, accepted), accepted)
+        self._report(DraftOutcome(NGRAM, None, decoded, accepted))
+
+    def unverified(self, sequence: DraftedSequence, proposal: Proposal, target: int) -> None:
+        """Score the first token for free, so the table learns without paying for drafts."""
+        self.acceptance.record(proposal.match_length, 1, int(target == proposal.tokens[0]))
+
+    def forget(self, key: str) -> None:
+        self._indexes.pop(key, None)
+
+
+@dataclass
+class _ScoutTrack:
+    """One sequence's view of its scout: the draft being used and how much of it is scored."""
+
+    length: DraftLength
+    draft: ScoutDraft | None = None
+    scored: int = 0
+
+
+class ScoutProposer:
+    """The latest draft a scout posted for the sequence, from where the sequence now is.
+
+    A scout whose recent acceptance is under the floor offers nothing, but its drafts are
+    still scored against what the oracle decided, so it can earn drafts back.
+    """
+
+    source: DraftSource = SCOUT
+
+    def __init__(
+        self,
+        sink: DraftSink,
+        k_max: int,
+        min_acceptance: float,
+        n_vocab: int,
+        report: ReportOutcome,
+    ) -> None:
+        self.sink = sink
+        self.k_max = k_max
+        self.min_acceptance = min_acceptance
+        self.n_vocab = n_vocab
+        self._report = report
+        self._tracks: dict[str, _ScoutTrack] = {}
+
+    def propose(self, sequence: DraftedSequence, k: int) -> Proposal:
+        track = self._tracks.get(sequence.key)
+        if track is None:
+            track = self._tracks[sequence.key] = _ScoutTrack(
+                DraftLength(self.k_max, self.min_acceptance)
+            )
+        tokens = self._open_tokens(track, sequence)
+        k = min(track.length.next_k(), k)
+        if not tokens or k <= 0 or track.draft is None:
+            return NO_PROPOSAL
+        tokens = tokens[:k]
+        rate = track.length.rate
+        chances = [rate**j for j in range(1, len(tokens) + 1)]
+        return Proposal(SCOUT, tokens, chances, scout_id=track.draft.scout_id)
+
+    def _open_tokens(self, track: _ScoutTrack, sequence: DraftedSequence) -> list[int]:
+        """The latest draft's still-open tokens; its newly decided ones are scored."""
+        draft = self.sink.latest(sequence.key)
+        if draft is None:
+            return []
+        if draft is not track.draft:
+            track.draft, track.scored = draft, 0
+        rest, decided, matched = usable_part(sequence.tokens, draft)
+        if decided > track.scored:
+            tried = decided - track.scored
+            accepted = max(0, matched - track.scored)
+            track.length.record(tried, accepted)
+            self._report(DraftOutcome(SCOUT, draft.scout_id, tried, accepted))
+            track.scored = decided
+        valid = 0
+        while valid < len(rest) and 0 <= rest[valid] < self.n_vocab:
+            valid += 1
+        return rest[:valid]
+
+    def verified(
+        self, sequence: DraftedSequence, proposal: Proposal, decoded: int, accepted: int
+    ) -> None:
+        track = self._tracks[sequence.key]
+        tried = tried_tokens(decoded, accepted)
+        track.scored += tried
+        track.length.record(tried, accepted)
+        self._report(DraftOutcome(SCOUT, proposal.scout_id, decoded, accepted))
+
+    def unverified(self, sequence: DraftedSequence, proposal: Proposal, target: int) -> None:
+        """Nothing to do: the draft is scored once the oracle has decided its positions."""
+
+    def forget(self, key: str) -> None:
+        self._tracks.pop(key, None)
+        self.sink.discard(key)

@@ -1,0 +1,406 @@
+"""The engine thread: the only code that calls into the model (docs/architecture.md,
+invariant 5).
+
+Tasks come in through a thread-safe inbox; events go out through `deliver`, once per step
+(llama.cpp server's task queue). Each step puts every running choice's next token and its
+draft tokens, plus as much waiting prompt as fits in `n_batch`, into ONE decode. Each draft is
+then verified against what the target samples, and the cache is rewound past the first
+rejected token (gpt-fast's speculative loop, batched).
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from shard.engine.admission import prepare
+from shard.engine.batching import fill_batch, plan_prompt_chunks
+from shard.engine.chat_template import ChatTemplate
+from shard.engine.llama_model import ContextShape, LlamaModel
+from shard.engine.model import Model
+from shard.engine.progress import ProgressFeed, ReportProgress
+from shard.engine.sampling import (
+    Logits,
+    coupled_uniform,
+    needs_processing,
+    pick_token,
+    process_logits,
+    token_logprob,
+)
+from shard.engine.sequence import Choice, StepDraft, Task
+from shard.engine.spec.calibration import CalibrationCache, calibration_key
+from shard.engine.spec.planner import DraftPlanner, best_offer, padded_draft
+from shard.engine.spec.proposers import NgramProposer, Proposal, Proposer, ScoutProposer
+from shard.engine.spec.scout_drafts import DraftSink
+from shard.engine.spec.verify import accepted_count
+from shard.engine.text_stream import TextStream
+from shard.engine.types import (
+    Admitted,
+    ChoiceDelta,
+    EngineEvent,
+    EngineStatus,
+    FinishReason,
+    GenerationRequest,
+    Rejected,
+    TokenLogprob,
+)
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[list[tuple[str, EngineEvent]]], None]
+"""Hands one step's events, keyed by request id, to the asyncio side (must not block)."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What the engine thread needs to build its model and context."""
+
+    model_path: Path
+    n_ctx: int
+    n_seq: int
+    n_batch: int
+    threads: int
+    chat_template: str | None = None
+    draft_max: int = 16
+    """Most draft tokens verified for one sequence in one step; 0 turns speculation off."""
+    ngram_drafts: bool = True
+    draft_min_acceptance: float = 0.5
+    """A scout whose recent acceptance is below this gets no drafts verified (k = 0)."""
+    calibration_cache: Path | None = None
+    """Where decode timings measured at start are kept for the next start; None: nowhere."""
+
+
+LoadModel = Callable[[EngineConfig], Model]
+"""Builds the model; called on the engine thread."""
+
+
+def load_llama_model(config: EngineConfig) -> Model:
+    shape = ContextShape(config.n_ctx, config.n_seq, config.n_batch, config.threads)
+    return LlamaModel(config.model_path, shape)
+
+
+@dataclass(frozen=True)
+class _Submit:
+    request: GenerationRequest
+
+
+@dataclass(frozen=True)
+class _Cancel:
+    request_id: str
+
+
+class _Stop:
+    pass
+
+
+class Engine:
+    """Owns the model on a thread of its own; `submit`, `cancel`, `drafts` and
+    `progress.follow` are safe from any thread."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        deliver: Deliver,
+        report: ReportProgress | None = None,
+        load_model: LoadModel = load_llama_model,
+    ) -> None:
+        self.config = config
+        self.drafts = DraftSink()
+        """Where the swarm posts scout drafts; read by the engine thread without waiting."""
+        self.progress = ProgressFeed(report)
+        self.ready = threading.Event()
+        self.load_error: BaseException | None = None
+        self.status: EngineStatus | None = None
+        """Set once the model has loaded."""
+        self._deliver = deliver
+        self._load_model = load_model
+        self._inbox: queue.Queue[_Submit | _Cancel | _Stop] = queue.Queue()
+        self._thread = threading.Thread(target=self._main, name="shard-engine", daemon=True)
+        self._waiting: deque[Task] = deque()
+        self._running: list[Task] = []
+        self._outbox: list[tuple[str, EngineEvent]] = []
+
+    # -- any thread -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, request: GenerationRequest) -> None:
+        self._inbox.put(_Submit(request))
+
+    def cancel(self, request_id: str) -> None:
+        self._inbox.put(_Cancel(request_id))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._inbox.put(_Stop())
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- engine thread ----------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            self._load()
+        except BaseException as error:  # reported to the API as a failed start
+            log.exception("model failed to load")
+            self.load_error = error
+            self.ready.set()
+            return
+        self.ready.set()
+        try:
+            while self._handle_inbox(block=not (self._running or self._waiting)):
+                self._admit_waiting()
+                if self._running:
+                    self._guarded_step()
+                self._flush()
+        finally:
+            self._batch.free()
+            self._model.close()
+
+    def _load(self) -> None:
+        config = self.config
+        model = self._model = self._load_model(config)
+        self._template = ChatTemplate.choose(
+            config.chat_template,
+            model.embedded_chat_template(),
+            model.metadata("general.architecture") or "",
+            model.bos_text(),
+            model.eos_text(),
+        )
+        self._batch = model.new_batch(config.n_batch + config.n_seq)
+        self._free_seq_ids = list(range(config.n_seq))
+        self._planner = DraftPlanner()
+        report = self.progress.add
+        scouts = ScoutProposer(
+            self.drafts, config.draft_max, config.draft_min_acceptance, model.n_vocab, report
+        )
+        self._proposers: list[Proposer] = [scouts]  # scouts first: they win ties
+        if config.ngram_drafts and config.draft_max > 0:
+            self._proposers.append(NgramProposer(config.draft_max, report))
+        if config.draft_max > 0:
+            cache = CalibrationCache(config.calibration_cache) if config.calibration_cache else None
+            key = calibration_key(
+                config.model_path, config.n_ctx, config.n_seq, config.n_batch, config.threads
+            )
+            limit = min(config.n_batch, config.n_ctx)
+            self._planner.calibrate(model, self._batch, limit, cache, key)
+        self.status = EngineStatus(
+            n_vocab=model.n_vocab,
+            n_ctx=config.n_ctx,
+            n_seq=config.n_seq,
+            draft_max=config.draft_max,
+            tokenizer_fingerprint=model.tokenizer_fingerprint(),
+            chat_template=self._template.description,
+        )
+        log.info("model loaded: %s, chat template %s", config.model_path, self.status.chat_template)
+
+    def _handle_inbox(self, block: bool) -> bool:
+        """Take every pending command; wait for one when idle. False means stop."""
+        try:
+            command = self._inbox.get(block=block)
+        except queue.Empty:
+            return True
+        while True:
+            if isinstance(command, _Stop):
+                return False
+            if isinstance(command, _Submit):
+                self._guarded_accept(command.request)
+            else:
+                self._drop(command.request_id)
+            try:
+                command = self._inbox.get_nowait()
+            except queue.Empty:
+                self._flush()
+                return True
+
+    def _guarded_accept(self, request: GenerationRequest) -> None:
+        config = self.config
+        try:
+            prepared = prepare(request, self._model, self._template, config.n_ctx, config.n_seq)
+        except Exception:
+            log.exception("could not prepare request %s", request.request_id)
+            message = "the engine could not prepare this request"
+            prepared = Rejected("internal_error", message)
+        if isinstance(prepared, Rejected):
+            self._emit(request.request_id, prepared)
+            return
+        prompt_ids = tuple(prepared.prompt) if request.token_ids else ()
+        self._emit(request.request_id, Admitted(len(prepared.prompt), prompt_ids))
+        self._waiting.append(prepared)
+
+    def _admit_waiting(self) -> None:
+        """Move waiting tasks to running, in order, while there are free sequences."""
+        while self._waiting and len(self._free_seq_ids) >= self._waiting[0].request.n:
+            task = self._waiting.popleft()
+            for index in range(task.request.n):
+                seq_id = min(self._free_seq_ids)
+                self._free_seq_ids.remove(seq_id)
+                task.choices.append(Choice(index, seq_id, TextStream(task.request.stop)))
+            self._running.append(task)
+
+    def _drop(self, request_id: str) -> None:
+        """Cancel a request: its sequences are freed before the next decode."""
+        for task in self._waiting:
+            if task.request.request_id == request_id:
+                self._waiting.remove(task)
+                return
+        for task in self._running:
+            if task.request.request_id == request_id:
+                self._retire(task)
+                return
+
+    def _retire(self, task: Task) -> None:
+        for choice in task.choices:
+            self._model.forget(choice.seq_id)
+            self._free_seq_ids.append(choice.seq_id)
+            for proposer in self._proposers:
+                proposer.forget(choice.key)
+        self.progress.ended(task)
+        self._running.remove(task)
+
+    def _guarded_step(self) -> None:
+        """A bug in one step fails the running requests (500) instead of hanging everyone."""
+        try:
+            self._step()
+        except Exception:
+            log.exception("engine step failed; failing the running requests")
+            for task in list(self._running):
+                message = "the engine failed while generating this request"
+                self._emit(task.request.request_id, Rejected("internal_error", message))
+                self._retire(task)
+
+    def _step(self) -> None:
+        """One batched decode over all running choices, their drafts, and prompt chunks."""
+        decoding = [
+            (task, choice)
+            for task in self._running
+            for choice in task.choices
+            if choice.next_token is not None
+        ]
+        budget = self.config.n_batch - len(decoding)
+        prefilling = not all(task.prompt_cached for task in self._running)
+        # a prompt chunk already splits the batch: drafts would only add sub-batches
+        self._plan_drafts(decoding, 0 if prefilling else budget)
+        drafted = sum(len(choice.draft.tokens) for _, choice in decoding)
+        chunks = plan_prompt_chunks(self._running, budget - drafted)
+        if not decoding and not chunks:
+            return
+        fill_batch(self._batch, [choice for _, choice in decoding], chunks)
+        started = time.perf_counter()
+        self._model.decode(self._batch)
+        made = -sum(choice.generated for _, choice in decoding)
+        for task, choice in decoding:
+            self._verify(task, choice)
+        made += sum(choice.generated for _, choice in decoding)
+        seconds = time.perf_counter() - started
+        if not chunks and decoding:
+            any_drafted = any(choice.draft.tokens for _, choice in decoding)
+            one_sub_batch = len({len(choice.draft.tokens) for _, choice in decoding}) == 1
+            size = len(self._batch) if one_sub_batch else None
+            self._planner.observe(len(decoding), any_drafted, made, seconds, size)
+        for task, take in chunks:
+            task.prefilled += take
+            if task.prompt_cached:
+                self._start_choices(task)
+        for task in [t for t in self._running if all(c.finished for c in t.choices)]:
+            self._retire(task)
+        if self.progress.following:
+            for task in self._running:
+                self.progress.new_tokens(task)
+
+    def _plan_drafts(self, decoding: list[tuple[Task, Choice]], budget: int) -> None:
+        """Every choice's best proposal, then one draft length k for all of them."""
+        share = budget // max(1, len(decoding))
+        winners: list[tuple[Proposer | None, Proposal]] = []
+        for task, choice in decoding:
+            room = min(share, task.draft_room(choice, self.config.n_ctx))
+            winners.append(best_offer([(p, p.propose(choice, room)) for p in self._proposers]))
+        k = self._planner.draft_length([proposal for _, proposal in winners])
+        for (task, choice), (proposer, proposal) in zip(decoding, winners, strict=True):
+            room = task.draft_room(choice, self.config.n_ctx)
+            assert choice.next_token is not None
+            tokens = padded_draft(proposal.tokens, k, room, choice.next_token)
+            choice.draft = StepDraft(proposer, proposal, tokens)
+
+    def _verify(self, task: Task, choice: Choice) -> None:
+        """Sample the target's token at each drafted position, as far as the draft holds; the
+        cache is rewound past the first token that differs (that sampled token replaces it)."""
+        start, draft, sampled_before = choice.position, choice.draft, len(choice.tokens)
+
+        def targets() -> Iterator[int]:
+            for index in choice.batch_indices:
+                yield self._advance(task, choice, self._model.logits(index))
+                if choice.finished:
+                    return
+
+        accepted = accepted_count(draft.tokens, targets())
+        choice.position = start + 1 + accepted
+        if not choice.finished and accepted < len(draft.tokens):
+            self._model.forget(choice.seq_id, choice.position)
+        proposer, proposal = draft.proposer, draft.proposal
+        if proposer is None:  # no proposal (any draft tokens were padding)
+            return
+        decoded = draft.decoded_from_proposal
+        if not draft.tokens:  # not worth verifying now; the proposer may score it for free
+            proposer.unverified(choice, proposal, choice.tokens[sampled_before])
+        elif decoded:
+            proposer.verified(choice, proposal, decoded, min(accepted, decoded))
+
+    def _start_choices(self, task: Task) -> None:
+        """The prompt is cached: share it with the other choices, then sample first tokens."""
+        for choice in task.choices[1:]:
+            self._model.copy_sequence(task.lead.seq_id, choice.seq_id)
+        logits = self._model.logits(task.logits_index)
+        for choice in task.choices:
+            choice.position = len(task.prompt)
+            choice.tokens.extend(task.prompt)
+            self._advance(task, choice, logits)
+
+    def _advance(self, task: Task, choice: Choice, logits: Logits) -> int:
+        """Sample the choice's next token from `logits`, emit what it adds, return it."""
+        params = task.request.sampling
+        processed = (
+            process_logits(logits, params, choice.counts)
+            if needs_processing(params, choice.counts)
+            else logits
+        )
+        u = coupled_uniform(params.seed, choice.index, choice.generated)
+        token = pick_token(processed, params, u)
+        choice.generated += 1
+        choice.counts[token] += 1
+        choice.tokens.append(token)
+        logprobs: tuple[TokenLogprob, ...] = ()
+        if params.logprobs:
+            logprobs = (token_logprob(logits, token, params.top_logprobs, self._model.piece),)
+        finish: FinishReason | None = None
+        if self._model.is_end_of_generation(token):
+            text, finish = choice.text.flush(), "stop"
+        else:
+            text = choice.text.push(self._model.piece(token))
+            if choice.text.stopped:
+                finish = "stop"
+            elif choice.generated >= task.max_new:
+                text, finish = text + choice.text.flush(), "length"
+        if finish is None:
+            choice.next_token = token
+        else:
+            choice.next_token = None
+            choice.finished = True
+        if text or logprobs or finish or task.request.token_ids:
+            ids = (token,) if task.request.token_ids else ()
+            delta = ChoiceDelta(choice.index, text, choice.generated, logprobs, finish, ids)
+            self._emit(task.request.request_id, delta)
+        return token
+
+    def _emit(self, request_id: str, event: EngineEvent) -> None:
+        self._outbox.append((request_id, event))
+
+    def _flush(self) -> None:
+        if self._outbox:
+            events, self._outbox = self._outbox, []
+            self._deliver(events)
+        self.progress.flush()

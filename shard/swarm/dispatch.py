@@ -1,0 +1,279 @@
+"""Which scout drafts for which sequence, the work they are sent, and the drafts that come back.
+
+The engine reports each step's new tokens and draft outcomes (`on_reports`, on the event
+loop). Each sequence gets its scouts (the owner's reserved ones first, then free ones, least
+loaded first), and each scout with no work outstanding gets the tokens it has not seen. A
+draft must answer the work it was given (its position, at most k tokens, ids in the
+vocabulary) before it reaches the engine's draft sink, which the engine reads without
+waiting (docs/architecture.md, invariant 4); one that cannot be an honest answer raises
+ProtocolError, and the session drops its scout. Work unanswered by its deadline is a miss.
+"""
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from shard.engine.types import DraftOutcome, ScoutDraft, SequenceUpdate
+from shard.swarm.engine_handle import EngineHandle
+from shard.swarm.protocol import CLOSE_DROPPED, Cancel, Draft, ProtocolError, Work
+from shard.swarm.registry import Registry, ScoutRecord
+from shard.swarm.reservations import Reservations
+from shard.swarm.settings import HubSettings
+from shard.swarm.tickets import Tickets
+from shard.swarm.trust import Trust
+
+
+@dataclass
+class _Work:
+    position: int
+    """Where the scout's draft must start: the sequence's length when the work was sent."""
+    k: int
+    sent_at: float
+    deadline: float
+
+
+@dataclass(eq=False)
+class _Sequence:
+    key: str
+    owner: str | None
+    tokens: list[int] = field(default_factory=list)
+    scouts: list[str] = field(default_factory=list)
+    synced: dict[str, int] = field(default_factory=dict)
+    """How many of the tokens each scout has been sent."""
+    outstanding: dict[str, _Work] = field(default_factory=dict)
+    expired: set[str] = field(default_factory=set)
+    """Scouts whose last work here passed its deadline (a late answer is not their fault)."""
+
+
+class Dispatch:
+    def __init__(
+        self,
+        settings: HubSettings,
+        registry: Registry,
+        reservations: Reservations,
+        tickets: Tickets,
+        trust: Trust,
+        engine: EngineHandle,
+        rng: random.Random,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._reservations = reservations
+        self._tickets = tickets
+        self._trust = trust
+        self._engine = engine
+        self._rng = rng
+        self._sequences: dict[str, _Sequence] = {}
+
+    # -- the engine's reports --------------------------------------------------------------------
+
+    def on_reports(self, reports: Sequence[object]) -> None:
+        """EngineClient listener: new tokens of running sequences, ends, and draft outcomes."""
+        touched: dict[str, _Sequence] = {}
+        for report in reports:
+            if isinstance(report, DraftOutcome):
+                self._score(report)
+            elif isinstance(report, SequenceUpdate):
+                sequence = self._update_sequence(report)
+                if sequence is not None:
+                    touched[sequence.key] = sequence
+        if self._registry.connected:
+            for sequence in touched.values():
+                self._dispatch(sequence)
+
+    def _update_sequence(self, update: SequenceUpdate) -> _Sequence | None:
+        if update.ended:
+            sequence = self._sequences.pop(update.sequence_key, None)
+            if sequence is not None:
+                for scout_id in sequence.scouts:
+                    self._registry.send(scout_id, Cancel(seq=sequence.key))
+            return None
+        sequence = self._sequences.get(update.sequence_key)
+        if sequence is None:
+            sequence = _Sequence(update.sequence_key, update.owner)
+            self._sequences[sequence.key] = sequence
+        if update.start != len(sequence.tokens):
+            return None  # out of step; the engine reports from 0 again only for new sequences
+        sequence.tokens.extend(update.tokens)
+        return sequence
+
+    def _score(self, outcome: DraftOutcome) -> None:
+        """Credit a scout's verified draft tokens; drop it once judged and found useless."""
+        record = self._registry.get(outcome.scout_id or "")
+        if record is None:
+            return
+        record.draft_tokens += outcome.proposed
+        record.accepted_tokens += outcome.accepted
+        self._trust.record_drafts(record.key_id, outcome.proposed, outcome.accepted)
+        settings = self._settings
+        if (
+            record.connected
+            and record.draft_tokens >= settings.judge_after_tokens
+            and record.accepted_tokens < settings.min_acceptance * record.draft_tokens
+        ):
+            rate = record.acceptance_rate or 0.0
+            self._registry.drop_soon(record, f"drafts accepted {rate:.1%} of the time")
+
+    # -- work out ------------------------------------------------------------------------------
+
+    def _dispatch(self, sequence: _Sequence) -> None:
+        """Make sure the sequence has its scouts, and give each idle one the new tokens."""
+        wanted = self._settings.scouts_per_request
+        if len(sequence.scouts) < wanted:
+            for scout_id in self.candidates(sequence.owner):
+                if scout_id not in sequence.scouts:
+                    sequence.scouts.append(scout_id)
+                    if len(sequence.scouts) == wanted:
+                        break
+        for scout_id in sequence.scouts:
+            if scout_id not in sequence.outstanding:
+                self._send_work(sequence, scout_id)
+
+    def candidates(self, owner: str | None) -> list[str]:
+        """The owner's reserved scouts first, then unreserved ones, least loaded first."""
+        load = self.load()
+        own, free = [], []
+        for record in self._registry.connected:
+            holder = self._reservations.holder(record.scout_id)
+            if holder is not None and holder == owner:
+                own.append(record.scout_id)
+            elif holder is None:
+                free.append(record.scout_id)
+        return sorted(own, key=lambda s: load[s]) + sorted(free, key=lambda s: load[s])
+
+    def load(self) -> dict[str, int]:
+        """Sequences each connected scout drafts for."""
+        counts = {record.scout_id: 0 for record in self._registry.connected}
+        for sequence in self._sequences.values():
+            for scout_id in sequence.scouts:
+                if scout_id in counts:
+                    counts[scout_id] += 1
+        return counts
+
+    def _send_work(self, sequence: _Sequence, scout_id: str) -> None:
+        k = self._engine.draft_k()
+        if k is None:
+            return
+        start = sequence.synced.get(scout_id, 0)
+        if start >= len(sequence.tokens):
+            return
+        now = time.monotonic()
+        deadline_ms = self._settings.deadline_ms
+        work = Work(
+            seq=sequence.key,
+            position=start,
+            tokens=sequence.tokens[start:],
+            k=k,
+            deadline_ms=deadline_ms,
+        )
+        if self._registry.send(scout_id, work):
+            sequence.synced[scout_id] = len(sequence.tokens)
+            sequence.outstanding[scout_id] = _Work(
+                len(sequence.tokens), k, now, now + deadline_ms / 1000
+            )
+            if self._rng.random() < self._settings.golden_ticket_rate:
+                self._tickets.send(scout_id, k)
+
+    # -- drafts in -----------------------------------------------------------------------------
+
+    def take_draft(self, record: ScoutRecord, draft: Draft) -> None:
+        """Check a draft against its work and hand it to the engine; ProtocolError when it
+        cannot be an honest answer."""
+        sequence = self._sequences.get(draft.seq)
+        work = sequence.outstanding.get(record.scout_id) if sequence else None
+        if sequence is None or work is None:
+            if sequence is not None and record.scout_id in sequence.expired:
+                sequence.expired.discard(record.scout_id)
+                self._late(record)
+                return
+            record.unsolicited += 1
+            if record.unsolicited > self._settings.max_unsolicited:
+                raise ProtocolError("drafts for work it was never given (flooding)", CLOSE_DROPPED)
+            return
+        if draft.position < work.position and record.scout_id in sequence.expired:
+            self._late(record)  # an answer to work that expired
+            return
+        if draft.position != work.position:
+            raise ProtocolError(
+                f"draft for position {draft.position}, work was for {work.position}", CLOSE_DROPPED
+            )
+        if len(draft.tokens) > work.k:
+            raise ProtocolError(f"{len(draft.tokens)} draft tokens, {work.k} asked", CLOSE_DROPPED)
+        engine = self._engine.ready()
+        status = engine.status if engine is not None else None
+        n_vocab = status.n_vocab if status is not None else 0
+        if any(not 0 <= token < n_vocab for token in draft.tokens):
+            raise ProtocolError("draft token id outside the vocabulary", CLOSE_DROPPED)
+        del sequence.outstanding[record.scout_id]
+        record.tasks_completed += 1
+        record.misses = 0
+        record.latency_ms_total += (time.monotonic() - work.sent_at) * 1000
+        if engine is not None and draft.tokens:
+            scout_draft = ScoutDraft(record.scout_id, draft.position, tuple(draft.tokens))
+            engine.drafts.offer(sequence.key, scout_draft)
+        if len(sequence.tokens) > sequence.synced.get(record.scout_id, 0):
+            self._send_work(sequence, record.scout_id)
+
+    @staticmethod
+    def _late(record: ScoutRecord) -> None:
+        record.misses = 0  # slow, not dead
+        record.log("debug", "late draft ignored")
+
+    def resync(self, record: ScoutRecord, key: str) -> None:
+        """The scout lost the sequence's state: send it the whole history again."""
+        sequence = self._sequences.get(key)
+        if sequence is None or record.scout_id not in sequence.scouts:
+            return
+        sequence.synced[record.scout_id] = 0
+        sequence.outstanding.pop(record.scout_id, None)
+        record.log("debug", "resync requested")
+        self._send_work(sequence, record.scout_id)
+
+    # -- deadlines, departures -------------------------------------------------------------------
+
+    def expire(self, now: float) -> None:
+        """Count work past its deadline as missed; too many misses in a row drop the scout."""
+        for sequence in self._sequences.values():
+            for scout_id, work in list(sequence.outstanding.items()):
+                if now < work.deadline:
+                    continue
+                del sequence.outstanding[scout_id]
+                sequence.expired.add(scout_id)
+                record = self._registry.get(scout_id)
+                if record is None:
+                    continue
+                record.tasks_failed += 1
+                record.misses += 1
+                record.log("warning", f"missed the {self._settings.deadline_ms} ms deadline")
+                if record.misses >= self._settings.max_misses:
+                    self._registry.drop_soon(record, f"missed {record.misses} deadlines in a row")
+
+    def forget_scout(self, scout_id: str) -> None:
+        """The scout left: its sequences go to others at their next step."""
+        for sequence in self._sequences.values():
+            if scout_id in sequence.scouts:
+                sequence.scouts.remove(scout_id)
+            sequence.synced.pop(scout_id, None)
+            sequence.outstanding.pop(scout_id, None)
+
+    def withdraw(self, owner: str, scout_ids: Sequence[str]) -> None:
+        """A cancelled reservation: its scouts stop drafting for the owner's sequences, and
+        their drafts not yet used are dropped."""
+        engine = self._engine.ready()
+        for sequence in self._sequences.values():
+            if sequence.owner != owner:
+                continue
+            for scout_id in scout_ids:
+                if scout_id not in sequence.scouts:
+                    continue
+                sequence.scouts.remove(scout_id)
+                sequence.outstanding.pop(scout_id, None)
+                self._registry.send(scout_id, Cancel(seq=sequence.key))
+                latest = engine.drafts.latest(sequence.key) if engine is not None else None
+                if engine is not None and latest is not None and latest.scout_id == scout_id:
+                    engine.drafts.discard(sequence.key)
+
+    def clear(self) -> None:
+        """Forget every sequence (the engine is restarting)."""
+        self._sequences.clear()

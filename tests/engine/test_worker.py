@@ -1,0 +1,303 @@
+"""The engine in-process on a fake model with literal logits: drafts never change output,
+batching is invisible, cancellation frees sequences, a failed step fails only its requests,
+refusals, and the progress feed the swarm follows."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from shard.engine.client import EngineClient, QueueFullError, RequestRejectedError
+from shard.engine.types import (
+    NGRAM,
+    SCOUT,
+    ChatMessage,
+    DraftOutcome,
+    GenerationRequest,
+    Progress,
+    SamplingParams,
+    ScoutDraft,
+    SequenceUpdate,
+)
+from shard.engine.worker import EngineConfig
+from tests.fake_model import FakeModel
+
+T = TypeVar("T")
+
+
+def config(**changes: object) -> EngineConfig:
+    base = EngineConfig(Path("fake.gguf"), n_ctx=512, n_seq=4, n_batch=64, threads=1)
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def run(
+    scenario: Callable[[EngineClient], Awaitable[T]],
+    model: FakeModel | None = None,
+    engine_config: EngineConfig | None = None,
+    max_queue: int = 8,
+) -> T:
+    """Run `scenario` against an engine on `model`, started and stopped around it."""
+    fake = model or FakeModel()
+
+    async def main() -> T:
+        client = EngineClient(engine_config or config(), max_queue, lambda _: fake)
+        await client.start()
+        try:
+            return await asyncio.wait_for(scenario(client), 60)
+        finally:
+            await client.stop()
+
+    return asyncio.run(main())
+
+
+def request(
+    prompt: str = "Hi", max_tokens: int = 40, request_id: str = "r", **sampling: object
+) -> GenerationRequest:
+    params = SamplingParams(**{"seed": 1, "temperature": 0.0, **sampling})  # type: ignore[arg-type]
+    return GenerationRequest(request_id, (ChatMessage("user", prompt),), params, max_tokens)
+
+
+@dataclass
+class Output:
+    texts: dict[int, str] = field(default_factory=dict)
+    tokens: dict[int, int] = field(default_factory=dict)
+    finish: dict[int, str | None] = field(default_factory=dict)
+
+
+async def complete(client: EngineClient, generation_request: GenerationRequest) -> Output:
+    output = Output()
+    async with client.generate(generation_request) as generation:
+        async for delta in generation.deltas():
+            output.texts[delta.index] = output.texts.get(delta.index, "") + delta.text
+            output.tokens[delta.index] = delta.completion_tokens
+            output.finish[delta.index] = delta.finish_reason
+    return output
+
+
+CASES = [
+    request("Copy: abcabcabcabc", max_tokens=60),
+    request("Tell me more", max_tokens=50, temperature=0.8, seed=7),
+    request(
+        "Sampled and penalised",
+        max_tokens=50,
+        temperature=1.0,
+        top_p=0.9,
+        seed=3,
+        frequency_penalty=0.4,
+    ),
+    replace(request("Stop early", max_tokens=50), stop=("fga",)),
+]
+
+
+def outputs(engine_config: EngineConfig, concurrently: bool = True) -> list[Output]:
+    async def scenario(client: EngineClient) -> list[Output]:
+        cases = [replace(case, request_id=f"case-{i}") for i, case in enumerate(CASES)]
+        if concurrently:
+            return list(await asyncio.gather(*(complete(client, case) for case in cases)))
+        return [await complete(client, case) for case in cases]
+
+    return run(scenario, engine_config=engine_config)
+
+
+def test_ngram_drafts_change_no_output_greedy_or_seeded() -> None:
+    outcomes: list[Progress] = []
+
+    async def drafted(client: EngineClient) -> list[Output]:
+        client.add_listener(outcomes.extend)
+        cases = [replace(case, request_id=f"case-{i}") for i, case in enumerate(CASES)]
+        return list(await asyncio.gather(*(complete(client, case) for case in cases)))
+
+    gpu_like = FakeModel(step_seconds=lambda tokens: 0.003)  # draft tokens cost next to nothing
+    with_drafts = run(drafted, gpu_like, config(draft_max=8))
+    without = outputs(config(draft_max=0, ngram_drafts=False))
+    assert [o.texts for o in with_drafts] == [o.texts for o in without]
+    accepted = sum(
+        o.accepted for o in outcomes if isinstance(o, DraftOutcome) and o.source == NGRAM
+    )
+    assert accepted > 20, "the repeating text should have accepted n-gram drafts"
+
+
+def test_concurrent_requests_match_their_solo_runs() -> None:
+    together = outputs(config(), concurrently=True)
+    alone = outputs(config(), concurrently=False)
+    assert [o.texts for o in together] == [o.texts for o in alone]
+    assert together[3].finish[0] == "stop"
+    assert together[0].finish[0] == "length" and together[0].tokens[0] == 60
+
+
+def test_n_choices_share_the_prompt_and_differ_by_seed() -> None:
+    async def scenario(client: EngineClient) -> Output:
+        return await complete(client, replace(request(temperature=1.0, seed=5), n=3))
+
+    output = run(scenario)
+    assert sorted(output.texts) == [0, 1, 2]
+    assert len(set(output.texts.values())) > 1
+    assert run(scenario).texts == output.texts
+
+
+def scout_that_drafts(
+    client: EngineClient, drafts_for: Callable[[list[int]], list[int]]
+) -> Callable[[list[Progress]], None]:
+    """A listener standing in for the swarm: on every sequence update it posts a draft."""
+    histories: dict[str, list[int]] = {}
+
+    def listener(reports: list[Progress]) -> None:
+        for report in reports:
+            if not isinstance(report, SequenceUpdate) or report.ended:
+                continue
+            history = histories.setdefault(report.sequence_key, [])
+            history.extend(report.tokens)
+            draft = ScoutDraft("scout-1", len(history), tuple(drafts_for(history)))
+            client.drafts.offer(report.sequence_key, draft)
+
+    return listener
+
+
+@pytest.mark.parametrize("honest", [True, False])
+def test_scout_drafts_change_no_output(honest: bool) -> None:
+    model = FakeModel()
+    outcomes: list[Progress] = []
+
+    def right(history: list[int]) -> list[int]:
+        """What the fake model will say greedily next (so drafts are accepted)."""
+        tokens, drafted = list(history), []
+        for _ in range(6):
+            tokens.append(int(model.rule(tokens).argmax()))
+            drafted.append(tokens[-1])
+        return drafted
+
+    def wrong(history: list[int]) -> list[int]:
+        return [(t + 1) % model.n_vocab for t in right(history)]
+
+    async def scenario(client: EngineClient) -> Output:
+        client.follow_progress(True)
+        client.add_listener(outcomes.extend)
+        client.add_listener(scout_that_drafts(client, right if honest else wrong))
+        return await complete(client, request("Scout me", max_tokens=80))
+
+    engine_config = config(ngram_drafts=False, draft_max=6)
+    drafted = run(scenario, model, engine_config)
+    plain = run(
+        lambda c: complete(c, request("Scout me", max_tokens=80)),
+        FakeModel(),
+        config(draft_max=0, ngram_drafts=False),
+    )
+    assert drafted.texts == plain.texts
+    scout = [o for o in outcomes if isinstance(o, DraftOutcome) and o.source == SCOUT]
+    assert sum(o.proposed for o in scout) > 0, "the scout's drafts must reach verification"
+    accepted = sum(o.accepted for o in scout)
+    assert accepted > 20 if honest else accepted == 0
+
+
+def test_progress_is_reported_only_while_followed_and_ends() -> None:
+    reports: list[Progress] = []
+
+    async def scenario(client: EngineClient) -> None:
+        client.add_listener(reports.extend)
+        await complete(client, request(request_id="unfollowed", max_tokens=5))
+        assert not [r for r in reports if isinstance(r, SequenceUpdate)]
+        client.follow_progress(True)
+        await complete(client, request(request_id="followed", max_tokens=5))
+
+    run(scenario)
+    updates = [r for r in reports if isinstance(r, SequenceUpdate)]
+    assert updates[-1].ended
+    tokens = [t for u in updates for t in u.tokens]
+    assert updates[0].start == 0 and len(tokens) > 5  # the prompt, then each new token
+
+
+def test_cancelling_frees_the_sequence() -> None:
+    async def scenario(client: EngineClient) -> Output:
+        long = request(request_id="long", max_tokens=400)
+        async with client.generate(long) as generation:
+            async for _ in generation.deltas():
+                break  # leaving the block cancels
+        return await complete(client, request(request_id="next", max_tokens=5))
+
+    model = FakeModel()
+    output = run(scenario, model, config(n_seq=1))
+    assert output.tokens[0] == 5
+    assert len(model.decoded_batches) < 100, "the cancelled request kept decoding"
+
+
+def test_the_admission_bound_refuses_instead_of_queueing_forever() -> None:
+    async def scenario(client: EngineClient) -> None:
+        async with client.generate(request(request_id="a", max_tokens=100)):
+            with pytest.raises(QueueFullError):
+                async with client.generate(request(request_id="b")):
+                    pass
+
+    run(scenario, engine_config=config(n_seq=1), max_queue=0)
+
+
+def test_a_failed_decode_fails_its_requests_and_the_engine_recovers() -> None:
+    model = FakeModel()
+
+    async def scenario(client: EngineClient) -> Output:
+        model.fail_next_decode = RuntimeError("injected")
+        with pytest.raises(RequestRejectedError) as caught:
+            await complete(client, request(request_id="doomed"))
+        assert caught.value.rejection.code == "internal_error"
+        return await complete(client, request(request_id="fine", max_tokens=4))
+
+    assert run(scenario, model).tokens[0] == 4
+
+
+@pytest.mark.parametrize(
+    ("generation_request", "code", "param"),
+    [
+        (replace(request(), n=5), "invalid_request", "n"),
+        (request(logit_bias={999: 1.0}), "invalid_request", "logit_bias"),
+        (request("x" * 600), "context_length_exceeded", "messages"),
+        (request(max_tokens=500), "context_length_exceeded", "messages"),
+    ],
+)
+def test_refusals_name_the_parameter(
+    generation_request: GenerationRequest, code: str, param: str
+) -> None:
+    async def scenario(client: EngineClient) -> None:
+        with pytest.raises(RequestRejectedError) as caught:
+            await complete(client, generation_request)
+        assert (caught.value.rejection.code, caught.value.rejection.param) == (code, param)
+
+    run(scenario)
+
+
+def test_a_default_max_tokens_shrinks_to_fit_the_context() -> None:
+    async def scenario(client: EngineClient) -> Output:
+        return await complete(client, replace(request(max_tokens=5000), shrink_to_fit=True))
+
+    output = run(scenario)
+    assert output.finish[0] == "length" and 400 < output.tokens[0] < 512
+
+
+def test_many_sequences_decode_in_one_batch() -> None:
+    model = FakeModel()
+
+    async def scenario(client: EngineClient) -> None:
+        cases = [request(request_id=f"r{i}", max_tokens=30) for i in range(4)]
+        await asyncio.gather(*(complete(client, case) for case in cases))
+
+    run(scenario, model, config(draft_max=0, ngram_drafts=False))
+    assert max(model.decoded_batches) >= 4
+    assert len(model.decoded_batches) < 2 * 30, "decoding went one sequence at a time"
+
+
+def test_logit_bias_bans_and_forces_tokens() -> None:
+    async def scenario(client: EngineClient) -> list[Output]:
+        plain = await complete(client, request(request_id="plain", max_tokens=20))
+        banned = await complete(
+            client, request(request_id="banned", max_tokens=20, logit_bias={4: -100.0})
+        )
+        forced = await complete(
+            client, request(request_id="forced", max_tokens=5, logit_bias={20: 100.0})
+        )
+        return [plain, banned, forced]
+
+    plain, banned, forced = run(scenario)
+    assert "b" in plain.texts[0]  # token 4 renders as "b" and the toy language uses it
+    assert "b" not in banned.texts[0]
+    assert forced.texts[0] == "r" * 5  # token 20
