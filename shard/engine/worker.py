@@ -183,9 +183,7 @@ class Engine:
             self._proposers.append(NgramProposer(config.draft_max, report))
         if config.draft_max > 0:
             cache = CalibrationCache(config.calibration_cache) if config.calibration_cache else None
-            key = calibration_key(
-                config.model_path, config.n_ctx, config.n_seq, config.n_batch, config.threads
-            )
+            key = calibration_key(config.model_path, config.threads)
             limit = min(config.n_batch, config.n_ctx)
             self._planner.calibrate(model, self._batch, limit, cache, key)
         self.status = EngineStatus(

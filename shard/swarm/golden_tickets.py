@@ -81,6 +81,7 @@ class TicketBook:
     def __init__(self) -> None:
         self.completions: list[Completion] = []
         self._filling: asyncio.Task[None] | None = None
+        self._first = asyncio.Event()
 
     @property
     def ready(self) -> bool:
@@ -92,8 +93,14 @@ class TicketBook:
             self._filling = asyncio.create_task(self._fill(engine))
 
     async def wait_ready(self, timeout: float) -> bool:
+        """Until the first completion is made (the rest follow while the oracle is idle), the
+        filling gives up, or `timeout`."""
         if self._filling is not None and not self.ready:
-            await asyncio.wait({self._filling}, timeout=timeout)
+            first = asyncio.ensure_future(self._first.wait())
+            await asyncio.wait(
+                {self._filling, first}, timeout=timeout, return_when="FIRST_COMPLETED"
+            )
+            first.cancel()
         return self.ready
 
     async def _fill(self, engine: SwarmEngine) -> None:
@@ -107,6 +114,7 @@ class TicketBook:
                 return
             if completion is not None:
                 self.completions.append(completion)
+                self._first.set()
                 pending.pop(0)
 
     async def _complete(self, engine: SwarmEngine, prompt: str) -> Completion | None:

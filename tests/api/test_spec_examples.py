@@ -1,8 +1,21 @@
-"""The spec's "Testing Compatibility" section, run unchanged with the official openai client."""
+"""The spec's "Testing Compatibility" section, run unchanged with the official openai client,
+in-process on a fake model: what is checked is the API's shape and defaults (the real model
+answers the same client in test_chat_completions.py)."""
+
+from collections.abc import Iterator
 
 import openai
+import pytest
 
 from tests.conftest import SERVED_ALIAS
+from tests.fake_model import END_OF_TURN, EOS
+from tests.in_process import in_process_oracle, openai_client
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
+    with in_process_oracle(tmp_path_factory.mktemp("spec")) as http:
+        yield openai_client(http)
 
 
 def test_simple_chat(client: openai.OpenAI) -> None:
@@ -58,7 +71,7 @@ def test_with_parameters(client: openai.OpenAI) -> None:
         messages=[{"role": "user", "content": "What is 2+2?"}],
         temperature=0.9,
         max_tokens=50,
-        logit_bias={"1": -100, "106": -100},  # <eos> and <end_of_turn> banned: runs to the cap
+        logit_bias={str(EOS): -100, str(END_OF_TURN): -100},  # no end: it runs to the cap
     )
     assert never_ends.choices[0].finish_reason == "length"
     assert never_ends.usage is not None and never_ends.usage.completion_tokens == 50

@@ -68,7 +68,7 @@ def run(client: openai.OpenAI, case: dict[str, Any]) -> tuple[str, str | None]:
     response = client.chat.completions.create(
         model=SERVED_ALIAS,
         messages=[{"role": "user", "content": case["prompt"]}],
-        max_tokens=160,
+        max_tokens=72,
         **options,
     )
     choice = response.choices[0]
@@ -91,5 +91,5 @@ def test_drafted_output_is_identical_to_undrafted(
         expected = list(pool.map(lambda case: run(plain, case), CASES))
     for case, got, want in zip(CASES, drafted, expected, strict=True):
         assert got == want, case["prompt"][:60]
-    assert accepted_drafts(oracle) - before > 50, "the copying prompts should accept drafts"
+    assert accepted_drafts(oracle) - before > 10, "the copying prompts should accept drafts"
     assert accepted_drafts(no_drafts) == 0

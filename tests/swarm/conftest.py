@@ -118,6 +118,8 @@ def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningOracle]:
         SERVED_ALIAS,
         "--parallel",
         "4",
+        "--threads",
+        "1",  # the scouts have the other core: spinning llama.cpp threads must not share one
         "--no-ngram-drafts",
     )
     yield running

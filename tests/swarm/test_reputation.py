@@ -26,6 +26,8 @@ TRUST_FLAGS = (
     SERVED_ALIAS,
     "--parallel",
     "2",
+    "--threads",
+    "1",
     "--ban-after-tickets",
     str(BAN_AFTER),
     "--ban-seconds",

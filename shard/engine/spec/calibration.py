@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import llama_cpp
+
 log = logging.getLogger(__name__)
 
 _MAX_ENTRIES = 32
@@ -59,12 +61,16 @@ class CalibrationCache:
 
 
 def calibration_key(model_path: Path, *settings: object) -> str:
-    """Same model file (by size and time), same settings, same machine and software."""
+    """Same model file (by size and time), same settings, same machine and llama.cpp.
+
+    The context's size and sequence count are not part of it: calibration decodes one
+    sequence from an empty cache, and with one KV stream per sequence attention runs over
+    that stream's used cells only, so they do not change what is measured."""
     try:
         stat = model_path.stat()
         identity: tuple[object, ...] = (str(model_path.resolve()), stat.st_size, stat.st_mtime_ns)
     except OSError:
         identity = (str(model_path),)
-    machine = (os.uname().nodename, os.cpu_count())
+    machine = (os.uname().nodename, os.cpu_count(), llama_cpp.__version__)
     text = json.dumps([*identity, *machine, *settings], default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
