@@ -117,7 +117,7 @@ def _wait_for_count(
                 return True
         if process is not None and process.poll() is not None:
             return False
-        time.sleep(0.5)
+        time.sleep(0.1)
     return False
 
 

@@ -174,7 +174,7 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s
             with contextlib.suppress(httpx.HTTPError):
                 if client.get(url).status_code == 200:
                     return
-            time.sleep(0.5)
+            time.sleep(0.1)
     raise ServerFailed(f"not ready after {timeout_s:.0f} s; log: {log}")
 
 

@@ -76,6 +76,9 @@ class FakeModel:
         self._logits: list[Logits | None] = []
         self.decoded_batches: list[int] = []
         """The size of every decode, in order."""
+        self.verifying_decodes = 0
+        """Decodes in which some sequence had logits read at several positions (a draft being
+        verified, or calibration)."""
         self.fail_next_decode: Exception | None = None
         self.closed = False
 
@@ -123,6 +126,9 @@ class FakeModel:
             error, self.fail_next_decode = self.fail_next_decode, None
             raise error
         self._logits = []
+        with_logits = [seq_id for _, _, seq_id, want in batch.entries if want]
+        if len(with_logits) > len(set(with_logits)):
+            self.verifying_decodes += 1
         for token, position, seq_id, want_logits in batch.entries:
             cache = self.caches.setdefault(seq_id, [])
             assert position == len(cache), f"seq {seq_id}: position {position}, {len(cache)} cached"

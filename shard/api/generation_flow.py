@@ -68,7 +68,7 @@ async def start_generation(
 
 def rejection_error(error: RequestRejectedError) -> APIError:
     rejection = error.rejection
-    status = 500 if rejection.code == "internal_error" else 400
+    status = {"internal_error": 500, "service_unavailable": 503}.get(rejection.code, 400)
     return APIError(status, rejection.message, code=rejection.code, param=rejection.param)
 
 

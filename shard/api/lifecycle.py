@@ -37,6 +37,7 @@ class Lifecycle:
         self.engine: EngineClient | None = None
         self.hub: Hub | None = None
         self.draining = False
+        self._stopping = False
         self._loading: asyncio.Task[None] | None = None
         self._restarting: asyncio.Task[None] | None = None
 
@@ -53,14 +54,20 @@ class Lifecycle:
         engine.add_listener(self.metrics.count_drafts)
         if self.hub is not None:
             engine.add_listener(self.hub.on_reports)
-        self._loading = asyncio.create_task(engine.start())
+        self._loading = asyncio.create_task(self._load(engine))
         self._loading.add_done_callback(_report_load_failure)
+
+    async def _load(self, engine: EngineClient) -> None:
+        await engine.start()
+        if self.hub is not None:  # scouts that joined while the model loaded need progress
+            engine.follow_progress(bool(self.hub.connected))
 
     async def wait_loaded(self) -> None:
         if self._loading is not None and not self._loading.done():
             await asyncio.wait({self._loading})
 
     async def stop(self) -> None:
+        self._stopping = True
         self.draining = True
         if self._restarting is not None:
             self._restarting.cancel()
@@ -93,7 +100,7 @@ class Lifecycle:
             await self.wait_loaded()
             log.info("restart complete")
         finally:
-            self.draining = False
+            self.draining = self._stopping
 
 
 def _report_load_failure(task: "asyncio.Task[None]") -> None:

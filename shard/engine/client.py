@@ -85,6 +85,7 @@ class EngineClient:
         self._engine = Engine(config, self._deliver_threadsafe, self._report_threadsafe, load_model)
         self._generations: dict[str, Generation] = {}
         self._listeners: list[ProgressListener] = []
+        self._stopped = False
 
     @property
     def status(self) -> EngineStatus | None:
@@ -114,16 +115,24 @@ class EngineClient:
 
     @property
     def ready(self) -> bool:
-        return self._engine.ready.is_set() and self._engine.load_error is None
+        loaded = self._engine.ready.is_set() and self._engine.load_error is None
+        return loaded and not self._stopped
 
     async def stop(self) -> None:
+        """Stop the engine thread; requests still running are answered with a refusal
+        instead of waiting for events that will never come."""
+        self._stopped = True
         await asyncio.to_thread(self._engine.stop)
+        message = "the oracle stopped before this request finished; retry it"
+        for generation in self._generations.values():
+            generation.queue.put_nowait(Rejected("service_unavailable", message))
 
     @asynccontextmanager
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Generation]:
         """Submit a request; leaving the block early cancels whatever is still running."""
         if not self.ready:
-            raise EngineNotReadyError("the model is still loading")
+            state = "is stopping" if self._stopped else "is still loading"
+            raise EngineNotReadyError(f"the model {state}")
         if self.in_flight >= self.capacity:
             raise QueueFullError(f"{self.in_flight} requests are already in flight")
         generation = Generation(request)

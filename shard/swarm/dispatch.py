@@ -11,6 +11,7 @@ ProtocolError, and the session drops its scout. Work unanswered by its deadline 
 
 import random
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -22,6 +23,8 @@ from shard.swarm.reservations import Reservations
 from shard.swarm.settings import HubSettings
 from shard.swarm.tickets import Tickets
 from shard.swarm.trust import Trust
+
+_REMEMBER_ENDED = 1000
 
 
 @dataclass
@@ -65,6 +68,8 @@ class Dispatch:
         self._engine = engine
         self._rng = rng
         self._sequences: dict[str, _Sequence] = {}
+        self._ended: deque[str] = deque(maxlen=_REMEMBER_ENDED)
+        """Sequences that ended lately: a draft for one was in flight, not flooding."""
 
     # -- the engine's reports --------------------------------------------------------------------
 
@@ -85,6 +90,10 @@ class Dispatch:
     def _update_sequence(self, update: SequenceUpdate) -> _Sequence | None:
         if update.ended:
             sequence = self._sequences.pop(update.sequence_key, None)
+            self._ended.append(update.sequence_key)
+            engine = self._engine.ready()
+            if engine is not None:  # a draft that came after the engine let it go
+                engine.drafts.discard(update.sequence_key)
             if sequence is not None:
                 for scout_id in sequence.scouts:
                     self._registry.send(scout_id, Cancel(seq=sequence.key))
@@ -187,6 +196,8 @@ class Dispatch:
                 sequence.expired.discard(record.scout_id)
                 self._late(record)
                 return
+            if draft.seq in self._ended:
+                return  # answered work for a sequence that has just ended
             record.unsolicited += 1
             if record.unsolicited > self._settings.max_unsolicited:
                 raise ProtocolError("drafts for work it was never given (flooding)", CLOSE_DROPPED)

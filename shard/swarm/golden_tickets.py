@@ -85,7 +85,7 @@ class TicketBook:
 
     @property
     def ready(self) -> bool:
-        return bool(self.completions)
+        return any(len(c.continuation) > _MIN_TARGET for c in self.completions)
 
     def fill_when_idle(self, engine: SwarmEngine) -> None:
         """Start completing the prompts in the background (once)."""
@@ -114,7 +114,8 @@ class TicketBook:
                 return
             if completion is not None:
                 self.completions.append(completion)
-                self._first.set()
+                if self.ready:
+                    self._first.set()
                 pending.pop(0)
 
     async def _complete(self, engine: SwarmEngine, prompt: str) -> Completion | None:

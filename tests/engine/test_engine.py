@@ -30,7 +30,7 @@ PROMPTS = [
 NEVER_END = {"1": -100, "106": -100}  # ban <eos> and <end_of_turn> so generation runs long
 
 
-def complete(client: openai.OpenAI, prompt: str, max_tokens: int = 40) -> str:
+def complete(client: openai.OpenAI, prompt: str, max_tokens: int = 24) -> str:
     response = client.chat.completions.create(
         model=SERVED_ALIAS,
         messages=[{"role": "user", "content": prompt}],

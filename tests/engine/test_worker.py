@@ -10,7 +10,12 @@ from typing import TypeVar
 
 import pytest
 
-from shard.engine.client import EngineClient, QueueFullError, RequestRejectedError
+from shard.engine.client import (
+    EngineClient,
+    EngineNotReadyError,
+    QueueFullError,
+    RequestRejectedError,
+)
 from shard.engine.types import (
     NGRAM,
     SCOUT,
@@ -156,10 +161,11 @@ def scout_that_drafts(
     return listener
 
 
-@pytest.mark.parametrize("honest", [True, False])
-def test_scout_drafts_change_no_output(honest: bool) -> None:
+@pytest.mark.parametrize("kind", ["honest", "wrong-last", "random"])
+def test_scout_drafts_change_no_output(kind: str) -> None:
     model = FakeModel()
     outcomes: list[Progress] = []
+    verifying: list[int] = []
 
     def right(history: list[int]) -> list[int]:
         """What the fake model will say greedily next (so drafts are accepted)."""
@@ -169,27 +175,40 @@ def test_scout_drafts_change_no_output(honest: bool) -> None:
             drafted.append(tokens[-1])
         return drafted
 
-    def wrong(history: list[int]) -> list[int]:
-        return [(t + 1) % model.n_vocab for t in right(history)]
+    def wrong_last(history: list[int]) -> list[int]:
+        """Right often enough to be verified, wrong in the token every verification reaches."""
+        drafted = right(history)
+        return [*drafted[:-1], (drafted[-1] + 1) % model.n_vocab]
+
+    def random(history: list[int]) -> list[int]:
+        return [(7 * t + 3) % model.n_vocab for t in right(history)]
+
+    drafts_for = {"honest": right, "wrong-last": wrong_last, "random": random}[kind]
 
     async def scenario(client: EngineClient) -> Output:
         client.follow_progress(True)
         client.add_listener(outcomes.extend)
-        client.add_listener(scout_that_drafts(client, right if honest else wrong))
-        return await complete(client, request("Scout me", max_tokens=80))
+        client.add_listener(scout_that_drafts(client, drafts_for))
+        verifying.append(model.verifying_decodes)  # after calibration
+        output = await complete(client, request("Scout me", max_tokens=80))
+        verifying.append(model.verifying_decodes)
+        return output
 
     engine_config = config(ngram_drafts=False, draft_max=6)
     drafted = run(scenario, model, engine_config)
-    plain = run(
-        lambda c: complete(c, request("Scout me", max_tokens=80)),
-        FakeModel(),
-        config(draft_max=0, ngram_drafts=False),
-    )
+    plain_config = config(draft_max=0, ngram_drafts=False)
+    plain = run(lambda c: complete(c, request("Scout me", max_tokens=80)), None, plain_config)
     assert drafted.texts == plain.texts
     scout = [o for o in outcomes if isinstance(o, DraftOutcome) and o.source == SCOUT]
-    assert sum(o.proposed for o in scout) > 0, "the scout's drafts must reach verification"
-    accepted = sum(o.accepted for o in scout)
-    assert accepted > 20 if honest else accepted == 0
+    proposed, accepted = sum(o.proposed for o in scout), sum(o.accepted for o in scout)
+    assert proposed > 20, "the scout's drafts must be scored against the target"
+    if kind == "random":
+        assert accepted == 0 and verifying[1] == verifying[0]  # never worth verifying
+        return
+    assert verifying[1] - verifying[0] > 5, "the drafts must be verified in decodes"
+    assert accepted > 20
+    if kind == "wrong-last":
+        assert accepted < proposed  # verification rejected the wrong last tokens
 
 
 def test_progress_is_reported_only_while_followed_and_ends() -> None:
@@ -301,3 +320,19 @@ def test_logit_bias_bans_and_forces_tokens() -> None:
     assert "b" in plain.texts[0]  # token 4 renders as "b" and the toy language uses it
     assert "b" not in banned.texts[0]
     assert forced.texts[0] == "r" * 5  # token 20
+
+
+def test_stopping_answers_running_requests_and_refuses_new_ones() -> None:
+    async def scenario(client: EngineClient) -> None:
+        running = asyncio.ensure_future(complete(client, request(max_tokens=100000)))
+        await asyncio.sleep(0.1)
+        await client.stop()
+        with pytest.raises(RequestRejectedError) as caught:
+            await running
+        assert caught.value.rejection.code == "service_unavailable"
+        assert not client.ready
+        with pytest.raises(EngineNotReadyError, match="stopping"):
+            async with client.generate(request(request_id="late")):
+                pass
+
+    run(scenario, engine_config=config(n_ctx=200000))

@@ -62,7 +62,10 @@ def test_a_draft_that_cannot_be_honest_drops_the_scout_before_the_engine_sees_it
         assert rig.engine.drafts.latest("seq") is None
         record = rig.hub.scout("s1")
         assert record is not None and record.status == "dropped"
-        assert rig.hub.load() == {}  # the sequence is free for other scouts
+        second = await rig.join("s2")  # the sequence is free for another scout
+        rig.step("seq", [4], start=3)
+        handed = await second.next_frame()
+        assert (handed["seq"], handed["position"], handed["tokens"]) == ("seq", 0, [1, 2, 3, 4])
 
     run_with_rig(tmp_path, body)
 
@@ -78,6 +81,27 @@ def test_drafts_for_work_never_given_are_tolerated_then_drop_the_flooder(tmp_pat
         assert await link.wait_closed() == (4011, "drafts for work it was never given (flooding)")
 
     run_with_rig(tmp_path, body)
+
+
+def test_answers_for_sequences_that_just_ended_are_not_flooding(tmp_path: Path) -> None:
+    """Work is often out when a request ends; the answer then crosses the cancel."""
+
+    async def body(rig: Rig) -> None:
+        link = await rig.join("busy")
+        for number in range(30):  # more than the flooding allowance
+            key = f"request-{number}"
+            rig.step(key, [1, 2, 3])
+            work = await link.next_frame()
+            rig.engine.drafts.offer(key, ScoutDraft("busy", 3, (4,)))  # posted, not yet read
+            rig.end(key)
+            link.answer(work, [4, 5])
+            await rig.settle()
+            assert rig.engine.drafts.latest(key) is None  # nothing left in the sink
+        assert link.closed is None
+        record = rig.hub.scout("busy")
+        assert record is not None and record.unsolicited == 0
+
+    run_with_rig(tmp_path, body, HubSettings(golden_ticket_rate=0.0))
 
 
 def test_missed_deadlines_count_and_too_many_in_a_row_drop_the_scout(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def scout_metric(oracle: RunningOracle, what: str = "accepted") -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def test_an_honest_scout_drafts_and_changes_no_output(
+def test_an_honest_scout_drafts_changes_no_output_and_comes_back_after_a_restart(
     solo_outputs: list[str], swarm: RunningOracle, swarm_client: openai.OpenAI, tmp_path: Path
 ) -> None:
     scout = ScoutProcess(swarm, tmp_path, "honest-1")
@@ -77,9 +77,34 @@ def test_an_honest_scout_drafts_and_changes_no_output(
             headers=auth(ADMIN_KEY),
         )
         assert bad_level.status_code == 400
+        restart_and_reconnect(swarm, swarm_client, scout, "honest-1", solo_outputs)
     finally:
         scout.stop()
     wait_for(lambda: not scout_status(swarm, "honest-1")["connected"], 30, "scout to leave")
+
+
+def restart_and_reconnect(
+    swarm: RunningOracle,
+    swarm_client: openai.OpenAI,
+    scout: ScoutProcess,
+    scout_id: str,
+    solo_outputs: list[str],
+) -> None:
+    """POST /system/restart drains, lets scouts go, reloads; the scout redials on its own and
+    the output is still the oracle's alone."""
+    user_key = httpx.post(
+        f"{swarm.base_url}/keys", json={"name": "restart-user"}, headers=auth(ADMIN_KEY)
+    ).json()["key"]
+    refused = httpx.post(f"{swarm.base_url}/system/restart", headers=auth(user_key))
+    assert refused.status_code == 403
+    accepted = httpx.post(f"{swarm.base_url}/system/restart", headers=auth(ADMIN_KEY))
+    assert accepted.status_code == 202
+    assert accepted.json()["status"] == "restarting"
+    wait_for(lambda: not scout_status(swarm, scout_id)["connected"], 60, "scouts to be let go")
+    wait_for(lambda: httpx.get(f"{swarm.base_url}/health").status_code == 200, 120, "reload")
+    wait_for(lambda: scout_status(swarm, scout_id)["connected"], 60, "reconnect")
+    assert complete_all(swarm_client) == solo_outputs
+    assert "reconnecting" in scout.log()
 
 
 def test_a_scout_drafting_random_tokens_changes_nothing_and_is_dropped(
@@ -122,28 +147,3 @@ def test_a_scout_with_a_bad_key_is_refused(swarm: RunningOracle) -> None:
     assert raw.ended.wait(30)
     assert raw.close_code == 4001
     assert not raw.welcomed.is_set()
-
-
-def test_restart_drains_reloads_and_scouts_reconnect(
-    solo_outputs: list[str], swarm: RunningOracle, swarm_client: openai.OpenAI, tmp_path: Path
-) -> None:
-    user_key = httpx.post(
-        f"{swarm.base_url}/keys", json={"name": "restart-user"}, headers=auth(ADMIN_KEY)
-    ).json()["key"]
-    scout = ScoutProcess(swarm, tmp_path, "comes-back")
-    try:
-        wait_for(lambda: scout_status(swarm, "comes-back")["connected"], 90, "scout to join")
-        refused = httpx.post(f"{swarm.base_url}/system/restart", headers=auth(user_key))
-        assert refused.status_code == 403
-        accepted = httpx.post(f"{swarm.base_url}/system/restart", headers=auth(ADMIN_KEY))
-        assert accepted.status_code == 202
-        assert accepted.json()["status"] == "restarting"
-        wait_for(
-            lambda: not scout_status(swarm, "comes-back")["connected"], 60, "scouts to be let go"
-        )
-        wait_for(lambda: httpx.get(f"{swarm.base_url}/health").status_code == 200, 120, "reload")
-        wait_for(lambda: scout_status(swarm, "comes-back")["connected"], 60, "reconnect")
-        assert complete_all(swarm_client) == solo_outputs
-        assert "reconnecting" in scout.log()
-    finally:
-        scout.stop()

@@ -33,7 +33,7 @@ TRUST_FLAGS = (
     "--ban-seconds",
     "0",
     "--scout-deadline-ms",
-    "800",
+    "2000",
     "--scout-tier-min-tokens",
     "20",
 )
