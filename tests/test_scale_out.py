@@ -49,7 +49,10 @@ def test_stores_work_on_postgresql(postgres_url: str) -> None:
     completions.save("chatcmpl-pg", record.id, {"id": "chatcmpl-pg", "n": 1})
     assert completions.get("chatcmpl-pg", record.id) == {"id": "chatcmpl-pg", "n": 1}
     assert completions.list(record.id, 10, None, "asc") == ([{"id": "chatcmpl-pg", "n": 1}], False)
-    Database(postgres_url).migrate()  # a second oracle starting on the same schema is fine
+    second = Database(postgres_url)
+    second.migrate()  # a second oracle starting on the same schema is fine
+    second.close()
+    database.close()
 
 
 def test_two_oracles_share_keys_completions_and_limits(
