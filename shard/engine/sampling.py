@@ -21,7 +21,7 @@ PieceLookup = Callable[[int], bytes]
 """Token id to the bytes it renders as."""
 
 _SEED_MASK = (1 << 64) - 1
-_NUCLEUS_SHORTLIST = 4096
+_NUCLEUS_SHORTLIST = 1024
 
 
 def coupled_uniform(seed: int, choice: int, position: int) -> float:
@@ -52,44 +52,66 @@ def needs_processing(params: SamplingParams, generated_counts: Mapping[int, int]
     return bool(params.logit_bias) or penalised
 
 
-def target_distribution(processed: Logits, params: SamplingParams) -> npt.NDArray[np.float64]:
-    """p_i: softmax at the temperature, cut to the top_p nucleus and renormalised."""
-    scaled = processed.astype(np.float64) / params.temperature
-    scaled -= scaled.max()
+TAIL_GAP = 30.0
+"""Tokens whose scaled logit is more than this below the best one are never sampled: each has
+under e^-30 of the likeliest token's probability, together under 3e-8 of the mass on a 262k
+vocabulary. A fixed rule of the distribution alone, so sampling stays the same function of
+(distribution, u); it lets the softmax and the inverse CDF run over a few candidates instead
+of the whole vocabulary."""
+
+
+def candidates(
+    processed: Logits, params: SamplingParams
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+    """The tokens that can be sampled, in ascending id, and their probabilities: softmax at
+    the temperature over the tokens within `TAIL_GAP`, cut to the top_p nucleus."""
+    best = float(processed.max())
+    ids = np.flatnonzero(processed >= best - TAIL_GAP * params.temperature)
+    scaled = (processed[ids].astype(np.float64) - best) / params.temperature
     probs = np.exp(scaled)
     probs /= probs.sum()
     if params.top_p < 1.0:
-        probs = _nucleus(probs, params.top_p)
-    return probs
+        ids, probs = _nucleus(ids, probs, params.top_p)
+    return ids, probs
 
 
-def _nucleus(probs: npt.NDArray[np.float64], top_p: float) -> npt.NDArray[np.float64]:
-    """Zero all but the smallest most-likely set whose mass reaches top_p.
+def target_distribution(processed: Logits, params: SamplingParams) -> npt.NDArray[np.float64]:
+    """p_i over the whole vocabulary (zero outside the candidates): for tests and reports."""
+    ids, probs = candidates(processed, params)
+    full = np.zeros(len(processed), dtype=np.float64)
+    full[ids] = probs
+    return full
 
-    Sorting 262k entries per token is slow, so the likeliest few thousand are sorted first;
-    the full sort runs only when they do not reach top_p.
-    """
-    candidates = np.arange(len(probs))
-    if len(probs) > _NUCLEUS_SHORTLIST:
+
+def _nucleus(
+    ids: npt.NDArray[np.intp], probs: npt.NDArray[np.float64], top_p: float
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+    """The smallest most-likely set whose mass reaches top_p (ties by lower id), renormalised
+    and back in ascending id. Sorting many candidates is slow, so the likeliest few thousand
+    are sorted first; all of them only when those do not reach top_p."""
+    pool = np.arange(len(ids))
+    if len(ids) > _NUCLEUS_SHORTLIST:
         shortlist = np.argpartition(-probs, _NUCLEUS_SHORTLIST)[:_NUCLEUS_SHORTLIST]
         if probs[shortlist].sum() >= top_p:
-            candidates = shortlist
-    order = candidates[np.lexsort((candidates, -probs[candidates]))]
+            pool = shortlist
+    order = pool[np.lexsort((ids[pool], -probs[pool]))]
     cumulative = np.cumsum(probs[order])
     keep = min(int(np.searchsorted(cumulative, top_p, side="left")) + 1, len(order))
-    nucleus = np.zeros_like(probs)
-    nucleus[order[:keep]] = probs[order[:keep]]
+    kept = np.sort(order[:keep])
+    nucleus = probs[kept]
     normalised: npt.NDArray[np.float64] = nucleus / nucleus.sum()
-    return normalised
+    return ids[kept], normalised
 
 
 def pick_token(processed: Logits, params: SamplingParams, u: float) -> int:
-    """The target's token for this position: argmax when greedy, else inverse CDF at u."""
+    """The target's token for this position: argmax when greedy, else the inverse CDF at u
+    over the candidates in token id order."""
     if params.greedy:
         return int(np.argmax(processed))
-    cdf = np.cumsum(target_distribution(processed, params))
+    ids, probs = candidates(processed, params)
+    cdf = np.cumsum(probs)
     index = int(np.searchsorted(cdf, u * cdf[-1], side="right"))
-    return min(index, len(cdf) - 1)
+    return int(ids[min(index, len(ids) - 1)])
 
 
 def token_logprob(

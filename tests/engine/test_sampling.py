@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from shard.engine.sampling import (
+    TAIL_GAP,
+    candidates,
     coupled_uniform,
     needs_processing,
     pick_token,
@@ -90,3 +92,27 @@ def test_logit_bias_adds_to_raw_logits_without_touching_the_input() -> None:
     assert out.tolist() == [-99.0, 1.0, 6.0]
     assert raw.tolist() == [1.0, 1.0, 1.0]
     assert not needs_processing(SamplingParams(seed=0), {5: 1})
+
+
+def test_the_negligible_tail_is_never_sampled_and_the_rest_is_exact() -> None:
+    params = SamplingParams(seed=0, temperature=0.5)
+    gap = TAIL_GAP * params.temperature
+    values = logits(10.0, 10.0 - gap - 0.01, 10.0 - gap + 0.01, 9.0)
+    ids, probs = candidates(values, params)
+    assert ids.tolist() == [0, 2, 3]  # ascending ids; token 1 is past the gap
+    full = np.exp((values.astype(np.float64) - 10.0) / params.temperature)
+    full /= full.sum()
+    assert np.allclose(target_distribution(values, params), np.where(values > 10 - gap, full, 0))
+    assert probs.sum() == pytest.approx(1.0)
+
+
+def test_sampling_a_large_vocabulary_matches_the_full_softmax() -> None:
+    rng = np.random.default_rng(1)
+    values = (rng.normal(size=50000) * 4).astype(np.float32)
+    params = SamplingParams(seed=0, temperature=0.7)
+    full = np.exp((values.astype(np.float64) - values.max()) / params.temperature)
+    full /= full.sum()
+    assert np.abs(target_distribution(values, params) - full).sum() < 1e-7
+    cdf = np.cumsum(full)
+    for u in (0.001, 0.3, 0.5, 0.77, 0.999):
+        assert pick_token(values, params, u) == int(np.searchsorted(cdf, u, side="right"))
