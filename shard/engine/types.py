@@ -143,3 +143,6 @@ class EngineStatus:
     draft_max: int
     tokenizer_fingerprint: str
     chat_template: str
+    drafts_exact: bool = True
+    """Whether verifying drafts in one batch gives the logits of one-at-a-time decoding, bit
+    for bit, for this model on this build (measured at start)."""

@@ -33,6 +33,7 @@ from shard.engine.sampling import (
 )
 from shard.engine.sequence import Choice, StepDraft, Task
 from shard.engine.spec.calibration import CalibrationCache, calibration_key
+from shard.engine.spec.exactness import drafts_are_exact
 from shard.engine.spec.planner import DraftPlanner, best_offer, padded_draft
 from shard.engine.spec.proposers import NgramProposer, Proposal, Proposer, ScoutProposer
 from shard.engine.spec.scout_drafts import DraftSink
@@ -186,6 +187,13 @@ class Engine:
             key = calibration_key(config.model_path, config.threads)
             limit = min(config.n_batch, config.n_ctx)
             self._planner.calibrate(model, self._batch, limit, cache, key)
+        exact = drafts_are_exact(model, self._batch)
+        if not exact:
+            log.warning(
+                "drafts are not exact for this model on this build: a batch of draft tokens "
+                "gets other logits than one-at-a-time decoding, so output with drafts may "
+                "differ from output without (it still follows the model's distribution)"
+            )
         self.status = EngineStatus(
             n_vocab=model.n_vocab,
             n_ctx=config.n_ctx,
@@ -193,8 +201,14 @@ class Engine:
             draft_max=config.draft_max,
             tokenizer_fingerprint=model.tokenizer_fingerprint(),
             chat_template=self._template.description,
+            drafts_exact=exact,
         )
-        log.info("model loaded: %s, chat template %s", config.model_path, self.status.chat_template)
+        log.info(
+            "model loaded: %s, chat template %s, drafts %s",
+            config.model_path,
+            self.status.chat_template,
+            "exact" if exact else "NOT exact",
+        )
 
     def _handle_inbox(self, block: bool) -> bool:
         """Take every pending command; wait for one when idle. False means stop."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import pytest
 
 from shard.engine.client import (
@@ -16,6 +17,7 @@ from shard.engine.client import (
     QueueFullError,
     RequestRejectedError,
 )
+from shard.engine.model import TokenBatch
 from shard.engine.types import (
     NGRAM,
     SCOUT,
@@ -336,3 +338,23 @@ def test_stopping_answers_running_requests_and_refuses_new_ones() -> None:
                 pass
 
     run(scenario, engine_config=config(n_ctx=200000))
+
+
+class RowCountSensitiveModel(FakeModel):
+    """Like a build whose kernel for many rows rounds differently from the one for one row."""
+
+    def decode(self, batch: TokenBatch) -> None:
+        super().decode(batch)
+        if len(batch) > 1:
+            self._logits = [None if x is None else x + np.float32(1e-3) for x in self._logits]
+
+
+@pytest.mark.parametrize(
+    ("model", "exact"), [(FakeModel(), True), (RowCountSensitiveModel(), False)]
+)
+def test_the_engine_measures_whether_drafts_are_exact(model: FakeModel, exact: bool) -> None:
+    async def scenario(client: EngineClient) -> bool:
+        assert client.status is not None
+        return client.status.drafts_exact
+
+    assert run(scenario, model) is exact
