@@ -87,7 +87,7 @@ def start_oracle(
                 return RunningOracle(process, base_url, log_path)
         except httpx.TransportError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.05)
     stop_oracle(RunningOracle(process, base_url, log_path))
     raise RuntimeError(f"oracle did not become healthy:\n{log_path.read_text()}")
 

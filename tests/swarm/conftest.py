@@ -44,7 +44,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "")
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what or condition}")
 
 
