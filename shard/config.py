@@ -89,6 +89,13 @@ class OracleSettings(BaseSettings):
             "model and settings skips measuring them ('off' to measure every time)"
         ),
     )
+    prefix_cache: bool = Field(
+        default=True,
+        description=(
+            "reuse the cached prompt prefix a free sequence still holds (multi-turn chats, "
+            "shared system prompts); on only where drafts are exact for the model"
+        ),
+    )
     draft_min_acceptance: float = Field(
         default=0.5,
         ge=0.0,

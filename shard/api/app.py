@@ -54,6 +54,7 @@ def engine_config(settings: OracleSettings, model_path: Path) -> EngineConfig:
         draft_max=settings.draft_max,
         ngram_drafts=settings.ngram_drafts,
         draft_min_acceptance=settings.draft_min_acceptance,
+        prefix_cache=settings.prefix_cache,
         calibration_cache=(
             None if settings.calibration_cache in ("", "off") else Path(settings.calibration_cache)
         ),

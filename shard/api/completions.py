@@ -15,6 +15,7 @@ from shard.api.protocol import (
     ChunkChoice,
     CompletionRequest,
     Delta,
+    PromptTokensDetails,
     TextChoice,
     TextCompletion,
     TokenLogprobOut,
@@ -140,7 +141,10 @@ class CompletionBuilder:
         prompt = self._generation.prompt_tokens
         completion = sum(self._tokens)
         return Usage(
-            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=self._generation.cached_tokens),
         )
 
     def result(self) -> ChatCompletion:

@@ -20,6 +20,7 @@ from shard.engine.types import (
     EngineStatus,
     GenerationRequest,
     Progress,
+    PromptCached,
     Rejected,
 )
 from shard.engine.worker import Engine, EngineConfig, LoadModel, load_llama_model
@@ -52,6 +53,8 @@ class Generation:
     def __init__(self, request: GenerationRequest) -> None:
         self.request = request
         self.prompt_tokens = 0
+        self.cached_tokens = 0
+        """Prompt tokens that came from the prefix cache (known once the request starts)."""
         self.prompt_ids: tuple[int, ...] = ()
         self.queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
         self.finished = False
@@ -65,6 +68,8 @@ class Generation:
             event = await self.queue.get()
             if isinstance(event, Rejected):
                 raise RequestRejectedError(event)
+            if isinstance(event, PromptCached):
+                self.cached_tokens = event.tokens
             if isinstance(event, ChoiceDelta):
                 if self.first_token_at is None:
                     self.first_token_at = time.monotonic()

@@ -71,6 +71,13 @@ class Admitted:
 
 
 @dataclass(frozen=True)
+class PromptCached:
+    """The request started; this many of its prompt tokens came from the prefix cache."""
+
+    tokens: int
+
+
+@dataclass(frozen=True)
 class Rejected:
     """The engine refused the request before generating anything."""
 
@@ -91,7 +98,7 @@ class ChoiceDelta:
     token_ids: tuple[int, ...] = ()
 
 
-EngineEvent = Admitted | Rejected | ChoiceDelta
+EngineEvent = Admitted | PromptCached | Rejected | ChoiceDelta
 
 
 DraftSource = Literal["ngram", "scout"]

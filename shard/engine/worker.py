@@ -22,6 +22,7 @@ from shard.engine.batching import fill_batch, plan_prompt_chunks
 from shard.engine.chat_template import ChatTemplate
 from shard.engine.llama_model import ContextShape, LlamaModel
 from shard.engine.model import Model
+from shard.engine.prefix_cache import SequencePool
 from shard.engine.progress import ProgressFeed, ReportProgress
 from shard.engine.sampling import (
     Logits,
@@ -46,6 +47,7 @@ from shard.engine.types import (
     EngineStatus,
     FinishReason,
     GenerationRequest,
+    PromptCached,
     Rejected,
     TokenLogprob,
 )
@@ -73,6 +75,9 @@ class EngineConfig:
     """A scout whose recent acceptance is below this gets no drafts verified (k = 0)."""
     calibration_cache: Path | None = None
     """Where decode timings measured at start are kept for the next start; None: nowhere."""
+    prefix_cache: bool = True
+    """Reuse a free sequence's cached prefix (only where drafts are exact: cached tokens were
+    decoded in other batches than a fresh prefill would use)."""
 
 
 LoadModel = Callable[[EngineConfig], Model]
@@ -173,7 +178,7 @@ class Engine:
             model.eos_text(),
         )
         self._batch = model.new_batch(config.n_batch + config.n_seq)
-        self._free_seq_ids = list(range(config.n_seq))
+        self._pool = SequencePool(config.n_seq)
         self._planner = DraftPlanner()
         report = self.progress.add
         scouts = ScoutProposer(
@@ -188,6 +193,7 @@ class Engine:
             limit = min(config.n_batch, config.n_ctx)
             self._planner.calibrate(model, self._batch, limit, cache, key)
         exact = drafts_are_exact(model, self._batch)
+        self._reuse = config.prefix_cache and exact
         if not exact:
             log.warning(
                 "drafts are not exact for this model on this build: a batch of draft tokens "
@@ -246,12 +252,25 @@ class Engine:
 
     def _admit_waiting(self) -> None:
         """Move waiting tasks to running, in order, while there are free sequences."""
-        while self._waiting and len(self._free_seq_ids) >= self._waiting[0].request.n:
+        while self._waiting and len(self._pool) >= self._waiting[0].request.n:
             task = self._waiting.popleft()
+            source, cached = self._pool.longest_prefix(task.prompt) if self._reuse else (None, 0)
+            stale = []
             for index in range(task.request.n):
-                seq_id = min(self._free_seq_ids)
-                self._free_seq_ids.remove(seq_id)
+                seq_id, held = self._pool.take()
+                if held:
+                    stale.append(seq_id)
                 task.choices.append(Choice(index, seq_id, TextStream(task.request.stop)))
+            lead = task.lead.seq_id
+            if source is not None and source != lead:
+                self._model.copy_sequence(source, lead)  # the whole stream; trimmed below
+            if source is not None:
+                self._model.forget(lead, cached)
+                task.prefilled = cached
+            for seq_id in stale:
+                if seq_id != lead or source is None:
+                    self._model.forget(seq_id)
+            self._emit(task.request.request_id, PromptCached(cached))
             self._running.append(task)
 
     def _drop(self, request_id: str) -> None:
@@ -265,10 +284,15 @@ class Engine:
                 self._retire(task)
                 return
 
-    def _retire(self, task: Task) -> None:
+    def _retire(self, task: Task, failed: bool = False) -> None:
         for choice in task.choices:
-            self._model.forget(choice.seq_id)
-            self._free_seq_ids.append(choice.seq_id)
+            kept: list[int] = []
+            if self._reuse and choice.position > 0 and not failed:
+                self._model.forget(choice.seq_id, choice.position)  # drafts past it, if any
+                kept = choice.tokens[: choice.position]
+            else:
+                self._model.forget(choice.seq_id)
+            self._pool.give_back(choice.seq_id, kept)
             for proposer in self._proposers:
                 proposer.forget(choice.key)
         self.progress.ended(task)
@@ -283,7 +307,7 @@ class Engine:
             for task in list(self._running):
                 message = "the engine failed while generating this request"
                 self._emit(task.request.request_id, Rejected("internal_error", message))
-                self._retire(task)
+                self._retire(task, failed=True)  # what its cache holds is not known
 
     def _step(self) -> None:
         """One batched decode over all running choices, their drafts, and prompt chunks."""

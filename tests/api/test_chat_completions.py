@@ -289,4 +289,9 @@ def test_content_parts_developer_role_and_system(client: openai.OpenAI) -> None:
         max_tokens=12,
     )
     assert as_parts.choices[0].message.content == as_text.choices[0].message.content
-    assert as_parts.usage == as_text.usage
+    assert as_parts.usage is not None and as_text.usage is not None
+    assert as_parts.usage.prompt_tokens == as_text.usage.prompt_tokens
+    assert as_parts.usage.completion_tokens == as_text.usage.completion_tokens
+    details = as_text.usage.prompt_tokens_details
+    assert details is not None  # the same prompt again: all but its last token were cached
+    assert details.cached_tokens == as_text.usage.prompt_tokens - 1

@@ -56,6 +56,7 @@ def no_drafts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningOracl
         "--draft-max",
         "0",
         "--no-ngram-drafts",
+        "--no-prefix-cache",
     )
     yield running
     stop_oracle(running)
@@ -94,3 +95,34 @@ def test_drafted_output_is_identical_to_undrafted(
         assert got == want, case["prompt"][:60]
     assert accepted_drafts(oracle) - before > 10, "the copying prompts should accept drafts"
     assert accepted_drafts(no_drafts) == 0
+
+
+def test_a_chats_next_turn_reuses_its_cached_history_and_changes_nothing(
+    oracle: RunningOracle, client: openai.OpenAI, no_drafts: RunningOracle
+) -> None:
+    """The prefix cache (on in the shared oracle, off in the reference) on the real model."""
+    plain = no_drafts.client(max_retries=0, timeout=300)
+    history: list[dict[str, str]] = [
+        {"role": "system", "content": f"Answer from this text:\n\n{ARTICLE}"},
+        {"role": "user", "content": "Which river is this about?"},
+    ]
+    for turn, options in enumerate([{"temperature": 0}, {"temperature": 0.8, "seed": 5}]):
+        got, want = (
+            c.chat.completions.create(
+                model=SERVED_ALIAS,
+                messages=history,
+                max_tokens=40,
+                **options,  # type: ignore[arg-type]
+            )
+            for c in (client, plain)
+        )
+        assert got.choices[0].message.content == want.choices[0].message.content
+        assert got.usage is not None and got.usage.prompt_tokens_details is not None
+        assert want.usage is not None and want.usage.prompt_tokens_details is not None
+        assert want.usage.prompt_tokens_details.cached_tokens == 0
+        if turn:  # everything the first turn decoded is still cached
+            assert got.usage.prompt_tokens_details.cached_tokens > 150
+        history += [
+            {"role": "assistant", "content": got.choices[0].message.content or ""},
+            {"role": "user", "content": "Name a city on it."},
+        ]

@@ -358,3 +358,58 @@ def test_the_engine_measures_whether_drafts_are_exact(model: FakeModel, exact: b
         return client.status.drafts_exact
 
     assert run(scenario, model) is exact
+
+
+async def complete_counting_cache(
+    client: EngineClient, generation_request: GenerationRequest
+) -> tuple[Output, int]:
+    output = Output()
+    async with client.generate(generation_request) as generation:
+        async for delta in generation.deltas():
+            output.texts[delta.index] = output.texts.get(delta.index, "") + delta.text
+        return output, generation.cached_tokens
+
+
+SYSTEM = ChatMessage("system", "You are a careful assistant who answers briefly. " * 4)
+
+
+def turns(answer: str) -> list[GenerationRequest]:
+    """A chat's second turn after its first, and another chat with the same system prompt,
+    greedy and seeded."""
+    first = (SYSTEM, ChatMessage("user", "Tell me a story."))
+    return [
+        GenerationRequest("turn-1", first, SamplingParams(seed=3, temperature=0.9), 30),
+        GenerationRequest(
+            "turn-2",
+            (*first, ChatMessage("assistant", answer), ChatMessage("user", "And then?")),
+            SamplingParams(seed=4, temperature=0.9),
+            30,
+        ),
+        GenerationRequest(
+            "other",
+            (SYSTEM, ChatMessage("user", "Count.")),
+            SamplingParams(seed=0, temperature=0.0),
+            30,
+        ),
+    ]
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_the_prefix_cache_reuses_earlier_prompts_and_changes_no_output(cache: bool) -> None:
+    async def scenario(client: EngineClient) -> list[tuple[Output, int]]:
+        first, turn_2, other = turns("")
+        answered = await complete_counting_cache(client, first)
+        turn_2 = turns(answered[0].texts[0])[1]
+        return [answered, *[await complete_counting_cache(client, r) for r in (turn_2, other)]]
+
+    results = run(scenario, engine_config=config(prefix_cache=cache))
+    plain = run(scenario, engine_config=config(prefix_cache=False))
+    assert [output.texts for output, _ in results] == [output.texts for output, _ in plain]
+    cached = [count for _, count in results]
+    if not cache:
+        assert cached == [0, 0, 0]
+        return
+    system_part = len(FakeModel().tokenize("<start_of_turn>user\n" + SYSTEM.content))
+    assert cached[0] == 0
+    assert cached[1] > system_part  # the whole first turn's prompt, at least
+    assert cached[2] >= system_part  # the shared system prompt

@@ -1,0 +1,48 @@
+"""The context's sequences, and what each free one still holds: the prefix cache.
+
+A finished request's sequence keeps its KV cache while it is free. A new request whose prompt
+starts with tokens one of them holds (the history of a multi-turn chat, a shared system
+prompt, an agent loop) copies that cache into its own sequence and prefills only the rest.
+Memory is bounded by what the context already holds (`--parallel` streams of `--n-ctx`): a
+free sequence's cache is dropped when the sequence is taken for another request, lowest ids
+first, so the most recently freed caches last longest among equal ids.
+"""
+
+from collections.abc import Sequence
+
+
+class SequencePool:
+    """Free sequence ids and the tokens each still has cached (positions 0..len-1)."""
+
+    def __init__(self, n_seq: int) -> None:
+        self._free: dict[int, list[int]] = {seq_id: [] for seq_id in range(n_seq)}
+
+    def __len__(self) -> int:
+        """How many sequences are free."""
+        return len(self._free)
+
+    def longest_prefix(self, prompt: Sequence[int]) -> tuple[int | None, int]:
+        """The free sequence whose cache shares the longest prefix with `prompt`, and how
+        long it is; at most all but the prompt's last token, which must be decoded for its
+        logits. (None, 0) when none shares anything."""
+        best: tuple[int | None, int] = (None, 0)
+        limit = len(prompt) - 1
+        for seq_id, cached in self._free.items():
+            length = 0
+            for ours, theirs in zip(cached, prompt[:limit], strict=False):
+                if ours != theirs:
+                    break
+                length += 1
+            if length > best[1]:
+                best = (seq_id, length)
+        return best
+
+    def take(self) -> tuple[int, bool]:
+        """The lowest free id (llama.cpp decodes a run of consecutive ids as one graph), and
+        whether it still held a cache the caller must drop or overwrite."""
+        seq_id = min(self._free)
+        return seq_id, bool(self._free.pop(seq_id))
+
+    def give_back(self, seq_id: int, cached: list[int]) -> None:
+        """A sequence is free again, with `cached` still in its KV cache (may be empty)."""
+        self._free[seq_id] = cached
