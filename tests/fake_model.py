@@ -34,6 +34,7 @@ def cycling_rule(n_vocab: int, period: int = 7) -> Rule:
         logits[preferred] += 4.0
         logits[FIRST_TEXT_TOKEN + (preferred + 2) % period] += 3.0
         logits[EOS] = -5.0
+        logits[END_OF_TURN] = -3.0  # rare: a sampled answer seldom ends before it starts
         return logits
 
     return rule
@@ -67,7 +68,7 @@ class FakeModel:
         self,
         rule: Rule | None = None,
         n_vocab: int = 32,
-        step_seconds: Callable[[int], float] = lambda tokens: 0.002 + 0.0002 * tokens,
+        step_seconds: Callable[[int], float] = lambda tokens: 0.001 + 0.0001 * tokens,
     ) -> None:
         self._n_vocab = n_vocab
         self.rule = rule or cycling_rule(n_vocab)
