@@ -14,6 +14,7 @@ import pytest
 from shard.engine.client import (
     EngineClient,
     EngineNotReadyError,
+    Generation,
     QueueFullError,
     RequestRejectedError,
 )
@@ -413,3 +414,30 @@ def test_the_prefix_cache_reuses_earlier_prompts_and_changes_no_output(cache: bo
     assert cached[0] == 0
     assert cached[1] > system_part  # the whole first turn's prompt, at least
     assert cached[2] >= system_part  # the shared system prompt
+
+
+def test_a_prefix_cached_in_another_sequence_is_copied_into_the_new_one() -> None:
+    """The cache that matches sits in sequence 1 while sequence 0 is the lowest free one: the
+    request copies it over (and trims it) instead of decoding the prompt again."""
+    model = FakeModel()
+    unrelated = request("Something else entirely", max_tokens=5, request_id="a")
+    shared = turns("")[2]
+
+    async def scenario(client: EngineClient) -> tuple[Output, int]:
+        async with client.generate(unrelated) as first:  # takes sequence 0 first
+            await asyncio.gather(
+                complete(client, replace(shared, request_id="b")),  # sequence 1
+                collect(first),
+            )
+        again = replace(shared, request_id="c", messages=(SYSTEM, ChatMessage("user", "Why?")))
+        return await complete_counting_cache(client, again)
+
+    output, cached = run(scenario, model, config(n_seq=2))
+    assert cached > 200
+    plain = run(scenario, FakeModel(), config(n_seq=2, prefix_cache=False))
+    assert output.texts == plain[0].texts and plain[1] == 0
+
+
+async def collect(generation: Generation) -> None:
+    async for _ in generation.deltas():
+        pass
