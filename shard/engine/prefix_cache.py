@@ -10,6 +10,9 @@ first, so the most recently freed caches last longest among equal ids.
 
 from collections.abc import Sequence
 
+from shard.engine.model import Model
+from shard.engine.sequence import Choice
+
 
 class SequencePool:
     """Free sequence ids and the tokens each still has cached (positions 0..len-1)."""
@@ -46,3 +49,31 @@ class SequencePool:
     def give_back(self, seq_id: int, cached: list[int]) -> None:
         """A sequence is free again, with `cached` still in its KV cache (may be empty)."""
         self._free[seq_id] = cached
+
+    def assign(
+        self, model: Model, prompt: Sequence[int], n: int, reuse: bool
+    ) -> tuple[list[int], int]:
+        """Take `n` sequences for a request (the lowest free ids); with `reuse`, the first
+        gets the longest cached prefix of `prompt`, copied over and trimmed. Returns the ids
+        and how many prompt tokens are cached in the first."""
+        source, cached = self.longest_prefix(prompt) if reuse else (None, 0)
+        taken = [self.take() for _ in range(n)]
+        lead = taken[0][0]
+        if source is not None and source != lead:
+            model.copy_sequence(source, lead)  # the whole stream; trimmed below
+        if source is not None:
+            model.forget(lead, cached)
+        for seq_id, held in taken:
+            if held and (seq_id != lead or source is None):
+                model.forget(seq_id)
+        return [seq_id for seq_id, _ in taken], cached
+
+    def release(self, model: Model, choice: Choice, keep: bool) -> None:
+        """A choice's sequence is free again; with `keep`, what it decoded stays cached."""
+        kept: list[int] = []
+        if keep and choice.position > 0:
+            model.forget(choice.seq_id, choice.position)  # drafts past it, if any
+            kept = choice.tokens[: choice.position]
+        else:
+            model.forget(choice.seq_id)
+        self.give_back(choice.seq_id, kept)

@@ -254,22 +254,10 @@ class Engine:
         """Move waiting tasks to running, in order, while there are free sequences."""
         while self._waiting and len(self._pool) >= self._waiting[0].request.n:
             task = self._waiting.popleft()
-            source, cached = self._pool.longest_prefix(task.prompt) if self._reuse else (None, 0)
-            stale = []
-            for index in range(task.request.n):
-                seq_id, held = self._pool.take()
-                if held:
-                    stale.append(seq_id)
-                task.choices.append(Choice(index, seq_id, TextStream(task.request.stop)))
-            lead = task.lead.seq_id
-            if source is not None and source != lead:
-                self._model.copy_sequence(source, lead)  # the whole stream; trimmed below
-            if source is not None:
-                self._model.forget(lead, cached)
-                task.prefilled = cached
-            for seq_id in stale:
-                if seq_id != lead or source is None:
-                    self._model.forget(seq_id)
+            n, stop = task.request.n, task.request.stop
+            seq_ids, cached = self._pool.assign(self._model, task.prompt, n, self._reuse)
+            task.choices = [Choice(i, seq_id, TextStream(stop)) for i, seq_id in enumerate(seq_ids)]
+            task.prefilled = cached
             self._emit(task.request.request_id, PromptCached(cached))
             self._running.append(task)
 
@@ -286,13 +274,7 @@ class Engine:
 
     def _retire(self, task: Task, failed: bool = False) -> None:
         for choice in task.choices:
-            kept: list[int] = []
-            if self._reuse and choice.position > 0 and not failed:
-                self._model.forget(choice.seq_id, choice.position)  # drafts past it, if any
-                kept = choice.tokens[: choice.position]
-            else:
-                self._model.forget(choice.seq_id)
-            self._pool.give_back(choice.seq_id, kept)
+            self._pool.release(self._model, choice, keep=self._reuse and not failed)
             for proposer in self._proposers:
                 proposer.forget(choice.key)
         self.progress.ended(task)
