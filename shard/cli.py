@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
 from shard import __version__
@@ -154,10 +154,24 @@ def run_keys(args: argparse.Namespace) -> None:
         print(f"revoked {args.id}")
 
 
+def _settings_errors(error: ValidationError) -> str:
+    """Pydantic's errors as one line each, naming the flag (`--n-ctx: ...`)."""
+    lines = []
+    for item in error.errors():
+        message = str(item["msg"]).removeprefix("Value error, ")
+        fields = [_flag(str(part)) for part in item["loc"]]
+        lines.append(f"{', '.join(fields)}: {message}" if fields else message)
+    return "; ".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "oracle":
-        run_oracle(settings_from_args(args))
+        try:
+            settings = settings_from_args(args)
+        except ValidationError as error:
+            sys.exit(f"shard oracle: {_settings_errors(error)}")
+        run_oracle(settings)
     elif args.command == "scout":
         run_scout_command(args)
     elif args.command == "keys":

@@ -1,9 +1,9 @@
 """Oracle settings: one pydantic-settings model read from `SHARD_*` variables and CLI flags."""
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -96,6 +96,15 @@ class OracleSettings(BaseSettings):
             "shared system prompts); on only where drafts are exact for the model"
         ),
     )
+    prefix_cache_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "most prompt tokens free sequences keep cached, least recently used dropped first; "
+            "at least --n-ctx, one whole prompt (default: all that --parallel sequences of "
+            "--n-ctx hold)"
+        ),
+    )
     draft_min_acceptance: float = Field(
         default=0.5,
         ge=0.0,
@@ -151,6 +160,18 @@ class OracleSettings(BaseSettings):
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _prefix_cache_holds_a_prompt(self) -> Self:
+        """A cache that cannot keep one whole prompt would drop every prompt it is given."""
+        tokens = self.prefix_cache_tokens
+        if tokens is not None and self.prefix_cache and tokens < self.n_ctx:
+            raise ValueError(
+                f"--prefix-cache-tokens {tokens} is too small to hold one prompt of up to "
+                f"--n-ctx {self.n_ctx} tokens: give at least {self.n_ctx}, or turn the cache "
+                "off with --no-prefix-cache"
+            )
+        return self
 
 
 class ScoutSettings(BaseSettings):

@@ -71,3 +71,12 @@ def test_env_vars_configure_the_oracle(tmp_path: Path) -> None:
         assert ids[1:] == ["alpha", "beta"]
     finally:
         stop_oracle(running)
+
+
+def test_a_prefix_cache_too_small_for_one_prompt_is_refused_at_start(tmp_path: Path) -> None:
+    refused = shard(
+        "oracle", "--n-ctx", "512", "--prefix-cache-tokens", "100", database=tmp_path / "x.db"
+    )
+    assert refused.returncode != 0
+    assert "--prefix-cache-tokens 100 is too small to hold one prompt" in refused.stderr
+    assert "--n-ctx 512" in refused.stderr and "Traceback" not in refused.stderr

@@ -55,6 +55,7 @@ def engine_config(settings: OracleSettings, model_path: Path) -> EngineConfig:
         ngram_drafts=settings.ngram_drafts,
         draft_min_acceptance=settings.draft_min_acceptance,
         prefix_cache=settings.prefix_cache,
+        prefix_cache_tokens=settings.prefix_cache_tokens,
         calibration_cache=(
             None if settings.calibration_cache in ("", "off") else Path(settings.calibration_cache)
         ),

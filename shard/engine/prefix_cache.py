@@ -3,9 +3,11 @@
 A finished request's sequence keeps its KV cache while it is free. A new request whose prompt
 starts with tokens one of them holds (the history of a multi-turn chat, a shared system
 prompt, an agent loop) copies that cache into its own sequence and prefills only the rest.
-Memory is bounded by what the context already holds (`--parallel` streams of `--n-ctx`): a
-free sequence's cache is dropped when the sequence is taken for another request, lowest ids
-first, so the most recently freed caches last longest among equal ids.
+Memory is bounded twice. The caches live in the context's own KV streams (`--parallel` of
+`--n-ctx`), so they take no memory beyond it; a free sequence's cache is dropped when the
+sequence is taken for another request, lowest ids first. And the free sequences together keep
+at most `capacity` tokens (`--prefix-cache-tokens`): past it, the least recently freed caches
+are dropped first.
 """
 
 from collections.abc import Sequence
@@ -17,8 +19,16 @@ from shard.engine.sequence import Choice
 class SequencePool:
     """Free sequence ids and the tokens each still has cached (positions 0..len-1)."""
 
-    def __init__(self, n_seq: int) -> None:
+    def __init__(self, n_seq: int, capacity: int | None = None) -> None:
         self._free: dict[int, list[int]] = {seq_id: [] for seq_id in range(n_seq)}
+        """In the order they were freed: the first is the least recently used."""
+        self.capacity = capacity
+        """Most tokens all free sequences keep cached together; None: whatever they hold."""
+
+    @property
+    def cached_tokens(self) -> int:
+        """Tokens the free sequences hold now."""
+        return sum(len(cached) for cached in self._free.values())
 
     def __len__(self) -> int:
         """How many sequences are free."""
@@ -46,9 +56,20 @@ class SequencePool:
         seq_id = min(self._free)
         return seq_id, bool(self._free.pop(seq_id))
 
-    def give_back(self, seq_id: int, cached: list[int]) -> None:
-        """A sequence is free again, with `cached` still in its KV cache (may be empty)."""
+    def give_back(self, model: Model, seq_id: int, cached: list[int]) -> None:
+        """A sequence is free again, with `cached` still in its KV cache (may be empty); the
+        least recently freed caches are dropped while all of them hold more than `capacity`."""
         self._free[seq_id] = cached
+        if self.capacity is None:
+            return
+        excess = self.cached_tokens - self.capacity
+        for old_id, held in list(self._free.items()):
+            if excess <= 0:
+                break
+            if held:
+                model.forget(old_id)
+                self._free[old_id] = []
+                excess -= len(held)
 
     def assign(
         self, model: Model, prompt: Sequence[int], n: int, reuse: bool
@@ -76,4 +97,4 @@ class SequencePool:
             kept = choice.tokens[: choice.position]
         else:
             model.forget(choice.seq_id)
-        self.give_back(choice.seq_id, kept)
+        self.give_back(model, choice.seq_id, kept)

@@ -153,3 +153,5 @@ class EngineStatus:
     drafts_exact: bool = True
     """Whether verifying drafts in one batch gives the logits of one-at-a-time decoding, bit
     for bit, for this model on this build (measured at start)."""
+    prefix_cache_tokens: int = 0
+    """Most prompt tokens the prefix cache keeps; 0: the cache is off."""

@@ -78,6 +78,9 @@ class EngineConfig:
     prefix_cache: bool = True
     """Reuse a free sequence's cached prefix (only where drafts are exact: cached tokens were
     decoded in other batches than a fresh prefill would use)."""
+    prefix_cache_tokens: int | None = None
+    """Most tokens free sequences keep cached together; None: all that `n_seq` streams of
+    `n_ctx` hold."""
 
 
 LoadModel = Callable[[EngineConfig], Model]
@@ -178,7 +181,7 @@ class Engine:
             model.eos_text(),
         )
         self._batch = model.new_batch(config.n_batch + config.n_seq)
-        self._pool = SequencePool(config.n_seq)
+        self._pool = SequencePool(config.n_seq, config.prefix_cache_tokens)
         self._planner = DraftPlanner()
         report = self.progress.add
         scouts = ScoutProposer(
@@ -208,6 +211,9 @@ class Engine:
             tokenizer_fingerprint=model.tokenizer_fingerprint(),
             chat_template=self._template.description,
             drafts_exact=exact,
+            prefix_cache_tokens=(
+                (config.prefix_cache_tokens or config.n_ctx * config.n_seq) if self._reuse else 0
+            ),
         )
         log.info(
             "model loaded: %s, chat template %s, drafts %s",

@@ -58,6 +58,7 @@ def test_system_status_reports_model_and_performance(
     assert body["model"]["aliases"] == [SERVED_ALIAS]
     assert body["model"]["chat_template"] == "built-in gemma"
     assert body["model"]["drafts_exact"] is True  # Q4_K_M on this build: measured at start
+    assert body["model"]["prefix_cache_tokens"] == 4 * 2048  # on: all 4 sequences may keep
     assert body["scouts"]["connected"] == 0
     performance = body["performance"]
     assert performance["requests_per_minute"] >= 1
