@@ -7,10 +7,13 @@ of the timing: the benchmark shares two cores with the server under test.
 
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+GREEDY_FIELDS: Mapping[str, float | int] = {"temperature": 0}
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class StreamedCompletion:
     latency_s: float  # request sent to stream closed
     first_token_s: float | None  # request sent to the first non-empty content chunk
     last_token_s: float | None  # request sent to the last non-empty content chunk
+    prompt_tokens: int | None = None  # the streamed usage's, when the server sent one
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens, if sent
 
     @property
     def decode_tokens_per_s(self) -> float | None:
@@ -46,7 +51,7 @@ def _event(line: str) -> dict[str, Any] | None:
 
 
 class ChatClient:
-    """Greedy streaming chat completions against one OpenAI-compatible server."""
+    """Streaming chat completions against one OpenAI-compatible server."""
 
     def __init__(
         self,
@@ -67,14 +72,26 @@ class ChatClient:
             ),
         )
 
-    async def complete(self, prompt: str, max_tokens: int) -> StreamedCompletion:
-        """One greedy completion. Tokens are the server's streamed `usage` when it sends one
-        (Shard, llama-server), else the number of content chunks (llama-cpp-python's server
-        streams one token per chunk and ignores `stream_options`)."""
+    async def complete(
+        self,
+        prompt: str | Sequence[Mapping[str, str]],
+        max_tokens: int,
+        sampling: Mapping[str, float | int] | None = None,
+    ) -> StreamedCompletion:
+        """One completion of a prompt (one user message) or of a whole chat history, with the
+        given sampling fields (default greedy: `temperature` 0). Tokens are the server's
+        streamed `usage` when it sends one (Shard, llama-server), else the number of content
+        chunks (llama-cpp-python's server streams one token per chunk and ignores
+        `stream_options`)."""
+        messages = (
+            [{"role": "user", "content": prompt}]
+            if isinstance(prompt, str)
+            else [dict(message) for message in prompt]
+        )
         body = {
             "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0,
+            "messages": messages,
+            **(GREEDY_FIELDS if sampling is None else sampling),
             "max_tokens": max_tokens,
             "stream": True,
             "stream_options": {"include_usage": True},
@@ -92,6 +109,8 @@ class ChatClient:
     async def _complete_once(self, body: dict[str, Any]) -> StreamedCompletion:
         parts: list[str] = []
         usage_tokens: int | None = None
+        prompt_tokens: int | None = None
+        cached_tokens: int | None = None
         finish_reason: str | None = None
         first: float | None = None
         last: float | None = None
@@ -106,8 +125,10 @@ class ChatClient:
                     continue
                 if "error" in event:
                     raise RuntimeError(f"error in stream: {json.dumps(event['error'])[:500]}")
-                if event.get("usage"):
-                    usage_tokens = int(event["usage"]["completion_tokens"])
+                if usage := event.get("usage"):
+                    usage_tokens = int(usage["completion_tokens"])
+                    prompt_tokens = usage.get("prompt_tokens")
+                    cached_tokens = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
                 for choice in event.get("choices") or []:
                     finish_reason = choice.get("finish_reason") or finish_reason
                     content = (choice.get("delta") or {}).get("content")
@@ -125,6 +146,8 @@ class ChatClient:
             latency_s=latency,
             first_token_s=first,
             last_token_s=last,
+            prompt_tokens=None if prompt_tokens is None else int(prompt_tokens),
+            cached_tokens=None if cached_tokens is None else int(cached_tokens),
         )
 
     async def aclose(self) -> None:

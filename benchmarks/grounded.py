@@ -12,6 +12,13 @@ are often already in the context. Shard runs them greedily, one client, in three
 
 Greedy output must be byte-identical in every mode (drafts are only ever verified), so each
 mode's text is compared with the reference; acceptance comes from the oracle's counters.
+
+Two peer modes run the same tasks on llama.cpp's server: `llama-server` (no drafts) and
+`llama-server-ngram` (`--spec-type ngram-mod`, its own n-gram drafts). They have no Shard
+counters, and their text is compared with Shard's drafts-off text only for information:
+llama-server keeps llama.cpp's default kernels and KV-cache types, which Shard changes so that
+a sequence's output does not depend on its batch, so the two may round differently and a
+difference there is no losslessness bug.
 """
 
 import asyncio
@@ -47,7 +54,9 @@ from benchmarks.servers import (
 )
 from benchmarks.workload import WARMUP_PROMPT, TimeLimitExceeded
 
-GROUNDED_MODES: tuple[str, ...] = ("off", "ngram", "scout")
+SHARD_MODES: tuple[str, ...] = ("off", "ngram", "scout")
+PEER_MODES: tuple[str, ...] = ("llama-server", "llama-server-ngram")  # server names as modes
+GROUNDED_MODES: tuple[str, ...] = (*SHARD_MODES, *PEER_MODES)
 REFERENCE_MODE = "off"
 MODE_FLAGS: dict[str, tuple[str, ...]] = {
     "off": ("--draft-max", "0", "--no-ngram-drafts"),
@@ -151,7 +160,7 @@ class GroundedSample:
     text: str
     completion_tokens: int
     latency_s: float
-    drafts: DraftCounts
+    drafts: DraftCounts | None  # None: a peer, which has no Shard draft counters
     decode_tokens_per_s: float | None = None
     """Tokens after the first over the time from the first to the last: what drafts speed up."""
 
@@ -186,7 +195,7 @@ class GroundedRow:
     decode_tokens_per_s: float | None  # median over runs; None if no run streamed two tokens
     decode_speedup: float | None
     identical: bool | None  # every run's text equals the reference's; None without one
-    drafts: DraftCounts  # summed over runs
+    drafts: DraftCounts | None  # summed over runs; None for a peer
 
 
 def summarize_grounded(outcome: GroundedOutcome) -> list[GroundedRow]:
@@ -206,9 +215,9 @@ def summarize_grounded(outcome: GroundedOutcome) -> list[GroundedRow]:
             reference_decode = _median_decode_rate(reference)
             if decode_rate is not None and reference_decode:
                 decode_speedup = decode_rate / reference_decode
-        drafts = DraftCounts()
+        drafts: DraftCounts | None = DraftCounts()
         for sample in samples:
-            drafts = drafts + sample.drafts
+            drafts = None if drafts is None or sample.drafts is None else drafts + sample.drafts
         rows.append(
             GroundedRow(
                 mode=mode,
@@ -226,6 +235,12 @@ def summarize_grounded(outcome: GroundedOutcome) -> list[GroundedRow]:
     return rows
 
 
+def drafts_changed_output(rows: Sequence[GroundedRow]) -> bool:
+    """Whether some Shard mode's greedy text differed from drafts off: a losslessness bug. A
+    peer's text is left out (llama-server's kernels may round differently)."""
+    return any(row.identical is False and row.mode in SHARD_MODES for row in rows)
+
+
 def _median_decode_rate(samples: Sequence[GroundedSample]) -> float | None:
     rates = [s.decode_tokens_per_s for s in samples if s.decode_tokens_per_s is not None]
     return statistics.median(rates) if rates else None
@@ -240,14 +255,16 @@ async def _answer_tasks(
     runs: int,
     samples: list[GroundedSample],
 ) -> None:
-    """Every task once per run, each bracketed by readings of the draft counters; samples
-    are appended as they come, so a mode stopped by the time limit keeps what it measured."""
+    """Every task once per run, each bracketed by readings of the draft counters (Shard's
+    modes only); samples are appended as they come, so a mode stopped by the time limit keeps
+    what it measured."""
+    counted = mode in SHARD_MODES
     client = await connect(base_url, api_key)
     try:
         await client.complete(WARMUP_PROMPT, 8)
         for run in range(runs):
             for task in tasks:
-                before = await draft_counts(base_url, api_key)
+                before = await draft_counts(base_url, api_key) if counted else None
                 try:
                     answer = await asyncio.wait_for(
                         client.complete(task.prompt, plan.max_tokens), plan.time_limit_s
@@ -256,7 +273,7 @@ async def _answer_tasks(
                     raise TimeLimitExceeded(
                         f"answering the {task.name} task took more than {plan.time_limit_s:g} s"
                     ) from None
-                after = await draft_counts(base_url, api_key)
+                after = await draft_counts(base_url, api_key) if counted else None
                 samples.append(
                     GroundedSample(
                         mode=mode,
@@ -265,7 +282,7 @@ async def _answer_tasks(
                         text=answer.text,
                         completion_tokens=answer.completion_tokens,
                         latency_s=answer.latency_s,
-                        drafts=after.since(before),
+                        drafts=None if after is None or before is None else after.since(before),
                         decode_tokens_per_s=answer.decode_tokens_per_s,
                     )
                 )
@@ -288,21 +305,26 @@ def run_mode(
     harness: Harness,
     journal: Journal,
 ) -> None:
-    """Start Shard in one mode (and its scout), answer every task, stop them."""
-    label = f"shard, drafts {mode}"
+    """Start Shard in one mode (and its scout), or a peer server, answer every task, stop
+    them."""
+    peer = mode in PEER_MODES
+    label = f"{mode}, grounded" if peer else f"shard, drafts {mode}"
     journal.before_start(label, harness)
     port = free_port()
-    oracle = dataclasses.replace(config, shard_args=MODE_FLAGS[mode])
-    if mode == "scout":
-        outcome.scout_oracle_threads = harness.oracle_threads_beside_scout(config.threads)
-        oracle = dataclasses.replace(oracle, threads=outcome.scout_oracle_threads)
-    spec = launch_spec("shard", oracle, port)
+    if peer:
+        spec = launch_spec(mode, config, port)
+    else:
+        oracle = dataclasses.replace(config, shard_args=MODE_FLAGS[mode])
+        if mode == "scout":
+            outcome.scout_oracle_threads = harness.oracle_threads_beside_scout(config.threads)
+            oracle = dataclasses.replace(oracle, threads=outcome.scout_oracle_threads)
+        spec = launch_spec("shard", oracle, port)
     journal.launch_commands[label] = spec.display(port)
     if mode == "scout":
         journal.launch_commands["its scout"] = display(
             scout_command("scout", server_url(port), config.api_key, harness.scout_threads)
         )
-    log = harness.log_dir / f"shard-{mode}.log"
+    log = harness.log_dir / (f"{mode}-grounded.log" if peer else f"shard-{mode}.log")
     try:
         with contextlib.ExitStack() as stack:
             server = stack.enter_context(running_server(spec, log, harness.startup_timeout_s))

@@ -73,7 +73,8 @@ def measure_level(
         result = asyncio.run(measure(label, base_url, api_key, workload, warmup and not attempt))
         result = dataclasses.replace(result, other_cpu=meter.stop())
         print(
-            f"  {label} @ {workload.clients} clients: {result.tokens_per_s:.1f} tok/s "
+            f"  {label}, {workload.sampling.name} @ {workload.clients} clients: "
+            f"{result.tokens_per_s:.1f} tok/s "
             f"({result.completion_tokens} tokens in {result.elapsed_s:.1f} s, "
             f"p50 {result.latency_p50_s:.2f} s, TTFT p50 {result.ttft_p50_s:.2f} s, "
             f"other CPU {_share(result.other_cpu)})",

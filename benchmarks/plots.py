@@ -1,13 +1,17 @@
 """PNG plots beside the report, one per section; skipped (with a note) without matplotlib."""
 
+import itertools
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks.grounded import GroundedRow
+from benchmarks.sampling import GREEDY, SAMPLED
 from benchmarks.scout_failures import FailureRow
 from benchmarks.workload import LevelSummary
+
+PLOTTED: dict[str, str] = {GREEDY.name: "-", SAMPLED.name: "--"}  # sampling -> line style
 
 
 def _pyplot() -> Any | None:
@@ -24,19 +28,32 @@ def _pyplot() -> Any | None:
 
 
 def comparison_plot(summaries: Sequence[LevelSummary], path: Path) -> bool:
-    """Tokens/s and TTFT p50 against clients, one line per server."""
+    """Tokens/s and TTFT p50 against clients, one line per server: solid greedy, dashed at
+    temperature 0.7 in the server's colour."""
     plt = _pyplot()
-    if plt is None or not summaries:
+    shown = [s for s in summaries if s.sampling in PLOTTED]
+    if plt is None or not shown:
         return False
     figure, (rate_axes, ttft_axes) = plt.subplots(1, 2, figsize=(11, 4))
-    for server in dict.fromkeys(s.server for s in summaries):
+    servers = list(dict.fromkeys(s.server for s in shown))
+    for (sampling, style), server in itertools.product(PLOTTED.items(), servers):
         points = sorted(
-            (s.clients, s.tokens_per_s, s.ttft_p50_s) for s in summaries if s.server == server
+            (s.clients, s.tokens_per_s, s.ttft_p50_s)
+            for s in shown
+            if s.server == server and s.sampling == sampling
         )
+        if not points:
+            continue
         clients = [p[0] for p in points]
-        rate_axes.plot(clients, [p[1] for p in points], marker="o", label=server)
-        ttft_axes.plot(clients, [p[2] for p in points], marker="o", label=server)
-    levels = sorted({s.clients for s in summaries})
+        line = {
+            "marker": "o",
+            "linestyle": style,
+            "color": f"C{servers.index(server)}",
+            "label": server if sampling == GREEDY.name else f"{server}, {SAMPLED.title}",
+        }
+        rate_axes.plot(clients, [p[1] for p in points], **line)
+        ttft_axes.plot(clients, [p[2] for p in points], **line)
+    levels = sorted({s.clients for s in shown})
     for axes, label in (
         (rate_axes, "completion tokens/s (aggregate)"),
         (ttft_axes, "time to first token p50 (s)"),
@@ -46,7 +63,7 @@ def comparison_plot(summaries: Sequence[LevelSummary], path: Path) -> bool:
         axes.set_xticks(levels)
         axes.set_ylim(bottom=0)
         axes.grid(True, alpha=0.3)
-        axes.legend()
+        axes.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -15,12 +15,31 @@ from pathlib import Path
 
 from benchmarks.grounded import (
     DRAFT_SOURCES,
+    PEER_MODES,
     REFERENCE_MODE,
+    SHARD_MODES,
     GroundedOutcome,
     GroundedPlan,
+    GroundedRow,
+    drafts_changed_output,
     summarize_grounded,
 )
 from benchmarks.harness import Journal
+from benchmarks.multi_turn import (
+    FLAT_FROM_TURN,
+    FLAT_LIMIT,
+    FOLLOW_UPS,
+    OPENING,
+    TEMPERATURE,
+    TTFT_TARGET,
+    MultiTurnOutcome,
+    MultiTurnPlan,
+    TurnRow,
+    growth,
+    last_turns_ratio,
+    summarize_multi_turn,
+)
+from benchmarks.sampling import SAMPLED, SAMPLINGS, Sampling
 from benchmarks.scout_failures import (
     DEAD_SCOUT_BUDGET,
     NO_SCOUT,
@@ -31,7 +50,15 @@ from benchmarks.scout_failures import (
 from benchmarks.throughput import ComparisonPlan
 from benchmarks.workload import LevelResult, LevelSummary, summarize
 
-PEERS: tuple[str, ...] = ("llama-server", "llama-cpp-python")
+PEERS: tuple[str, ...] = ("llama-server", "llama-server-ngram", "llama-cpp-python")
+SAMPLED_TARGET = 1.0  # Shard's throughput at temperature 0.7 over llama-server's, at least
+SAMPLED_TARGET_CLIENTS: tuple[int, ...] = (1, 8)
+# (Shard's mode, the peer's mode) pairs compared task by task: drafts against drafts, and
+# plain decoding against plain decoding.
+PEER_PAIRS: tuple[tuple[str, str], ...] = (
+    ("ngram", "llama-server-ngram"),
+    (REFERENCE_MODE, "llama-server"),
+)
 
 
 @dataclass
@@ -62,6 +89,8 @@ class SuiteResults:
     grounded: GroundedOutcome | None = None
     failure_plan: FailurePlan | None = None
     failures: FailureOutcome | None = None
+    multi_turn_plan: MultiTurnPlan | None = None
+    multi_turn: MultiTurnOutcome | None = None
 
 
 def cpu_model() -> str:
@@ -129,14 +158,14 @@ def _setup(results: SuiteResults) -> list[str]:
         f"{package_version('llama_cpp_python')}, shard {package_version('shard')}"
         + (f", llama-server {info.llama_server_version}" if info.llama_server_version else ""),
         f"- Every figure is the median of {info.runs} run{'s' if info.runs != 1 else ''}. "
-        "Every request is a greedy (`temperature: 0`) streaming chat completion "
-        "(`stream: true`) with a distinct prompt, sent by clients that each send their "
-        "requests back to back. Time to first token (TTFT) is from sending the request to the "
-        "first chunk with non-empty content; single-stream decode rate is (tokens - 1) over "
-        "the time between the first and the last content chunk. Tokens are the server's own "
-        "streamed `usage.completion_tokens` (Shard, llama-server); llama-cpp-python's server "
-        "sends no usage when streaming and streams one token per chunk, so its chunks are "
-        "counted.",
+        "Every request is a streaming chat completion (`stream: true`), greedy "
+        "(`temperature: 0`) unless its section says otherwise, with a distinct prompt, sent by "
+        "clients that each send their requests back to back. Time to first token (TTFT) is "
+        "from sending the request to the first chunk with non-empty content; single-stream "
+        "decode rate is (tokens - 1) over the time between the first and the last content "
+        "chunk. Tokens are the server's own streamed `usage.completion_tokens` (Shard, "
+        "llama-server); llama-cpp-python's server sends no usage when streaming and streams "
+        "one token per chunk, so its chunks are counted.",
         f"- Every server: {info.threads} threads, {info.ctx_per_sequence} tokens of context "
         f"per sequence; Shard and llama-server decode up to {info.parallel} sequences "
         "together, llama-cpp-python's server handles one request at a time.",
@@ -144,17 +173,30 @@ def _setup(results: SuiteResults) -> list[str]:
         "Commands (`PORT` is a free port picked per run; `KEY` the benchmark's API key):",
         "",
     ]
+    shown: dict[str, str] = {}  # command -> the first label it was listed under
     for name, command in results.journal.launch_commands.items():
+        if (first := shown.get(command)) is not None:
+            lines.append(f"- {name}: as {first}")
+            continue
+        shown[command] = name
         lines.append(f"- {name}: `{command}`")
+    if any(name.startswith("llama-server-ngram") for name in results.journal.launch_commands):
+        lines.append(
+            "- `llama-server-ngram` is `llama-server` with `--spec-type ngram-mod` added "
+            "(llama.cpp's n-gram drafts from the context, verified by the model); every other "
+            "speculative setting is left at its default (`--spec-ngram-mod-n-match`, "
+            "`--spec-ngram-mod-n-min`, `--spec-ngram-mod-n-max`: 24, 48 and 64 in the "
+            "llama.cpp of llama-cpp-python 0.3.36)."
+        )
     for name, reason in results.journal.failures.items():
         lines.append(f"- **{name} was not measured**: {reason}")
     if results.journal.busy_before:
-        shown = ", ".join(
-            f"{name} {busy:.0%}" for name, busy in results.journal.busy_before.items()
+        busy = ", ".join(
+            f"{name} {share:.0%}" for name, share in results.journal.busy_before.items()
         )
         lines += [
             "",
-            f"CPU busy just before each server started: {shown}. The `other CPU` column is "
+            f"CPU busy just before each server started: {busy}. The `other CPU` column is "
             "the share of all cores that processes other than the server, its scouts and the "
             "benchmark used while measuring; a measurement disturbed by more than "
             f"{info.max_other_cpu:.0%} was taken again (up to {info.retries} times) and the "
@@ -165,6 +207,50 @@ def _setup(results: SuiteResults) -> list[str]:
 
 def _image(plot: Path | None, caption: str) -> list[str]:
     return [f"![{caption}]({plot.name})", ""] if plot is not None else []
+
+
+def _clients(count: int) -> str:
+    return f"{count} concurrent client{'s' if count != 1 else ''}"
+
+
+def _levels(levels: Sequence[int]) -> str:
+    """1, 4 and 8 concurrent clients."""
+    counts = [str(count) for count in levels]
+    listed = " and ".join([", ".join(counts[:-1]), counts[-1]] if len(counts) > 1 else counts)
+    return f"{listed} concurrent client{'s' if counts != ['1'] else ''}"
+
+
+def _servers(names: Sequence[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names)
+
+
+def _sampling_plan(plan: ComparisonPlan) -> list[str]:
+    """Which server ran which preset at which levels, and what the presets mean per server."""
+    lines = ["Sampling presets, each in its own subsection below:", ""]
+    for name in plan.samplings:
+        sampling = SAMPLINGS[name]
+        servers = [server for server in plan.servers if server in sampling.servers]
+        if not servers:
+            continue
+        levels = _levels(plan.sampling_levels(sampling))
+        fields = ", ".join(f"`{key}: {value:g}`" for key, value in sampling.params)
+        lines.append(f"- {sampling.title}: {fields}, sent to {_servers(servers)} at {levels}")
+    lines.append("")
+    if any(SAMPLINGS[name].seeded for name in plan.samplings):
+        lines += [
+            "A sampled request carries `seed` = 1 + 1009 x client + request (both counted "
+            "from 0), the same for every server, so a run can be repeated; the servers draw "
+            "different random numbers from it, so their texts differ. To keep the full run "
+            "near 45 minutes, llama-cpp-python's server (one request at a time) runs greedy "
+            "only, and the processed presets (top_p, presence penalty) run on Shard and "
+            "llama-server only, at fewer levels. Shard applies exactly the request's "
+            "parameters (top_p 1 unless given). llama-server adds its own sampler defaults: "
+            "top_k 40, min_p 0.05, and top_p 0.95 where the request gives none, so it samples "
+            "among fewer candidates than the request asks for; its presence penalty counts the "
+            "last 64 tokens (`--repeat-last-n`), Shard's every generated token.",
+            "",
+        ]
+    return lines
 
 
 def _comparison(results: SuiteResults, plot: Path | None) -> list[str]:
@@ -178,21 +264,35 @@ def _comparison(results: SuiteResults, plot: Path | None) -> list[str]:
     lines = [
         "## Shard against llama.cpp's servers",
         "",
-        f"{', '.join(f'`{server}`' for server in plan.servers)} in turn, at "
-        f"{', '.join(str(c) for c in plan.clients)} concurrent clients; max_tokens "
-        f"{plan.max_tokens}, {workload}, one warm-up request per server before measuring. "
-        "tokens/s is aggregate completion tokens over wall-clock time, all clients together; "
-        "the range is the slowest and fastest run.",
+        f"{_servers(plan.servers)} in turn, at {_levels(plan.clients)}; max_tokens "
+        f"{plan.max_tokens}, {workload}, one warm-up request "
+        "per server before measuring. tokens/s is aggregate completion tokens over wall-clock "
+        "time, all clients together; the range is the slowest and fastest run. Every row "
+        "is shown, the ones where Shard is slower too.",
         "",
     ]
+    lines += _sampling_plan(plan)
     lines += _image(plot, "tokens/s and time to first token vs concurrent clients")
     summaries = summarize(results.comparison)
-    for clients in plan.clients:
+    for name in plan.samplings:
+        sampling = SAMPLINGS[name]
+        measured = [s for s in summaries if s.sampling == name]
+        if measured:
+            lines += _sampling_section(plan, sampling, measured)
+    return lines
+
+
+def _sampling_section(
+    plan: ComparisonPlan, sampling: Sampling, summaries: Sequence[LevelSummary]
+) -> list[str]:
+    """One preset: a table per concurrency with ratio lines, single-stream decode, targets."""
+    lines = [f"### {sampling.title[:1].upper()}{sampling.title[1:]}", ""]
+    for clients in plan.sampling_levels(sampling):
         row = {s.server: s for s in summaries if s.clients == clients}
         if not row:
             continue
         lines += [
-            f"### {clients} concurrent client{'s' if clients != 1 else ''}",
+            f"#### {_clients(clients)}",
             "",
             "| server | tokens/s | range | latency p50 (s) | latency p95 (s) | TTFT p50 (s) "
             "| TTFT p95 (s) | requests per run | other CPU |",
@@ -210,6 +310,8 @@ def _comparison(results: SuiteResults, plot: Path | None) -> list[str]:
         if ratios := _ratio_line({name: s.tokens_per_s for name, s in row.items()}):
             lines += [f"Throughput {ratios}", ""]
     lines += _single_stream(plan, summaries)
+    if sampling == SAMPLED:
+        lines += _sampled_targets(summaries)
     return lines
 
 
@@ -218,7 +320,7 @@ def _single_stream(plan: ComparisonPlan, summaries: Sequence[LevelSummary]) -> l
     if not single:
         return []
     lines = [
-        "### Single-stream decode",
+        "#### Single-stream decode",
         "",
         "One client; decode tokens/s of each request (median over requests, then over runs).",
         "",
@@ -234,6 +336,28 @@ def _single_stream(plan: ComparisonPlan, summaries: Sequence[LevelSummary]) -> l
     return lines
 
 
+def _sampled_targets(summaries: Sequence[LevelSummary]) -> list[str]:
+    """The target at temperature 0.7: at least llama-server's throughput at 1 and 8 clients."""
+    lines = []
+    for clients in SAMPLED_TARGET_CLIENTS:
+        rate = {s.server: s.tokens_per_s for s in summaries if s.clients == clients}
+        shard, peer = rate.get("shard"), rate.get("llama-server")
+        target = f"target (>= {SAMPLED_TARGET:.1f}x)"
+        if shard is None or not peer:
+            lines.append(
+                f"At {SAMPLED.title} and {_clients(clients)}, Shard and llama-server were "
+                f"not both measured: {target} not checked."
+            )
+            continue
+        ratio = shard / peer
+        met = "met" if ratio >= SAMPLED_TARGET else "**not met**"
+        lines.append(
+            f"At {SAMPLED.title} and {_clients(clients)}, Shard's throughput was "
+            f"{ratio:.2f}x llama-server's: {target} {met}."
+        )
+    return [part for line in lines for part in (line, "")]  # a paragraph each
+
+
 def _acceptance(counts_proposed: float, counts_accepted: float) -> str:
     if not counts_proposed:
         return "none proposed"
@@ -243,11 +367,14 @@ def _acceptance(counts_proposed: float, counts_accepted: float) -> str:
 def _grounded(results: SuiteResults, plot: Path | None) -> list[str]:
     plan, outcome = results.grounded_plan, results.grounded
     assert plan is not None and outcome is not None
+    peers = [mode for mode in plan.modes if mode in PEER_MODES]
     lines = [
         "## Input-grounded tasks: drafts",
         "",
-        "Prompts whose answer copies from the prompt, answered by Shard alone, greedily, one "
-        f"client, max_tokens {plan.max_tokens}:",
+        "Prompts whose answer copies from the prompt, answered greedily, one client, "
+        f"max_tokens {plan.max_tokens}, by Shard"
+        + (f" and by {_servers(peers)}" if peers else " alone")
+        + ":",
         "",
     ]
     lines += [f"- {task.name}: {task.description}" for task in outcome.tasks]
@@ -261,7 +388,9 @@ def _grounded(results: SuiteResults, plot: Path | None) -> list[str]:
         "above. Acceptance is accepted over proposed draft "
         "tokens from the oracle's `shard_draft_tokens_accepted_total` and "
         "`shard_draft_tokens_proposed_total` counters, read before and after each request. "
-        "Greedy output must be byte-identical with and without drafts." + _scout_mode(outcome),
+        "Greedy output must be byte-identical with and without drafts."
+        + _peer_modes(peers)
+        + _scout_mode(outcome),
         "",
     ]
     lines += _image(plot, "tokens/s per task and drafts mode")
@@ -275,27 +404,22 @@ def _grounded(results: SuiteResults, plot: Path | None) -> list[str]:
         ]
         for task in outcome.tasks:
             for row in (r for r in rows if r.task == task.name):
-                cells = [
-                    _acceptance(row.drafts.proposed.get(s, 0.0), row.drafts.accepted.get(s, 0.0))
-                    for s in DRAFT_SOURCES
-                ]
                 lines.append(
                     f"| {row.task} | {row.mode} | {row.tokens_per_s:.1f} | {_times(row.speedup)} "
                     f"| {_rate(row.decode_tokens_per_s)} | {_times(row.decode_speedup)} "
-                    f"| {_yes_no(row.identical)} | {row.completion_tokens} | {cells[0]} "
-                    f"| {cells[1]} | {_share(outcome.other_cpu.get(row.mode))} |"
+                    f"| {_identical(row)} | {row.completion_tokens} | {_acceptances(row)} "
+                    f"| {_share(outcome.other_cpu.get(row.mode))} |"
                 )
         lines.append("")
-        compared = [
-            r.identical for r in rows if r.mode != REFERENCE_MODE and r.identical is not None
-        ]
-        if compared:
+        lines += _peer_ratios(rows, [task.name for task in outcome.tasks])
+        compared = [r for r in rows if r.mode in SHARD_MODES and r.mode != REFERENCE_MODE]
+        if any(r.identical is not None for r in compared):
             verdict = (
-                "byte-identical to drafts off in every mode and run"
-                if all(compared)
-                else "**NOT byte-identical to drafts off** (see the table): a losslessness bug"
+                "**NOT byte-identical to drafts off** (see the table): a losslessness bug"
+                if drafts_changed_output(compared)
+                else "byte-identical to drafts off in every mode and run"
             )
-            lines += [f"Greedy output was {verdict}.", ""]
+            lines += [f"Shard's greedy output was {verdict}.", ""]
     for mode, reason in outcome.skipped.items():
         lines += [f"Mode `{mode}` was skipped: {reason}.", ""]
     for mode, reason in outcome.stopped.items():
@@ -304,6 +428,60 @@ def _grounded(results: SuiteResults, plot: Path | None) -> list[str]:
             "measured before.",
             "",
         ]
+    return lines
+
+
+def _identical(row: GroundedRow) -> str:
+    """Shard's modes must match drafts off (**NO** is a bug); a peer's match is information."""
+    if row.mode in SHARD_MODES or row.identical is None:
+        return _yes_no(row.identical)
+    return "yes" if row.identical else "no"
+
+
+def _acceptances(row: GroundedRow) -> str:
+    """The acceptance cells, one per draft source; n/a for a peer (no Shard counters)."""
+    if row.drafts is None:
+        return " | ".join("n/a" for _ in DRAFT_SOURCES)
+    drafts = row.drafts
+    return " | ".join(
+        _acceptance(drafts.proposed.get(s, 0.0), drafts.accepted.get(s, 0.0)) for s in DRAFT_SOURCES
+    )
+
+
+def _peer_modes(peers: Sequence[str]) -> str:
+    if not peers:
+        return ""
+    return (
+        f" Peers: {_servers(peers)}, started as in the comparison, greedy too; their speedups "
+        "are over Shard's `off`, and their acceptance is n/a (llama-server has no Shard draft "
+        "counters). For a peer, `output identical to off` compares its text with Shard's "
+        "drafts-off text: llama-server keeps llama.cpp's default kernels and KV-cache types, "
+        "which Shard changes so that output does not depend on the batch, so a difference "
+        "there is no losslessness bug, and the verdict below counts Shard's modes only."
+    )
+
+
+def _peer_ratios(rows: Sequence[GroundedRow], tasks: Sequence[str]) -> list[str]:
+    """Per task: Shard's mode over the matching peer's, whole request and decode."""
+    by = {(row.mode, row.task): row for row in rows}
+    lines = []
+    for task in tasks:
+        parts = []
+        for shard_mode, peer in PEER_PAIRS:
+            ours, theirs = by.get((shard_mode, task)), by.get((peer, task))
+            if ours is None or theirs is None:
+                continue
+            decode = (
+                ours.decode_tokens_per_s / theirs.decode_tokens_per_s
+                if ours.decode_tokens_per_s is not None and theirs.decode_tokens_per_s
+                else None
+            )
+            parts.append(
+                f"Shard {shard_mode} / {peer}: whole request "
+                f"{ours.tokens_per_s / theirs.tokens_per_s:.2f}x, decode {_times(decode)}"
+            )
+        if parts:
+            lines += [f"{task}: {' · '.join(parts)}", ""]
     return lines
 
 
@@ -383,12 +561,97 @@ def _failures(results: SuiteResults, plot: Path | None) -> list[str]:
     return lines
 
 
+def _multi_turn(results: SuiteResults) -> list[str]:
+    plan, outcome = results.multi_turn_plan, results.multi_turn
+    assert plan is not None and outcome is not None
+    follow_ups = ", ".join(f'"{text}"' for text in FOLLOW_UPS[: plan.turns - 1])
+    lines = [
+        "## Multi-turn chat: time to first token as the history grows",
+        "",
+        f"One client holds a {plan.turns}-turn chat with each of {_servers(plan.servers)} in "
+        "turn, each freshly started: "
+        f'"{OPENING.format(topic="<topic>")}" (a different topic each run)'
+        + (f", then {follow_ups}" if follow_ups else "")
+        + ". Every turn sends the whole history, with the server's own earlier replies, "
+        f"max_tokens {plan.max_tokens}, temperature {TEMPERATURE:g} and a seed fixed per "
+        "(run, turn). Figures per turn are medians over runs; prompt and cached tokens are "
+        "the server's streamed `usage.prompt_tokens` and "
+        "`usage.prompt_tokens_details.cached_tokens` (prompt tokens it did not have to "
+        "process again). Shard copies the longest cached prefix into the request's sequence; "
+        "llama-server reuses its slot's cached prompt (`cache_prompt`, on by default).",
+        "",
+    ]
+    rows = summarize_multi_turn(outcome)
+    servers = [name for name in plan.servers if any(name in row.ttft_s for row in rows)]
+    if rows and servers:
+        ratio_to = "llama-server" if "shard" in servers and "llama-server" in servers else None
+        cached = [n for n in servers if any(r.cached_tokens.get(n) is not None for r in rows)]
+        header = ["turn", "prompt tokens (shard)"]
+        header += [f"cached tokens ({name})" for name in cached]
+        header += [f"TTFT {name} (s)" for name in servers]
+        header += ["Shard / llama-server"] if ratio_to else []
+        lines += [
+            f"| {' | '.join(header)} |",
+            "|" + "---:|" * len(header),
+        ]
+        for row in rows:
+            cells = [str(row.turn), _count(row.prompt_tokens.get("shard"))]
+            cells += [_count(row.cached_tokens.get(name)) for name in cached]
+            cells += [_seconds(row.ttft_s.get(name), 3) for name in servers]
+            if ratio_to:
+                ours, theirs = row.ttft_s.get("shard"), row.ttft_s.get(ratio_to)
+                cells.append(_times(ours / theirs if ours is not None and theirs else None))
+            lines.append(f"| {' | '.join(cells)} |")
+        lines.append("")
+        last = rows[-1]
+        prompts = ", ".join(f"{name} {_count(last.prompt_tokens.get(name))}" for name in servers)
+        lines += [
+            f"Prompt tokens at turn {last.turn}: {prompts} (each server's history holds its own "
+            "replies, so the lengths differ).",
+            "",
+        ]
+        lines += _multi_turn_targets(rows)
+        cpu = ", ".join(f"{name} {_share(outcome.other_cpu.get(name))}" for name in servers)
+        lines += [f"Other CPU while measuring: {cpu}.", ""]
+    return lines
+
+
+def _count(value: int | None) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def _multi_turn_targets(rows: Sequence[TurnRow]) -> list[str]:
+    """TTFT at the last two turns against llama-server's, and whether Shard's stays flat."""
+    lines = []
+    ratio = last_turns_ratio(rows, "shard", "llama-server")
+    turns = ", ".join(str(row.turn) for row in rows[-2:])
+    if ratio is not None:
+        met = "met" if ratio <= TTFT_TARGET else "**not met**"
+        lines.append(
+            f"TTFT at the last two turns is {ratio:.2f}x llama-server's (Shard's median TTFTs "
+            f"at turns {turns} summed, over llama-server's; target <= {TTFT_TARGET:.1f}x): {met}."
+        )
+    rise = growth(rows, "shard")
+    if rise is not None:
+        met = "met" if rise <= FLAT_LIMIT else "**not met**"
+        peer = growth(rows, "llama-server")
+        theirs = f"; llama-server's {peer:.2f}x" if peer is not None else ""
+        lines.append(
+            f"Shard's TTFT at turn {rows[-1].turn} is {rise:.2f}x its TTFT at turn "
+            f"{FLAT_FROM_TURN}{theirs} (flat means at most {FLAT_LIMIT:.1f}x; turn 1 has no "
+            f"history to reuse, so turn {FLAT_FROM_TURN} is the base): {met}."
+        )
+    return [part for line in lines for part in (line, "")]  # a paragraph each
+
+
 def results_markdown(results: SuiteResults, plots: dict[str, Path]) -> str:
     """The measured sections alone (also printed at the end of a run). `plots` maps a
     section (comparison, grounded, failures) to its image, for those that have one."""
     lines: list[str] = []
     if results.comparison_plan is not None:
         lines += _comparison(results, plots.get("comparison"))
+    if results.multi_turn is not None:
+        lines += _multi_turn(results)
     if results.grounded is not None:
         lines += _grounded(results, plots.get("grounded"))
     if results.failures is not None:

@@ -19,7 +19,10 @@ from pathlib import Path
 
 import httpx
 
-SERVER_NAMES: tuple[str, ...] = ("shard", "llama-cpp-python", "llama-server")
+SERVER_NAMES: tuple[str, ...] = ("shard", "llama-cpp-python", "llama-server", "llama-server-ngram")
+LLAMA_SERVERS: tuple[str, ...] = ("llama-server", "llama-server-ngram")  # need the built binary
+# llama-server's own n-gram drafting; its other speculative settings stay at their defaults
+NGRAM_MOD_FLAGS: tuple[str, ...] = ("--spec-type", "ngram-mod")
 
 # Modules llama-cpp-python's server imports beyond the core wheel (its `[server]` extra).
 LLAMA_CPP_SERVER_EXTRAS: dict[str, str] = {
@@ -129,12 +132,14 @@ def launch_spec(name: str, config: ServerConfig, port: int) -> LaunchSpec:
             "--verbose", "False",
         ]  # fmt: skip
         return LaunchSpec(name, command, "/v1/models")
-    if name == "llama-server":
+    if name in LLAMA_SERVERS:
         if config.llama_server_binary is None:
-            raise ValueError("llama-server needs a built binary")
+            raise ValueError(f"{name} needs a built llama-server binary")
         # -c is the total KV cache; llama-server splits it across the -np slots.
         # With -np given, the KV cache is not unified: each slot gets exactly ctx_per_sequence.
         # Continuous batching is on by default in this version; the web UI is switched off.
+        # llama-server-ngram adds only --spec-type ngram-mod: n-gram drafts from the context,
+        # verified by the model, with every other speculative setting at its default.
         # --no-jinja must come first: with Jinja on (the default) `--chat-template gemma` is
         # taken as the literal template text "gemma" rather than the built-in template.
         command = [
@@ -142,7 +147,7 @@ def launch_spec(name: str, config: ServerConfig, port: int) -> LaunchSpec:
             "--port", str(port), "-np", str(config.parallel),
             "-c", str(config.ctx_per_sequence * config.parallel),
             "-t", threads, "-tb", threads, "--no-jinja", "--chat-template", config.chat_template,
-            "--no-webui",
+            "--no-webui", *(NGRAM_MOD_FLAGS if name == "llama-server-ngram" else ()),
         ]  # fmt: skip
         return LaunchSpec(name, command, "/health")
     raise ValueError(f"unknown server {name!r}; choose from {', '.join(SERVER_NAMES)}")

@@ -1,15 +1,21 @@
 """The benchmark suite: one command, one report (docs/benchmarks.md) and its plots.
 
-    python -m benchmarks.suite                  # full run, about 20 minutes on 2 cores
+    python -m benchmarks.suite                  # full run, about 40 minutes on 2 idle cores
     python -m benchmarks.suite --smoke --servers shard --output /tmp/bench/benchmarks.md
 
 Sections, in order (`--sections` picks some):
 
-- comparison: Shard against llama-cpp-python's server and llama-server, tokens/s, latency,
-  time to first token and single-stream decode at 1, 4, 8 and 16 concurrent clients;
+- comparison: Shard against llama-cpp-python's server, llama-server and llama-server with its
+  n-gram drafts (`llama-server-ngram`): tokens/s, latency, time to first token and
+  single-stream decode at 1, 4, 8 and 16 concurrent clients, greedy and at temperature 0.7
+  (`--samplings`), and with top_p 0.9 or a presence penalty at 1 and 8 clients
+  (`--processed-clients`); about 25 minutes;
+- multi-turn: one client's 8-turn chat with Shard, llama-server and llama-server-ngram, time
+  to first token per turn as the history grows (`--turns`); about 3 minutes;
 - grounded: input-grounded tasks (edit given code, extract from given text) with drafts off,
-  n-gram drafts and a scout; speedup, byte-identical output, acceptance;
-- scout-failures: throughput beside a dead, a slow and a hostile scout.
+  n-gram drafts and a scout, and on both llama-servers; speedup, byte-identical output,
+  acceptance; about 5 minutes;
+- scout-failures: throughput beside a dead, a slow and a hostile scout; about 3 minutes.
 
 Servers run one at a time and are always stopped. See benchmarks/README.md.
 """
@@ -23,15 +29,30 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.grounded import GROUNDED_MODES, GroundedPlan, run_grounded, summarize_grounded
+from benchmarks.grounded import (
+    GROUNDED_MODES,
+    PEER_MODES,
+    GroundedPlan,
+    drafts_changed_output,
+    run_grounded,
+    summarize_grounded,
+)
 from benchmarks.harness import Harness, Journal
 from benchmarks.llama_server_build import (
     default_cache_dir,
     ensure_llama_server,
     llama_server_version,
 )
+from benchmarks.multi_turn import (
+    FOLLOW_UPS,
+    MULTI_TURN_SERVERS,
+    MultiTurnPlan,
+    chat_tokens,
+    run_multi_turn,
+)
 from benchmarks.plots import comparison_plot, failure_plot, grounded_plot
 from benchmarks.report import RunInfo, SuiteResults, markdown, results_markdown
+from benchmarks.sampling import SAMPLINGS, SMOKE_SAMPLINGS
 from benchmarks.scout_failures import (
     FAILURE_SCENARIOS,
     FailurePlan,
@@ -39,11 +60,16 @@ from benchmarks.scout_failures import (
     summarize_failures,
 )
 from benchmarks.scouts import shard_scout_missing
-from benchmarks.servers import SERVER_NAMES, ServerConfig, ensure_llama_cpp_server_extras
+from benchmarks.servers import (
+    LLAMA_SERVERS,
+    SERVER_NAMES,
+    ServerConfig,
+    ensure_llama_cpp_server_extras,
+)
 from benchmarks.throughput import ComparisonPlan, run_comparison
 from benchmarks.workload import summarize
 
-SECTIONS: tuple[str, ...] = ("comparison", "grounded", "scout-failures")
+SECTIONS: tuple[str, ...] = ("comparison", "multi-turn", "grounded", "scout-failures")
 
 
 def _int_list(text: str) -> list[int]:
@@ -115,12 +141,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=128,
         help="max_tokens of comparison and scout-failure requests (default 128)",
     )
+    group.add_argument(
+        "--samplings",
+        type=_choices(tuple(SAMPLINGS)),
+        default=None,
+        help="sampling presets, subset of " + ",".join(SAMPLINGS) + " (default: all; smoke: "
+        "greedy,sampled); each runs only on its servers, see benchmarks/sampling.py",
+    )
+    group.add_argument(
+        "--processed-clients",
+        type=_int_list,
+        default=[1, 8],
+        help="concurrency levels of the top-p and presence presets (default 1,8; smoke 1)",
+    )
+    group = parser.add_argument_group("multi-turn")
+    group.add_argument(
+        "--turns",
+        type=int,
+        default=8,
+        choices=range(1, 2 + len(FOLLOW_UPS)),
+        metavar=f"1..{1 + len(FOLLOW_UPS)}",
+        help="turns of each chat (default 8; smoke 2)",
+    )
+    group.add_argument(
+        "--multi-turn-max-tokens",
+        type=int,
+        default=150,
+        help="max_tokens of each reply (default 150; smoke 16)",
+    )
     group = parser.add_argument_group("grounded")
     group.add_argument(
         "--grounded-modes",
         type=_choices(GROUNDED_MODES),
         default=list(GROUNDED_MODES),
-        help="drafts modes, subset of " + ",".join(GROUNDED_MODES),
+        help="modes, subset of " + ",".join(GROUNDED_MODES) + " (the llama-server modes run "
+        "only when --servers names them too)",
     )
     group.add_argument(
         "--grounded-max-tokens",
@@ -232,7 +287,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="1 client, 2 requests, max_tokens 8, 1 run: checks the harness works",
+        help="1 client, 2 requests, max_tokens 8, greedy and temperature 0.7 only, 2 chat "
+        "turns, 1 run: checks the harness works",
     )
     args = parser.parse_args(argv)
     if args.smoke:
@@ -240,6 +296,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.idle_wait, args.retries = 0.0, 0
         args.grounded_max_tokens, args.failure_clients, args.failure_requests = 32, 2, 1
         args.failure_time_limit = args.grounded_time_limit = 20.0
+        args.processed_clients, args.turns, args.multi_turn_max_tokens = [1], 2, 16
+    if args.samplings is None:
+        args.samplings = list(SMOKE_SAMPLINGS if args.smoke else SAMPLINGS)
+    # a peer runs the grounded tasks only when it is one of the servers under test
+    args.grounded_modes = [
+        mode for mode in args.grounded_modes if mode not in PEER_MODES or mode in args.servers
+    ]
+    if (
+        "multi-turn" in args.sections
+        and chat_tokens(args.turns, args.multi_turn_max_tokens) > args.ctx
+    ):
+        parser.error(
+            f"{args.turns} turns of up to {args.multi_turn_max_tokens} tokens may not fit in "
+            f"--ctx {args.ctx} tokens per sequence: fewer turns or a larger --ctx"
+        )
     if args.runs is None:
         args.runs = 1 if args.smoke else 3
     if args.output is None:
@@ -301,11 +372,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     model = resolve_model(args.model)
     comparing = "comparison" in args.sections
-    binary = (
-        ensure_llama_server(args.cache_dir)
-        if comparing and "llama-server" in args.servers
-        else None
-    )
+    chat_servers = [name for name in args.servers if name in MULTI_TURN_SERVERS]
+    wanted = [
+        *(args.servers if comparing else []),
+        *(chat_servers if "multi-turn" in args.sections else []),
+        *(args.grounded_modes if "grounded" in args.sections else []),
+    ]
+    needs_binary = any(name in LLAMA_SERVERS for name in wanted)
+    binary = ensure_llama_server(args.cache_dir) if needs_binary else None
     if comparing and "llama-cpp-python" in args.servers:
         ensure_llama_cpp_server_extras()
     config = ServerConfig(
@@ -351,9 +425,20 @@ def main(argv: list[str] | None = None) -> int:
             requests_per_client=args.requests,
             duration_s=args.duration,
             max_tokens=args.max_tokens,
+            samplings=tuple(args.samplings),
+            processed_clients=tuple(args.processed_clients),
         )
         results.comparison = run_comparison(
             results.comparison_plan, config, harness, results.journal
+        )
+    if "multi-turn" in args.sections:
+        results.multi_turn_plan = MultiTurnPlan(
+            servers=tuple(chat_servers),
+            turns=args.turns,
+            max_tokens=args.multi_turn_max_tokens,
+        )
+        results.multi_turn = run_multi_turn(
+            results.multi_turn_plan, config, harness, results.journal
         )
     scout_missing = None
     if "grounded" in args.sections or "scout-failures" in args.sections:
@@ -379,8 +464,8 @@ def main(argv: list[str] | None = None) -> int:
             results.failure_plan, config, harness, results.journal, scout_missing
         )
     write_report(results, args.output)
-    differing = results.grounded is not None and any(
-        row.identical is False for row in summarize_grounded(results.grounded)
+    differing = results.grounded is not None and drafts_changed_output(
+        summarize_grounded(results.grounded)
     )
     if differing:
         print("greedy output differed with drafts: see the report", file=sys.stderr)

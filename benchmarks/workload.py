@@ -1,6 +1,6 @@
-"""The measured workload: N concurrent greedy streaming clients, each sending requests back to
-back, and its figures (tokens/s, latency, time to first token, decode rate), per run and as
-medians over runs.
+"""The measured workload: N concurrent streaming clients, each sending requests back to back
+with one sampling preset (greedy, or sampled with a seed per request), and its figures
+(tokens/s, latency, time to first token, decode rate), per run and as medians over runs.
 
 Every (client, request) pair gets its own prompt, so no server wins by replaying a cached
 prompt; only the chat template's few leading tokens are shared between requests.
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from benchmarks.chat_client import ChatClient, StreamedCompletion, connect
+from benchmarks.sampling import GREEDY, Sampling, seed_for
 
 TOPICS: tuple[str, ...] = (
     "a lighthouse keeper", "the first rain on Mars", "a clockmaker's apprentice",
@@ -59,6 +60,7 @@ class Workload:
     duration_s: float | None
     max_tokens: int
     time_limit_s: float | None = None  # give up on the level (TimeLimitExceeded) past this
+    sampling: Sampling = GREEDY
 
 
 class TimeLimitExceeded(RuntimeError):
@@ -68,9 +70,10 @@ class TimeLimitExceeded(RuntimeError):
 
 @dataclass(frozen=True)
 class LevelResult:
-    """Figures for one server at one concurrency in one run."""
+    """Figures for one server with one sampling preset at one concurrency in one run."""
 
     server: str
+    sampling: str  # the preset's name
     clients: int
     requests: int
     completion_tokens: int
@@ -91,10 +94,12 @@ class LevelResult:
 
 @dataclass(frozen=True)
 class LevelSummary:
-    """One server at one concurrency over several runs: medians, so one noisy run cannot
-    decide a comparison; the tokens/s range shows how much runs disagreed."""
+    """One server with one sampling preset at one concurrency over several runs: medians, so
+    one noisy run cannot decide a comparison; the tokens/s range shows how much runs
+    disagreed."""
 
     server: str
+    sampling: str
     clients: int
     runs: int
     tokens_per_s: float
@@ -124,16 +129,17 @@ def _median_or_none(values: Sequence[float | None]) -> float | None:
 
 
 def summarize(results: Sequence[LevelResult]) -> list[LevelSummary]:
-    """Medians over runs for every (server, clients) pair, in first-measured order."""
-    groups: dict[tuple[str, int], list[LevelResult]] = {}
+    """Medians over runs for every (server, sampling, clients), in first-measured order."""
+    groups: dict[tuple[str, str, int], list[LevelResult]] = {}
     for result in results:
-        groups.setdefault((result.server, result.clients), []).append(result)
+        groups.setdefault((result.server, result.sampling, result.clients), []).append(result)
     summaries = []
-    for (server, clients), runs in groups.items():
+    for (server, sampling, clients), runs in groups.items():
         rates = [run.tokens_per_s for run in runs]
         summaries.append(
             LevelSummary(
                 server=server,
+                sampling=sampling,
                 clients=clients,
                 runs=len(runs),
                 tokens_per_s=statistics.median(rates),
@@ -167,7 +173,10 @@ async def _client_loop(
             break
         if deadline is not None and request > 0 and time.perf_counter() >= deadline:
             break
-        results.append(await api.complete(prompt_for(client, request), workload.max_tokens))
+        sampling = workload.sampling.body(seed_for(client, request))
+        results.append(
+            await api.complete(prompt_for(client, request), workload.max_tokens, sampling)
+        )
         request += 1
     return results
 
@@ -204,6 +213,7 @@ async def measure(
     ]
     return LevelResult(
         server=server,
+        sampling=workload.sampling.name,
         clients=workload.clients,
         requests=len(results),
         completion_tokens=sum(result.completion_tokens for result in results),

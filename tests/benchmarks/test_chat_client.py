@@ -1,5 +1,6 @@
 """The streaming client takes tokens from the server's usage when it sends one, else counts
-content chunks, and times the first and last content."""
+content chunks, and times the first and last content; it sends a prompt or a whole history
+with the sampling fields it is given (greedy by default)."""
 
 import asyncio
 import json
@@ -24,7 +25,12 @@ ROLE = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]
 FINISH = {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}
 
 
-def _complete(body: bytes, status: int = 200) -> Any:
+def _complete(
+    body: bytes,
+    status: int = 200,
+    prompt: str | list[dict[str, str]] = "hi",
+    sampling: dict[str, float | int] | None = None,
+) -> Any:
     seen: list[dict[str, Any]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -34,7 +40,7 @@ def _complete(body: bytes, status: int = 200) -> Any:
     async def go() -> Any:
         client = ChatClient("http://test", "k", "m", transport=httpx.MockTransport(handler))
         try:
-            return await client.complete("hi", 8)
+            return await client.complete(prompt, 8, sampling)
         finally:
             await client.aclose()
 
@@ -74,3 +80,31 @@ def test_a_stream_cut_short_is_an_error() -> None:
     """llama-cpp-python's server ends an interrupted stream with [DONE] and no finish_reason."""
     with pytest.raises(RuntimeError, match="without a finish_reason"):
         _complete(_sse(ROLE, _delta("a")))
+
+
+def test_a_history_and_sampling_fields_are_sent_and_prompt_usage_is_read() -> None:
+    history = [
+        {"role": "user", "content": "Tell me a story."},
+        {"role": "assistant", "content": "Once."},
+        {"role": "user", "content": "Tell me more."},
+    ]
+    usage = {
+        "choices": [],
+        "usage": {
+            "completion_tokens": 1,
+            "prompt_tokens": 42,
+            "prompt_tokens_details": {"cached_tokens": 30},
+        },
+    }
+    sampling = {"temperature": 0.7, "top_p": 0.9, "seed": 12}
+    result, seen = _complete(_sse(_delta("x"), FINISH, usage), prompt=history, sampling=sampling)
+    assert seen[0]["messages"] == history
+    assert (seen[0]["temperature"], seen[0]["top_p"], seen[0]["seed"]) == (0.7, 0.9, 12)
+    assert (result.prompt_tokens, result.cached_tokens) == (42, 30)
+
+
+def test_usage_without_details_has_no_cached_tokens() -> None:
+    usage = {"choices": [], "usage": {"completion_tokens": 1, "prompt_tokens": 7}}
+    result, seen = _complete(_sse(_delta("x"), FINISH, usage))
+    assert seen[0]["messages"] == [{"role": "user", "content": "hi"}]
+    assert (result.prompt_tokens, result.cached_tokens) == (7, None)

@@ -1,6 +1,7 @@
-"""The report shows medians, ratios, the byte-identity verdict and the dead-scout target, and
-says what was skipped and why."""
+"""The report shows medians, ratios, the byte-identity verdict and the targets (sampled
+throughput, dead scout), and says what was skipped and why."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,12 @@ from benchmarks.throughput import ComparisonPlan
 from benchmarks.workload import LevelResult, percentile, summarize
 
 
-def level(server: str, clients: int, tokens: int, elapsed: float = 10.0) -> LevelResult:
+def level(
+    server: str, clients: int, tokens: int, elapsed: float = 10.0, sampling: str = "greedy"
+) -> LevelResult:
     return LevelResult(
         server=server,
+        sampling=sampling,
         clients=clients,
         requests=2 * clients,
         completion_tokens=tokens,
@@ -97,7 +101,9 @@ def test_comparison_tables_and_ratios(results: SuiteResults) -> None:
     assert "| shard | 100.0 | 100.0-100.0 | 1.00 | 1.50 | 0.050 | 0.080 | 2 | 1% |" in text
     assert "Throughput Shard / llama-server: 1.25x" in text  # 1 client
     assert "Throughput Shard / llama-server: 0.80x" in text  # 4 clients
-    assert "### Single-stream decode" in text
+    assert "### Greedy\n" in text and "#### 1 concurrent client\n" in text
+    assert "#### Single-stream decode" in text
+    assert "### Temperature 0.7" not in text  # not in the plan
     assert "Decode Shard / llama-server: 1.25x" in text
     assert "![tokens/s and time to first token vs concurrent clients](benchmarks.png)" in text
     assert "**llama-cpp-python was not measured**: exited with code 1" in text
@@ -114,7 +120,7 @@ def test_grounded_speedup_identity_and_acceptance(results: SuiteResults) -> None
         "| code edit | ngram | 100.0 | 2.00x | 123.8 | 2.25x | yes | 100 | 80% (40/50) "
         "| none proposed |" in text
     )
-    assert "Greedy output was byte-identical to drafts off in every mode and run." in text
+    assert "Shard's greedy output was byte-identical to drafts off in every mode and run." in text
     assert "Mode `scout` was skipped: `python -m shard scout --help` exited with 2." in text
     assert "In the `scout` mode" not in text  # it did not run
 
@@ -157,3 +163,138 @@ def test_a_scenario_cut_off_at_the_time_limit_shows_a_bound(results: SuiteResult
     assert "| slow | < 34.1 | < 0.34x | n/a | n/a | none proposed | **NO** | n/a |" in text
     assert "`< X`: a run did not finish within 60 s" in text
     assert "Mode `ngram` was stopped (answering the code edit task took more than 60 s)" in text
+
+
+def test_summaries_are_grouped_by_sampling() -> None:
+    runs = [
+        level("shard", 8, 1000),
+        level("shard", 8, 3000, sampling="sampled"),
+        level("shard", 8, 1200),
+        level("shard", 8, 2000, sampling="sampled"),
+    ]
+    greedy, sampled = summarize(runs)
+    assert (greedy.sampling, greedy.runs, greedy.tokens_per_s) == ("greedy", 2, 110.0)
+    assert (sampled.sampling, sampled.runs, sampled.tokens_per_s) == ("sampled", 2, 250.0)
+
+
+@pytest.fixture
+def sampled(results: SuiteResults) -> SuiteResults:
+    """The comparison with every preset: greedy and temperature 0.7 at 1 and 8 clients, the
+    processed presets at 8 only; llama-server-ngram a third peer."""
+    results.comparison_plan = ComparisonPlan(
+        ("shard", "llama-cpp-python", "llama-server", "llama-server-ngram"),
+        (1, 8),
+        2,
+        None,
+        128,
+        samplings=("greedy", "sampled", "top-p", "presence"),
+        processed_clients=(8,),
+    )
+    results.comparison = [
+        level("shard", 1, 1000),
+        level("llama-server", 1, 800),
+        level("llama-server-ngram", 1, 400),
+        level("llama-cpp-python", 1, 500),
+        level("shard", 8, 1600),
+        level("llama-server", 8, 1500),
+        # temperature 0.7: Shard wins at 1 client, loses at 8
+        level("shard", 1, 900, sampling="sampled"),
+        level("llama-server", 1, 600, sampling="sampled"),
+        level("llama-server-ngram", 1, 1200, sampling="sampled"),
+        level("shard", 8, 1400, sampling="sampled"),
+        level("llama-server", 8, 1750, sampling="sampled"),
+        level("shard", 8, 1300, sampling="top-p"),
+        level("llama-server", 8, 1000, sampling="top-p"),
+    ]
+    return results
+
+
+def _section(text: str, heading: str) -> str:
+    """The text from a `### ` heading to the next one at the same level or above."""
+    start = text.index(heading + "\n")
+    ends = [text.find(mark, start + len(heading)) for mark in ("\n### ", "\n## ")]
+    return text[start : min([end for end in ends if end != -1], default=len(text))]
+
+
+def test_each_sampling_has_its_tables_ratios_and_decode(sampled: SuiteResults) -> None:
+    text = markdown(sampled, {})
+    assert (
+        "- greedy: `temperature: 0`, sent to `shard`, `llama-cpp-python`, `llama-server`, "
+        "`llama-server-ngram` at 1 and 8 concurrent clients" in text
+    )
+    assert (
+        "- temperature 0.7: `temperature: 0.7`, sent to `shard`, `llama-server`, "
+        "`llama-server-ngram` at 1 and 8 concurrent clients" in text
+    )
+    assert (
+        "- temperature 0.7, top_p 0.9: `temperature: 0.7`, `top_p: 0.9`, sent to `shard`, "
+        "`llama-server` at 8 concurrent clients" in text
+    )
+    greedy = _section(text, "### Greedy")
+    assert (
+        "Throughput Shard / llama-server: 1.25x · Shard / llama-server-ngram: 2.50x · "
+        "Shard / llama-cpp-python: 2.00x" in greedy
+    )
+    assert "| llama-server-ngram | 40.0 | 40.0-40.0 |" in greedy
+    assert "Decode Shard / llama-server: 1.25x · Shard / llama-server-ngram: 2.50x" in greedy
+    warm = _section(text, "### Temperature 0.7")
+    assert "| shard | 90.0 | 90.0-90.0 |" in warm and "| llama-cpp-python |" not in warm
+    assert "Throughput Shard / llama-server: 1.50x · Shard / llama-server-ngram: 0.75x" in warm
+    assert "Throughput Shard / llama-server: 0.80x" in warm  # 8 clients: Shard is slower
+    assert "#### Single-stream decode" in warm
+    top_p = _section(text, "### Temperature 0.7, top_p 0.9")
+    assert "#### 1 concurrent client" not in top_p  # processed presets: 8 clients only
+    assert "#### 8 concurrent clients" in top_p
+    assert "Throughput Shard / llama-server: 1.30x" in top_p
+    assert "### Temperature 0.7, presence_penalty 0.5" not in text  # chosen, nothing measured
+
+
+def test_the_sampled_target_is_met_or_not_per_level(sampled: SuiteResults) -> None:
+    text = markdown(sampled, {})
+    assert (
+        "At temperature 0.7 and 1 concurrent client, Shard's throughput was 1.50x "
+        "llama-server's: target (>= 1.0x) met." in text
+    )
+    assert (
+        "At temperature 0.7 and 8 concurrent clients, Shard's throughput was 0.80x "
+        "llama-server's: target (>= 1.0x) **not met**." in text
+    )
+    assert "target (>= 1.0x)" not in _section(text, "### Greedy")
+
+
+def test_the_ngram_peer_is_explained_beside_its_command(results: SuiteResults) -> None:
+    results.journal.launch_commands["llama-server-ngram"] = "llama-server --spec-type ngram-mod"
+    results.journal.launch_commands["shard, multi-turn"] = "python -m shard oracle"
+    text = markdown(results, {})
+    assert "- llama-server-ngram: `llama-server --spec-type ngram-mod`" in text
+    assert "every other speculative setting is left at its default" in text
+    assert "- shard, multi-turn: as shard\n" in text
+
+
+def test_grounded_peers_compare_without_judging_losslessness(results: SuiteResults) -> None:
+    assert results.grounded is not None and results.grounded_plan is not None
+    results.grounded_plan = GroundedPlan(("off", "ngram", "llama-server-ngram"), 256, 60.0)
+    # the peer's text differs from Shard's: information, not a bug
+    results.grounded.samples += [
+        sample("llama-server-ngram", "code edit", "other", 1.25, DraftCounts()),
+        sample("llama-server", "code edit", "same", 4.0, DraftCounts()),
+    ]
+    results.grounded.samples[-2:] = [
+        dataclasses.replace(s, drafts=None) for s in results.grounded.samples[-2:]
+    ]
+    text = markdown(results, {})
+    # whole request 100/1.25 s = 80 tokens/s; decode 99/1.05 s
+    assert (
+        "| code edit | llama-server-ngram | 80.0 | 1.60x | 94.3 | 1.71x | no | 100 | n/a | n/a |"
+        in text
+    )
+    assert (
+        "| code edit | llama-server | 25.0 | 0.50x | 26.1 | 0.47x | yes | 100 | n/a | n/a |" in text
+    )
+    # ngram: 100 tokens/s and 123.8 decode; off: 50 and 55.0; llama-server: 25 and 26.1
+    assert (
+        "code edit: Shard ngram / llama-server-ngram: whole request 1.25x, decode 1.31x · "
+        "Shard off / llama-server: whole request 2.00x, decode 2.11x" in text
+    )
+    assert "compares its text with Shard's drafts-off text" in text
+    assert "Shard's greedy output was byte-identical to drafts off in every mode and run." in text

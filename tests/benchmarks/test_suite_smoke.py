@@ -1,5 +1,6 @@
 """A smoke run of the whole suite on tiny settings (Shard only): every section's code path runs
-against real servers and scouts, and the report says what a full run's would."""
+against real servers and scouts, and the report says what a full run's would. Smoke mode
+runs greedy and temperature 0.7 at 1 client and a 2-turn chat."""
 
 import re
 import subprocess
@@ -57,7 +58,19 @@ def test_comparison_reports_throughput_latency_and_first_token(report: str) -> N
     )
     latency = _number(r"^\| shard \| [0-9.]+ \| [0-9.-]+ \| ([0-9.]+) \|", report)
     assert 0 < ttft <= latency
-    assert _number(r"^### Single-stream decode\n(?:.*\n)*?\| shard \| ([0-9.]+) \|", report) > 0
+    assert _number(r"^#### Single-stream decode\n(?:.*\n)*?\| shard \| ([0-9.]+) \|", report) > 0
+    sampled = r"^### Temperature 0\.7\n(?:.*\n)*?\| shard \| ([0-9.]+) \| [0-9.]+-[0-9.]+ \|"
+    assert _number(sampled, report) > 0
+
+
+def test_multi_turn_reports_time_to_first_token_per_turn(report: str) -> None:
+    assert "## Multi-turn chat: time to first token as the history grows" in report
+    # turn | prompt tokens (shard) | cached tokens (shard) | TTFT shard (s)
+    turns = re.findall(r"^\| ([12]) \| ([0-9]+) \| ([0-9]+) \| ([0-9.]+) \|$", report, re.M)
+    assert [turn[0] for turn in turns] == ["1", "2"], report
+    assert int(turns[1][1]) > int(turns[0][1])  # the history grew
+    assert all(float(turn[3]) > 0 for turn in turns)
+    assert "TTFT at the last two turns" not in report  # no llama-server in smoke runs
 
 
 def test_grounded_output_is_byte_identical_with_drafts(report: str) -> None:
@@ -68,7 +81,7 @@ def test_grounded_output_is_byte_identical_with_drafts(report: str) -> None:
         for mode in modes:
             row = rf"^\| {task} \| {mode} \| ([0-9.]+) \| [0-9.]+x \| [0-9.]+ \| [0-9.]+x \| yes \|"
             assert _number(row, report) > 0
-    assert "Greedy output was byte-identical to drafts off in every mode and run." in report
+    assert "Shard's greedy output was byte-identical to drafts off in every mode and run." in report
 
 
 def test_scout_failures_are_measured_or_skipped_with_a_reason(
