@@ -20,13 +20,24 @@ def plan_prompt_chunks(running: list[Task], budget: int) -> list[tuple[Task, int
     return chunks
 
 
-def fill_batch(batch: TokenBatch, decoding: list[Choice], chunks: list[tuple[Task, int]]) -> None:
+def fill_batch(
+    batch: TokenBatch,
+    decoding: list[Choice],
+    chunks: list[tuple[Task, int]],
+    two_logit_rows: bool = False,
+) -> None:
     """Add tokens in ascending sequence id.
 
     With one KV stream per sequence, llama.cpp splits a batch into one sub-batch per run of
     consecutive sequence ids; out of order, 8 sequences cost 8 graph runs instead of 1.
+
+    With `two_logit_rows`, a prompt chunk that would be the batch's only row with logits also
+    asks for its second-to-last token's (unused): on builds that compute one row with another
+    kernel, the output layer then takes the same kernel as in every other step.
     """
     batch.clear()
+    finishing = [(task, take) for task, take in chunks if task.prefilled + take == len(task.prompt)]
+    lone_chunk = two_logit_rows and not decoding and len(finishing) == 1 and finishing[0][1] >= 2
     entries: list[tuple[int, Choice | tuple[Task, int]]] = [
         (choice.seq_id, choice) for choice in decoding
     ]
@@ -41,7 +52,8 @@ def fill_batch(batch: TokenBatch, decoding: list[Choice], chunks: list[tuple[Tas
             continue
         task, take = entry
         last = len(task.prompt) - 1
+        wanted = (last - 1, last) if lone_chunk else (last,)
         for position in range(task.prefilled, task.prefilled + take):
-            index = batch.add(task.prompt[position], position, seq_id, position == last)
+            index = batch.add(task.prompt[position], position, seq_id, position in wanted)
         if task.prefilled + take == len(task.prompt):
             task.logits_index = index

@@ -153,5 +153,8 @@ class EngineStatus:
     drafts_exact: bool = True
     """Whether verifying drafts in one batch gives the logits of one-at-a-time decoding, bit
     for bit, for this model on this build (measured at start)."""
+    single_rows_padded: bool = False
+    """Whether every decode is given two rows with logits, because this build computes one row
+    with another kernel than several; `drafts_exact` is then measured with the padding."""
     prefix_cache_tokens: int = 0
     """Most prompt tokens the prefix cache keeps; 0: the cache is off."""

@@ -196,8 +196,18 @@ class Engine:
             limit = min(config.n_batch, config.n_ctx)
             self._planner.calibrate(model, self._batch, limit, cache, key)
         exact = drafts_are_exact(model, self._batch)
+        self._pad_single_rows = not exact and drafts_are_exact(model, self._batch, True)
+        """Give every decode two rows with logits: this build takes another kernel for one."""
+        exact = exact or self._pad_single_rows
         self._reuse = config.prefix_cache and exact
-        if not exact:
+        if self._pad_single_rows:
+            log.warning(
+                "this build computes one row of this model's weights with another kernel than "
+                "several (llamafile's sgemm for 2+ rows): every decode gets at least two rows "
+                "with logits so that drafts stay exact; a lone sequence's steps cost about as "
+                "much as verifying one draft token"
+            )
+        elif not exact:
             log.warning(
                 "drafts are not exact for this model on this build: a batch of draft tokens "
                 "gets other logits than one-at-a-time decoding, so output with drafts may "
@@ -211,6 +221,7 @@ class Engine:
             tokenizer_fingerprint=model.tokenizer_fingerprint(),
             chat_template=self._template.description,
             drafts_exact=exact,
+            single_rows_padded=self._pad_single_rows,
             prefix_cache_tokens=(
                 (config.prefix_cache_tokens or config.n_ctx * config.n_seq) if self._reuse else 0
             ),
@@ -313,7 +324,7 @@ class Engine:
         chunks = plan_prompt_chunks(self._running, budget - drafted)
         if not decoding and not chunks:
             return
-        fill_batch(self._batch, [choice for _, choice in decoding], chunks)
+        fill_batch(self._batch, [c for _, c in decoding], chunks, self._pad_single_rows)
         started = time.perf_counter()
         self._model.decode(self._batch)
         made = -sum(choice.generated for _, choice in decoding)
@@ -344,10 +355,14 @@ class Engine:
             room = min(share, task.draft_room(choice, self.config.n_ctx))
             winners.append(best_offer([(p, p.propose(choice, room)) for p in self._proposers]))
         k = self._planner.draft_length([proposal for _, proposal in winners])
+        pad = self._pad_single_rows and len(decoding) == 1
         for (task, choice), (proposer, proposal) in zip(decoding, winners, strict=True):
             room = task.draft_room(choice, self.config.n_ctx)
             assert choice.next_token is not None
             tokens = padded_draft(proposal.tokens, k, room, choice.next_token)
+            if pad and not tokens and choice.position + 1 < self.config.n_ctx:
+                # a second row with logits, so that this step takes the kernel for many
+                tokens = proposal.tokens[:1] or [choice.next_token]
             choice.draft = StepDraft(proposer, proposal, tokens)
 
     def _verify(self, task: Task, choice: Choice) -> None:

@@ -342,23 +342,55 @@ def test_stopping_answers_running_requests_and_refuses_new_ones() -> None:
 
 
 class RowCountSensitiveModel(FakeModel):
-    """Like a build whose kernel for many rows rounds differently from the one for one row."""
+    """Like a build whose kernels round differently at every batch size: nothing helps."""
 
     def decode(self, batch: TokenBatch) -> None:
         super().decode(batch)
-        if len(batch) > 1:
-            self._logits = [None if x is None else x + np.float32(1e-3) for x in self._logits]
+        shift = np.float32(1e-4 * len(batch))
+        self._logits = [None if x is None else x + shift for x in self._logits]
+
+
+class OneRowKernelModel(FakeModel):
+    """Like a llamafile build for F16: a decode with one row of logits takes another kernel,
+    which here gives visibly other logits (rolled by one token)."""
+
+    def decode(self, batch: TokenBatch) -> None:
+        super().decode(batch)
+        rows = [x for x in self._logits if x is not None]
+        if len(rows) == 1:
+            self._logits = [None if x is None else np.roll(x, 1) for x in self._logits]
 
 
 @pytest.mark.parametrize(
-    ("model", "exact"), [(FakeModel(), True), (RowCountSensitiveModel(), False)]
+    ("model", "exact", "padded"),
+    [
+        (FakeModel(), True, False),
+        (RowCountSensitiveModel(), False, False),
+        (OneRowKernelModel(), True, True),
+    ],
 )
-def test_the_engine_measures_whether_drafts_are_exact(model: FakeModel, exact: bool) -> None:
-    async def scenario(client: EngineClient) -> bool:
+def test_the_engine_measures_whether_drafts_are_exact(
+    model: FakeModel, exact: bool, padded: bool
+) -> None:
+    async def scenario(client: EngineClient) -> tuple[bool, bool]:
         assert client.status is not None
-        return client.status.drafts_exact
+        return client.status.drafts_exact, client.status.single_rows_padded
 
-    assert run(scenario, model) is exact
+    assert run(scenario, model) == (exact, padded)
+
+
+@pytest.mark.parametrize("draft_max", [0, 16])
+def test_where_one_row_takes_another_kernel_no_decode_has_one_row_of_logits(
+    draft_max: int,
+) -> None:
+    """Lone requests, with drafts and without, prefill and decode: had any decode had a single
+    row of logits, its token would come from the rolled logits and the output would differ."""
+
+    async def scenario(client: EngineClient) -> list[Output]:
+        return [await complete(client, case) for case in CASES]
+
+    settings = config(draft_max=draft_max, ngram_drafts=draft_max > 0)
+    assert run(scenario, OneRowKernelModel(), settings) == run(scenario, FakeModel(), settings)
 
 
 async def complete_counting_cache(

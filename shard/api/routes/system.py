@@ -54,6 +54,7 @@ async def system_status(
             "parallel_sequences": status.n_seq if status else None,
             "tokenizer_fingerprint": status.tokenizer_fingerprint if status else None,
             "drafts_exact": status.drafts_exact if status else None,
+            "single_rows_padded": status.single_rows_padded if status else None,
             "prefix_cache_tokens": status.prefix_cache_tokens if status else None,
         },
         "scouts": {"connected": len(oracle.hub.connected) if oracle.hub else 0},

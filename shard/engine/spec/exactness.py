@@ -6,6 +6,10 @@ only if their logits equal those of decoding them one at a time, bit for bit. So
 types on some builds take one kernel for one row and another for many, which accumulate in
 different orders (F16, BF16 and F32 through llamafile's sgemm on CPUs), so this is measured
 at start rather than assumed.
+
+With `pad_single_rows`, every one-at-a-time decode carries a second row with logits (a filler
+token after it, dropped again), as the engine does on builds where only one row takes the
+other kernel: then no decode has a single row, and every one takes the kernel for many.
 """
 
 import numpy as np
@@ -17,7 +21,7 @@ _PREFIX = 4
 _DRAFT = 6
 
 
-def drafts_are_exact(model: Model, batch: TokenBatch) -> bool:
+def drafts_are_exact(model: Model, batch: TokenBatch, pad_single_rows: bool = False) -> bool:
     """Decode a few tokens after a cached prefix one at a time, then all in one batch, in
     sequence 0, and compare every position's logits bit for bit."""
     tokens = model.tokenize(PROBE_TEXT)[: _PREFIX + _DRAFT]
@@ -26,8 +30,10 @@ def drafts_are_exact(model: Model, batch: TokenBatch) -> bool:
     one_at_a_time = []
     _decode(model, batch, tokens[:_PREFIX], 0, last_only=True)
     for position in range(_PREFIX, len(tokens)):
-        _decode(model, batch, [tokens[position]], position, last_only=False)
+        filler = [tokens[position]] if pad_single_rows else []
+        _decode(model, batch, [tokens[position], *filler], position, last_only=False)
         one_at_a_time.append(np.array(model.logits(0)))
+        model.forget(0, position + 1)
     model.forget(0, _PREFIX)
     _decode(model, batch, tokens[_PREFIX:], _PREFIX, last_only=False)
     together = [np.array(model.logits(index)) for index in range(len(tokens) - _PREFIX)]

@@ -1,0 +1,149 @@
+"""Output with drafts equals output without, for weight types made from the embedded model with
+llama.cpp's quantize (docs/architecture.md, invariant 1).
+
+The real model runs in-process on the engine, drafting from its n-gram index (the prompt asks
+for a copy, so drafts are made and accepted), once with drafts and once with
+`--draft-max 0`. F16 and Q8_0 run in the normal suite; every other type with `-m slow`
+(`python -m pytest -m slow tests/engine/test_weight_types.py`, about 3 minutes on 2 cores).
+The served Q4_K_M is checked end to end in tests/engine/test_speculation.py.
+"""
+
+import asyncio
+import ctypes
+from dataclasses import replace
+from pathlib import Path
+
+import llama_cpp
+import pytest
+
+from shard.default_model import default_model_path
+from shard.engine.client import EngineClient
+from shard.engine.llama_model import ContextShape, LlamaModel
+from shard.engine.spec.exactness import drafts_are_exact
+from shard.engine.types import (
+    ChatMessage,
+    DraftOutcome,
+    GenerationRequest,
+    Progress,
+    SamplingParams,
+)
+from shard.engine.worker import EngineConfig
+from tests.conftest import TEST_DECODE_TIMINGS
+
+FILE_TYPES: dict[str, int] = {
+    "F32": llama_cpp.LLAMA_FTYPE_ALL_F32,
+    "F16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16,
+    "BF16": llama_cpp.LLAMA_FTYPE_MOSTLY_BF16,
+    "Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
+    "Q6_K": llama_cpp.LLAMA_FTYPE_MOSTLY_Q6_K,
+    "Q5_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_K_M,
+    "IQ4_NL": llama_cpp.LLAMA_FTYPE_MOSTLY_IQ4_NL,
+    "TQ1_0": llama_cpp.LLAMA_FTYPE_MOSTLY_TQ1_0,
+    "TQ2_0": llama_cpp.LLAMA_FTYPE_MOSTLY_TQ2_0,
+}
+IN_THE_SUITE = ("F16", "Q8_0")
+COPY_PROMPT = (
+    "Repeat this list exactly, twice: red apple, green pear, yellow lemon, purple plum, "
+    "orange peach, brown fig, black cherry."
+)
+REQUESTS = (
+    GenerationRequest(
+        "greedy", (ChatMessage("user", COPY_PROMPT),), SamplingParams(seed=1, temperature=0.0), 48
+    ),
+    GenerationRequest(
+        "seeded", (ChatMessage("user", COPY_PROMPT),), SamplingParams(seed=7, temperature=0.7), 48
+    ),
+)
+
+
+def quantized(name: str, directory: Path) -> Path:
+    """The embedded model converted to `name` (requantizing from Q4_K_M, as the README says
+    other weight types are made)."""
+    target = directory / f"gemma-3-270m-{name.lower()}.gguf"
+    if not target.exists():
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = FILE_TYPES[name]
+        params.allow_requantize = True
+        source, out = str(default_model_path()).encode(), str(target).encode()
+        assert llama_cpp.llama_model_quantize(source, out, ctypes.byref(params)) == 0
+    return target
+
+
+def answers(config: EngineConfig) -> tuple[list[str], int, bool]:
+    """Each request's text, how many draft tokens were accepted, and the start-up check."""
+    accepted = 0
+
+    def count(reports: list[Progress]) -> None:
+        nonlocal accepted
+        accepted += sum(r.accepted for r in reports if isinstance(r, DraftOutcome))
+
+    async def main() -> tuple[list[str], bool]:
+        client = EngineClient(config, 4)
+        client.add_listener(count)
+        await client.start()
+        try:
+            texts = []
+            for request in REQUESTS:
+                async with client.generate(request) as generation:
+                    texts.append("".join([d.text async for d in generation.deltas()]))
+            assert client.status is not None
+            return texts, client.status.drafts_exact
+        finally:
+            await client.stop()
+
+    texts, exact = asyncio.run(main())
+    return texts, accepted, exact
+
+
+def check_identical(name: str, directory: Path, calibration: Path) -> None:
+    config = EngineConfig(
+        quantized(name, directory),
+        n_ctx=512,
+        n_seq=2,
+        n_batch=256,
+        threads=2,
+        chat_template="gemma",
+        calibration_cache=calibration,
+    )
+    drafted, accepted, exact = answers(config)
+    plain, _, _ = answers(replace(config, draft_max=0, ngram_drafts=False))
+    assert accepted > 10, f"{name}: too few drafts were accepted ({accepted}) to test anything"
+    assert drafted == plain, f"{name}: output with drafts differs from output without"
+    assert exact, f"{name}: the start-up check says drafts are not exact on this build"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("weight-types")
+
+
+@pytest.fixture(scope="module")
+def calibration() -> Path:
+    return TEST_DECODE_TIMINGS
+
+
+@pytest.mark.parametrize("name", IN_THE_SUITE)
+def test_drafts_change_no_output(name: str, model_dir: Path, calibration: Path) -> None:
+    check_identical(name, model_dir, calibration)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [name for name in FILE_TYPES if name not in IN_THE_SUITE])
+def test_drafts_change_no_output_for_every_other_type(
+    name: str, model_dir: Path, calibration: Path
+) -> None:
+    check_identical(name, model_dir, calibration)
+
+
+def test_f16_is_exact_only_with_two_rows_with_logits_on_llamafile_builds(model_dir: Path) -> None:
+    """The mechanism: llamafile's sgemm takes matmuls of 2+ rows and ggml's vec_dot those of
+    1 row, and for F16 they accumulate in different orders. Padding every decode to two rows
+    with logits keeps every matmul on sgemm; a build without llamafile is exact as it is."""
+    llamafile = "LLAMAFILE = 1" in llama_cpp.llama_print_system_info().decode()
+    model = LlamaModel(quantized("F16", model_dir), ContextShape(256, 1, 64, 2))
+    try:
+        batch = model.new_batch(64)
+        assert drafts_are_exact(model, batch) is not llamafile
+        assert drafts_are_exact(model, batch, pad_single_rows=True) is True
+    finally:
+        model.close()
