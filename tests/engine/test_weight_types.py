@@ -1,9 +1,10 @@
 """Output with drafts equals output without, for weight types made from the embedded model with
 llama.cpp's quantize (docs/architecture.md, invariant 1).
 
-The real model runs in-process on the engine, drafting from its n-gram index (the prompt asks
-for a copy, so drafts are made and accepted), once with drafts and once with
-`--draft-max 0`. F16 and Q8_0 run in the normal suite; every other type with `-m slow`
+The real model runs in-process on the engine, once with `--draft-max 0`, then with drafts:
+from its n-gram index, and from a scout that knows the first run's answer and drafts the next
+8 tokens of it after every step (so that a model whose text has nothing to copy, like the
+ternary ones, verifies drafts all along). F16 and Q8_0 run in the normal suite; every other type with `-m slow`
 (`python -m pytest -m slow tests/engine/test_weight_types.py`, about 3 minutes on 2 cores).
 The served Q4_K_M is checked end to end in tests/engine/test_speculation.py.
 """
@@ -26,6 +27,8 @@ from shard.engine.types import (
     GenerationRequest,
     Progress,
     SamplingParams,
+    ScoutDraft,
+    SequenceUpdate,
 )
 from shard.engine.worker import EngineConfig
 from tests.conftest import TEST_DECODE_TIMINGS
@@ -37,6 +40,7 @@ FILE_TYPES: dict[str, int] = {
     "Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
     "Q6_K": llama_cpp.LLAMA_FTYPE_MOSTLY_Q6_K,
     "Q5_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_K_M,
+    "Q4_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M,
     "IQ4_NL": llama_cpp.LLAMA_FTYPE_MOSTLY_IQ4_NL,
     "TQ1_0": llama_cpp.LLAMA_FTYPE_MOSTLY_TQ1_0,
     "TQ2_0": llama_cpp.LLAMA_FTYPE_MOSTLY_TQ2_0,
@@ -48,10 +52,18 @@ COPY_PROMPT = (
 )
 REQUESTS = (
     GenerationRequest(
-        "greedy", (ChatMessage("user", COPY_PROMPT),), SamplingParams(seed=1, temperature=0.0), 48
+        "greedy",
+        (ChatMessage("user", COPY_PROMPT),),
+        SamplingParams(seed=1, temperature=0.0),
+        48,
+        token_ids=True,
     ),
     GenerationRequest(
-        "seeded", (ChatMessage("user", COPY_PROMPT),), SamplingParams(seed=7, temperature=0.7), 48
+        "seeded",
+        (ChatMessage("user", COPY_PROMPT),),
+        SamplingParams(seed=7, temperature=0.7),
+        48,
+        token_ids=True,
     ),
 )
 
@@ -59,6 +71,8 @@ REQUESTS = (
 def quantized(name: str, directory: Path) -> Path:
     """The embedded model converted to `name` (requantizing from Q4_K_M, as the README says
     other weight types are made)."""
+    if name == "Q4_K_M":
+        return default_model_path()  # the embedded model itself
     target = directory / f"gemma-3-270m-{name.lower()}.gguf"
     if not target.exists():
         params = llama_cpp.llama_model_quantize_default_params()
@@ -69,30 +83,54 @@ def quantized(name: str, directory: Path) -> Path:
     return target
 
 
-def answers(config: EngineConfig) -> tuple[list[str], int, bool]:
-    """Each request's text, how many draft tokens were accepted, and the start-up check."""
-    accepted = 0
+Expected = dict[str, tuple[int, ...]]
+"""Each request's prompt and completion token ids, from the run without drafts."""
 
-    def count(reports: list[Progress]) -> None:
-        nonlocal accepted
-        accepted += sum(r.accepted for r in reports if isinstance(r, DraftOutcome))
 
-    async def main() -> tuple[list[str], bool]:
+def answers(config: EngineConfig, teach: Expected | None = None) -> tuple[Expected, int, bool]:
+    """Each request's token ids, how many draft tokens were verified, and the start-up check.
+
+    With `teach`, a scout that knows the answer drafts the next 8 tokens of it after every
+    step, so that even a model whose text has nothing to copy verifies drafts all along.
+    """
+    verified = 0
+    client: EngineClient | None = None
+    current = ""  # the request running now: they run one at a time
+    histories: dict[str, list[int]] = {}
+
+    def listen(reports: list[Progress]) -> None:
+        nonlocal verified
+        for report in reports:
+            if isinstance(report, DraftOutcome):
+                verified += report.proposed
+            elif isinstance(report, SequenceUpdate) and teach is not None and client:
+                history = histories.setdefault(report.sequence_key, [])
+                history[report.start :] = report.tokens
+                answer = teach[current]
+                ahead = tuple(answer[len(history) : len(history) + 8])
+                draft = ScoutDraft("teacher", len(history), ahead)
+                client.drafts.offer(report.sequence_key, draft)
+
+    async def main() -> tuple[Expected, bool]:
+        nonlocal client, current
         client = EngineClient(config, 4)
-        client.add_listener(count)
+        client.add_listener(listen)
+        client.follow_progress(teach is not None)
         await client.start()
         try:
-            texts = []
+            ids: Expected = {}
             for request in REQUESTS:
+                current = request.request_id
                 async with client.generate(request) as generation:
-                    texts.append("".join([d.text async for d in generation.deltas()]))
+                    tokens = [t async for d in generation.deltas() for t in d.token_ids]
+                    ids[request.request_id] = (*generation.prompt_ids, *tokens)
             assert client.status is not None
-            return texts, client.status.drafts_exact
+            return ids, client.status.drafts_exact
         finally:
             await client.stop()
 
-    texts, exact = asyncio.run(main())
-    return texts, accepted, exact
+    ids, exact = asyncio.run(main())
+    return ids, verified, exact
 
 
 def check_identical(name: str, directory: Path, calibration: Path) -> None:
@@ -104,10 +142,11 @@ def check_identical(name: str, directory: Path, calibration: Path) -> None:
         threads=2,
         chat_template="gemma",
         calibration_cache=calibration,
+        draft_min_acceptance=0.0,
     )
-    drafted, accepted, exact = answers(config)
     plain, _, _ = answers(replace(config, draft_max=0, ngram_drafts=False))
-    assert accepted > 10, f"{name}: too few drafts were accepted ({accepted}) to test anything"
+    drafted, verified, exact = answers(config, teach=plain)
+    assert verified > 20, f"{name}: too few draft tokens were verified ({verified})"
     assert drafted == plain, f"{name}: output with drafts differs from output without"
     assert exact, f"{name}: the start-up check says drafts are not exact on this build"
 
