@@ -48,6 +48,19 @@ from benchmarks.scout_failures import (
     summarize_failures,
 )
 from benchmarks.throughput import ComparisonPlan
+from benchmarks.weight_types import (
+    EMBEDDED_TYPE,
+    LLAMAFILE_MARK,
+    N_BATCH,
+    N_CTX_PER_SEQ,
+    N_SEQ,
+    PREFIX_TOKENS,
+    PROMPT_TOKENS,
+    STEP_SHAPES,
+    WeightTypeRow,
+    WeightTypesOutcome,
+    WeightTypesPlan,
+)
 from benchmarks.workload import LevelResult, LevelSummary, summarize
 
 PEERS: tuple[str, ...] = ("llama-server", "llama-server-ngram", "llama-cpp-python")
@@ -91,6 +104,8 @@ class SuiteResults:
     failures: FailureOutcome | None = None
     multi_turn_plan: MultiTurnPlan | None = None
     multi_turn: MultiTurnOutcome | None = None
+    weight_types_plan: WeightTypesPlan | None = None
+    weight_types: WeightTypesOutcome | None = None
 
 
 def cpu_model() -> str:
@@ -169,10 +184,13 @@ def _setup(results: SuiteResults) -> list[str]:
         f"- Every server: {info.threads} threads, {info.ctx_per_sequence} tokens of context "
         f"per sequence; Shard and llama-server decode up to {info.parallel} sequences "
         "together, llama-cpp-python's server handles one request at a time.",
-        "",
-        "Commands (`PORT` is a free port picked per run; `KEY` the benchmark's API key):",
-        "",
     ]
+    if results.journal.launch_commands:
+        lines += [
+            "",
+            "Commands (`PORT` is a free port picked per run; `KEY` the benchmark's API key):",
+            "",
+        ]
     shown: dict[str, str] = {}  # command -> the first label it was listed under
     for name, command in results.journal.launch_commands.items():
         if (first := shown.get(command)) is not None:
@@ -644,6 +662,179 @@ def _multi_turn_targets(rows: Sequence[TurnRow]) -> list[str]:
     return [part for line in lines for part in (line, "")]  # a paragraph each
 
 
+def _names(names: Sequence[str]) -> str:
+    """F16, BF16 and IQ4_NL."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+def _weight_types(results: SuiteResults) -> list[str]:
+    plan, outcome = results.weight_types_plan, results.weight_types
+    assert plan is not None and outcome is not None
+    build = outcome.build
+    shapes = ", ".join(f"{s}x{k}" for s, k in STEP_SHAPES)
+    lines = [
+        "## Weight types: exactness and kernel costs",
+        "",
+        f"Shard's embedded model (`{outcome.source.name}`, {EMBEDDED_TYPE}) converted to each "
+        "weight type with llama.cpp's `llama_model_quantize` (`allow_requantize`; the files "
+        f"are kept in `{outcome.cache_dir}`); a converted model keeps {EMBEDDED_TYPE}'s values, "
+        "but which kernels a type takes and what they cost depend on its storage, not on where "
+        "its values came from. Each is loaded "
+        "in the suite's own process, one at a time, with Shard's `LlamaModel` and "
+        f"`ContextShape(n_ctx_per_seq={N_CTX_PER_SEQ}, n_seq={N_SEQ}, n_batch={N_BATCH}, "
+        f"threads={plan.threads})`, so it runs Shard's kernels (flash attention, F16 K and "
+        "BF16 V cache, no weight repacking, ggml's tiled matmul off).",
+        "",
+        "- exact as is: `drafts_are_exact(model, batch)`: a few tokens decoded one at a time "
+        "get bit for bit the logits they get decoded together, as a draft is verified; "
+        "exact padded: the same with `pad_single_rows=True` (every one-at-a-time decode "
+        "carries a second row with logits); Shard pads: Shard's start-up check pads single "
+        "rows for this type on this build (not exact as is, exact padded).",
+        f"- prompt: {PROMPT_TOKENS} tokens in one decode, logits for the last token only "
+        "(padded: for the last two, as Shard asks for a lone prompt's last chunk when it "
+        f"pads), median of {plan.prompt_repetitions} after a warm-up.",
+        f"- steps ({shapes}; ms): S sequences decoding K tokens each in one decode, every "
+        f"token with logits (as verification reads them), each sequence with {PREFIX_TOKENS} "
+        f"tokens already cached; median of {plan.step_repetitions} after a warm-up, the "
+        "shapes (and the two prompts) taking turns so that a slow spell of the machine "
+        "spreads over all of them. Times are of the `llama_decode` call alone.",
+        "- draft cost: the step with a one-token draft per sequence over the step without, "
+        "1x2 / 1x1 and 8x2 / 8x1.",
+        "",
+        f"Build: llama-cpp-python {build.version} from `{build.location}`, llamafile "
+        + (
+            f"**on** (`{LLAMAFILE_MARK}` in `llama_print_system_info()`)"
+            if build.llamafile
+            else f"**off** (no `{LLAMAFILE_MARK}` in `llama_print_system_info()`)"
+        )
+        + f": `{build.system_info}`",
+        "",
+    ]
+    rows = outcome.rows
+    if rows:
+        header = [
+            "type",
+            "file (MiB)",
+            "exact as is",
+            "exact padded",
+            "Shard pads",
+            "prompt tok/s",
+            "prompt padded tok/s",
+            *(f"{s}x{k} (ms)" for s, k in STEP_SHAPES),
+            "draft cost 1 seq (1x2 / 1x1)",
+            "draft cost 8 seqs (8x2 / 8x1)",
+            "other CPU",
+        ]
+        lines += [
+            f"| {' | '.join(header)} |",
+            "|---|" + "---:|" + "---|" * 3 + "---:|" * (len(header) - 5),
+        ]
+        for row in rows:
+            cells = [
+                row.name,
+                f"{row.file_mib:.0f}",
+                "yes" if row.exact else "no",
+                _yes_no(row.exact_padded),
+                "yes" if row.padded else "no",
+                f"{row.prompt_tokens_per_s:.0f}",
+                f"{row.prompt_padded_tokens_per_s:.0f}",
+                *(_step(row, shape) for shape in STEP_SHAPES),
+                _times(row.draft_cost(1)),
+                _times(row.draft_cost(N_SEQ)),
+                _share(row.other_cpu),
+            ]
+            lines.append(f"| {' | '.join(cells)} |")
+        lines.append("")
+        lines += _weight_type_findings(rows, build.llamafile)
+    for name, reason in outcome.skipped.items():
+        lines += [f"Type {name} was not measured: {reason}.", ""]
+    return lines
+
+
+def _step(row: WeightTypeRow, shape: tuple[int, int]) -> str:
+    value = row.step_ms.get(shape)
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def _weight_type_findings(rows: Sequence[WeightTypeRow], llamafile: bool) -> list[str]:
+    """The mechanism, what the padding costs, and when a one-token draft pays."""
+    not_exact = [row.name for row in rows if not row.exact]
+    padded = [row for row in rows if row.padded]
+    never = [row.name for row in rows if not row.exact_padded]
+    if llamafile:
+        mechanism = (
+            "On this build (llamafile on) llamafile's sgemm computes matmuls of 2+ rows of "
+            "F32, F16, BF16 and IQ4_NL weights and ggml's vec_dot those of a single row; the "
+            "two accumulate in different orders, so a token decoded alone gets other logits "
+            "than the same token verified in a draft."
+        )
+    else:
+        mechanism = (
+            "This build has no llamafile: ggml's own kernels compute one row and many alike "
+            "here, so no type should need the padding (a build with llamafile takes its "
+            "sgemm for 2+ rows of F32, F16, BF16 and IQ4_NL weights, which rounds otherwise)."
+        )
+    measured = (
+        f" Measured: not exact as is: {_names(not_exact)}."
+        if not_exact
+        else " Measured: every type is exact as is."
+    )
+    lines = [mechanism + measured, ""]
+    if never:
+        lines += [
+            f"**Not exact even padded: {_names(never)}**: Shard cannot keep drafts exact for "
+            "them on this build (it serves them, warns, and keeps no prefix cache).",
+            "",
+        ]
+    if padded:
+        costs = "; ".join(
+            f"{row.name} {_step(row, (1, 2))} ms instead of {_step(row, (1, 1))}, "
+            f"{_times(row.draft_cost(1))}"
+            for row in padded
+        )
+        prompts = "; ".join(
+            f"{row.name} {row.prompt_padded_tokens_per_s:.0f} instead of "
+            f"{row.prompt_tokens_per_s:.0f} tokens/s"
+            for row in padded
+        )
+        lines += [
+            f"Shard pads single rows for {_names([row.name for row in padded])}: a decode "
+            "that would have one row with logits gets a second (a one-token draft of the next "
+            "token, or a prompt's second-to-last token), so that every matmul takes the kernel "
+            "for many rows. What that costs: a lone sequence without a draft pays the 1x2 step "
+            f"instead of 1x1 ({costs}); a lone prompt's last chunk asks for two rows of logits "
+            f"({prompts}). With 2+ sequences decoding together, or with a draft, a step has 2+ "
+            "rows with logits already and nothing is added; and for a lone padded sequence a "
+            "one-token draft is free, since its step pays for the second row anyway.",
+            "",
+        ]
+    else:
+        lines += ["No type needs the padding on this build, so it costs nothing here.", ""]
+    lines += [
+        "A one-token draft accepted with probability p makes 1 + p tokens for the draft cost, "
+        "so it pays only when p is above the draft cost minus 1: never at 2.00x or more. "
+        "Break-even acceptance per type (- where the draft cost is 2.00x or more; 0% for a "
+        "lone sequence of a padded type, whose plain step is the 1x2 step already):",
+        "",
+    ]
+    for sequences in (1, N_SEQ):
+        parts = [f"{row.name} {_break_even(row, sequences)}" for row in rows]
+        count = f"{sequences} sequence{'s' if sequences != 1 else ''}"
+        lines.append(f"- {count}: {', '.join(parts)}")
+    lines.append("")
+    return lines
+
+
+def _break_even(row: WeightTypeRow, sequences: int) -> str:
+    """The acceptance above which a one-token draft pays, at `sequences` sequences."""
+    if sequences == 1 and row.padded:
+        return "0% (padded)"
+    cost = row.draft_cost(sequences)
+    if cost is None:
+        return "n/a"
+    return "-" if cost >= 2 else f"{max(0.0, cost - 1):.0%}"
+
+
 def results_markdown(results: SuiteResults, plots: dict[str, Path]) -> str:
     """The measured sections alone (also printed at the end of a run). `plots` maps a
     section (comparison, grounded, failures) to its image, for those that have one."""
@@ -656,6 +847,8 @@ def results_markdown(results: SuiteResults, plots: dict[str, Path]) -> str:
         lines += _grounded(results, plots.get("grounded"))
     if results.failures is not None:
         lines += _failures(results, plots.get("failures"))
+    if results.weight_types is not None:
+        lines += _weight_types(results)
     return "\n".join(lines)
 
 

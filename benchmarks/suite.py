@@ -1,6 +1,6 @@
 """The benchmark suite: one command, one report (docs/benchmarks.md) and its plots.
 
-    python -m benchmarks.suite                  # full run, about 40 minutes on 2 idle cores
+    python -m benchmarks.suite                  # full run, about 45 minutes on 2 idle cores
     python -m benchmarks.suite --smoke --servers shard --output /tmp/bench/benchmarks.md
 
 Sections, in order (`--sections` picks some):
@@ -15,7 +15,14 @@ Sections, in order (`--sections` picks some):
 - grounded: input-grounded tasks (edit given code, extract from given text) with drafts off,
   n-gram drafts and a scout, and on both llama-servers; speedup, byte-identical output,
   acceptance; about 5 minutes;
-- scout-failures: throughput beside a dead, a slow and a hostile scout; about 3 minutes.
+- scout-failures: throughput beside a dead, a slow and a hostile scout; about 3 minutes;
+- weight-types: per weight type made from the embedded model (F32 ... TQ2_0,
+  `--weight-types`), loaded in this process: whether drafts are exact as is and with single
+  rows padded to two, a 500-token prompt, and decode steps of 1 and 8 sequences x 1, 2 and 4
+  tokens with the draft cost (1x2 / 1x1, 8x2 / 8x1); about 3 minutes (the first run also makes
+  the files). It measures the llama-cpp-python that Python imports, so
+  `PYTHONPATH=/path/to/other/build python -m benchmarks.suite --sections weight-types` measures
+  another build (one made with `CMAKE_ARGS="-DGGML_LLAMAFILE=OFF"`, say).
 
 Servers run one at a time and are always stopped. See benchmarks/README.md.
 """
@@ -67,9 +74,21 @@ from benchmarks.servers import (
     ensure_llama_cpp_server_extras,
 )
 from benchmarks.throughput import ComparisonPlan, run_comparison
+from benchmarks.weight_types import (
+    SMOKE_WEIGHT_TYPES,
+    WEIGHT_TYPES,
+    WeightTypesPlan,
+    run_weight_types,
+)
 from benchmarks.workload import summarize
 
-SECTIONS: tuple[str, ...] = ("comparison", "multi-turn", "grounded", "scout-failures")
+SECTIONS: tuple[str, ...] = (
+    "comparison",
+    "multi-turn",
+    "grounded",
+    "scout-failures",
+    "weight-types",
+)
 
 
 def _int_list(text: str) -> list[int]:
@@ -212,6 +231,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds a run may take; a scenario whose run takes longer is stopped and "
         "reported as slower than that (default 30; smoke 20)",
     )
+    group = parser.add_argument_group("weight-types")
+    group.add_argument(
+        "--weight-types",
+        type=_choices(WEIGHT_TYPES),
+        default=None,
+        help="weight types, subset of "
+        + ",".join(WEIGHT_TYPES)
+        + " (default: all; smoke: "
+        + ",".join(SMOKE_WEIGHT_TYPES)
+        + "); all but the embedded Q4_K_M are made once into the cache dir",
+    )
+    group.add_argument(
+        "--weight-type-repetitions",
+        type=int,
+        default=15,
+        help="timed repetitions of each decode step shape, after a warm-up (default 15; "
+        "smoke 3); the prompt is timed 3 times (smoke 1)",
+    )
     group = parser.add_argument_group("servers")
     group.add_argument(
         "--model",
@@ -288,7 +325,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--smoke",
         action="store_true",
         help="1 client, 2 requests, max_tokens 8, greedy and temperature 0.7 only, 2 chat "
-        "turns, 1 run: checks the harness works",
+        "turns, 1 run, weight type Q4_K_M only: checks the harness works",
     )
     args = parser.parse_args(argv)
     if args.smoke:
@@ -297,6 +334,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.grounded_max_tokens, args.failure_clients, args.failure_requests = 32, 2, 1
         args.failure_time_limit = args.grounded_time_limit = 20.0
         args.processed_clients, args.turns, args.multi_turn_max_tokens = [1], 2, 16
+        args.weight_type_repetitions = 3
+    if args.weight_types is None:
+        args.weight_types = list(SMOKE_WEIGHT_TYPES if args.smoke else WEIGHT_TYPES)
+    if args.weight_type_repetitions < 1:
+        parser.error("--weight-type-repetitions must be at least 1")
     if args.samplings is None:
         args.samplings = list(SMOKE_SAMPLINGS if args.smoke else SAMPLINGS)
     # a peer runs the grounded tasks only when it is one of the servers under test
@@ -462,6 +504,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         results.failures = run_scout_failures(
             results.failure_plan, config, harness, results.journal, scout_missing
+        )
+    if "weight-types" in args.sections:
+        results.weight_types_plan = WeightTypesPlan(
+            types=tuple(args.weight_types),
+            threads=args.threads,
+            step_repetitions=args.weight_type_repetitions,
+            prompt_repetitions=1 if args.smoke else 3,
+        )
+        results.weight_types = run_weight_types(
+            results.weight_types_plan, args.cache_dir, harness, results.journal
         )
     write_report(results, args.output)
     differing = results.grounded is not None and drafts_changed_output(

@@ -70,7 +70,13 @@ def test_smoke_runs_greedy_and_sampled_and_a_short_chat() -> None:
     full = parse_args([])
     assert full.samplings == ["greedy", "sampled", "top-p", "presence"]
     assert (full.processed_clients, full.turns, full.multi_turn_max_tokens) == ([1, 8], 8, 150)
-    assert full.sections == ["comparison", "multi-turn", "grounded", "scout-failures"]
+    assert full.sections == [
+        "comparison",
+        "multi-turn",
+        "grounded",
+        "scout-failures",
+        "weight-types",
+    ]
     assert full.grounded_modes[-2:] == ["llama-server", "llama-server-ngram"]
     chosen = parse_args(["--smoke", "--samplings", "top-p"])
     assert chosen.samplings == ["top-p"]

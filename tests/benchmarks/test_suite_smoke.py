@@ -1,6 +1,7 @@
 """A smoke run of the whole suite on tiny settings (Shard only): every section's code path runs
 against real servers and scouts, and the report says what a full run's would. Smoke mode
-runs greedy and temperature 0.7 at 1 client and a 2-turn chat."""
+runs greedy and temperature 0.7 at 1 client, a 2-turn chat and the embedded model's weight type
+(Q4_K_M) alone."""
 
 import re
 import subprocess
@@ -95,3 +96,19 @@ def test_scout_failures_are_measured_or_skipped_with_a_reason(
     for scenario in ("dead", "slow", "hostile"):  # measured, or cut off below a bound
         assert _number(rf"^\| {scenario} \| (?:< )?([0-9.]+) \| (?:< )?[0-9.]+x \|", report) > 0
     assert re.search(r"Beside a dead scout, throughput was [0-9.]+x the no-scout", report)
+
+
+def test_weight_types_measures_the_embedded_type_alone(report: str) -> None:
+    assert "## Weight types: exactness and kernel costs" in report
+    assert re.search(r"^Build: llama-cpp-python [0-9.]+ from `.+`, llamafile \*\*o", report, re.M)
+    # type | MiB | exact as is | exact padded | Shard pads | prompt tok/s | padded | 6 steps
+    row = re.search(
+        r"^\| Q4_K_M \| [0-9]+ \| yes \| yes \| no \| ([0-9]+) \| ([0-9]+) \| "
+        r"([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| "
+        r"([0-9.]+)x \| ([0-9.]+)x \|",
+        report,
+        re.M,
+    )
+    assert row is not None, report
+    assert all(float(value) > 0 for value in row.groups())
+    assert re.findall(r"^\| (\w+) \| [0-9]+ \| (?:yes|no) \|", report, re.M) == ["Q4_K_M"]
