@@ -37,7 +37,8 @@ def fill_batch(
     """
     batch.clear()
     finishing = [(task, take) for task, take in chunks if task.prefilled + take == len(task.prompt)]
-    lone_chunk = two_logit_rows and not decoding and len(finishing) == 1 and finishing[0][1] >= 2
+    lone = two_logit_rows and not decoding and len(finishing) == 1 and finishing[0][1] >= 2
+    lone_chunk = finishing[0][0] if lone else None
     entries: list[tuple[int, Choice | tuple[Task, int]]] = [
         (choice.seq_id, choice) for choice in decoding
     ]
@@ -52,7 +53,7 @@ def fill_batch(
             continue
         task, take = entry
         last = len(task.prompt) - 1
-        wanted = (last - 1, last) if lone_chunk else (last,)
+        wanted = (last - 1, last) if task is lone_chunk else (last,)
         for position in range(task.prefilled, task.prefilled + take):
             index = batch.add(task.prompt[position], position, seq_id, position in wanted)
         if task.prefilled + take == len(task.prompt):
