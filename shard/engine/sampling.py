@@ -52,43 +52,34 @@ def needs_processing(params: SamplingParams, generated_counts: Mapping[int, int]
     return bool(params.logit_bias) or penalised
 
 
-TAIL_GAP = 30.0
-"""Tokens whose scaled logit is more than this below the best one are never sampled: each has
-under e^-30 of the likeliest token's probability, together under 3e-8 of the mass on a 262k
-vocabulary. A fixed rule of the distribution alone, so sampling stays the same function of
-(distribution, u); it lets the softmax and the inverse CDF run over a few candidates instead
-of the whole vocabulary."""
+_BLOCK = 512
+"""Ids per block of the two-level inverse CDF: block sums find the block, one short cumulative
+sum inside it finds the token (262,144 ids are 512 blocks of 512)."""
 
 
-def candidates(
-    processed: Logits, params: SamplingParams
+def weights(processed: Logits, params: SamplingParams) -> npt.NDArray[np.float32]:
+    """exp((logit - best) / temperature) for every id, in float32, zero-padded to whole
+    blocks: the unnormalised distribution, in a few vectorised passes over the vocabulary."""
+    size = len(processed)
+    padded = np.zeros(-(-size // _BLOCK) * _BLOCK, dtype=np.float32)
+    scaled = padded[:size]
+    np.subtract(processed, processed.max(), out=scaled)
+    scaled *= np.float32(1.0 / params.temperature)
+    np.exp(scaled, out=scaled)
+    return padded
+
+
+def nucleus(
+    weight: npt.NDArray[np.float32], top_p: float, size: int
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
-    """The tokens that can be sampled, in ascending id, and their probabilities: softmax at
-    the temperature over the tokens within `TAIL_GAP`, cut to the top_p nucleus."""
-    best = float(processed.max())
-    ids = np.flatnonzero(processed >= best - TAIL_GAP * params.temperature)
-    scaled = (processed[ids].astype(np.float64) - best) / params.temperature
-    probs = np.exp(scaled)
-    probs /= probs.sum()
-    if params.top_p < 1.0:
-        ids, probs = _nucleus(ids, probs, params.top_p)
-    return ids, probs
+    """The top_p nucleus in ascending id and its renormalised probabilities: the smallest
+    most-likely set whose mass reaches top_p (ties by lower id).
 
-
-def target_distribution(processed: Logits, params: SamplingParams) -> npt.NDArray[np.float64]:
-    """p_i over the whole vocabulary (zero outside the candidates): for tests and reports."""
-    ids, probs = candidates(processed, params)
-    full = np.zeros(len(processed), dtype=np.float64)
-    full[ids] = probs
-    return full
-
-
-def _nucleus(
-    ids: npt.NDArray[np.intp], probs: npt.NDArray[np.float64], top_p: float
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
-    """The smallest most-likely set whose mass reaches top_p (ties by lower id), renormalised
-    and back in ascending id. Sorting many candidates is slow, so the likeliest few thousand
-    are sorted first; all of them only when those do not reach top_p."""
+    Only tokens with at least (1 - top_p) / size of the mass can be in it (the lighter ones
+    are outweighed by the rest), so the sort runs over those alone, and exactly."""
+    total = float(weight.sum(dtype=np.float64))
+    ids = np.flatnonzero(weight[:size] >= (1.0 - top_p) * total / size)
+    probs = weight[ids].astype(np.float64) / total
     pool = np.arange(len(ids))
     if len(ids) > _NUCLEUS_SHORTLIST:
         shortlist = np.argpartition(-probs, _NUCLEUS_SHORTLIST)[:_NUCLEUS_SHORTLIST]
@@ -98,17 +89,46 @@ def _nucleus(
     cumulative = np.cumsum(probs[order])
     keep = min(int(np.searchsorted(cumulative, top_p, side="left")) + 1, len(order))
     kept = np.sort(order[:keep])
-    nucleus = probs[kept]
-    normalised: npt.NDArray[np.float64] = nucleus / nucleus.sum()
+    kept_probs = probs[kept]
+    normalised: npt.NDArray[np.float64] = kept_probs / kept_probs.sum()
     return ids[kept], normalised
+
+
+def target_distribution(processed: Logits, params: SamplingParams) -> npt.NDArray[np.float64]:
+    """p_i over the whole vocabulary: for tests and reports."""
+    size = len(processed)
+    weight = weights(processed, params)
+    full = np.zeros(size, dtype=np.float64)
+    if params.top_p < 1.0:
+        ids, probs = nucleus(weight, params.top_p, size)
+        full[ids] = probs
+    else:
+        full[:] = weight[:size] / weight.sum(dtype=np.float64)
+    return full
+
+
+def _inverse_cdf(weight: npt.NDArray[np.float32], u: float) -> int:
+    """The first id whose cumulative weight, in id order, passes u of the total."""
+    blocks = np.cumsum(weight.reshape(-1, _BLOCK).sum(axis=1), dtype=np.float64)
+    target = u * float(blocks[-1])
+    block = min(int(np.searchsorted(blocks, target, side="right")), len(blocks) - 1)
+    rest = target - (float(blocks[block - 1]) if block else 0.0)
+    inside = weight[block * _BLOCK : (block + 1) * _BLOCK]
+    index = int(np.searchsorted(np.cumsum(inside, dtype=np.float64), rest, side="right"))
+    if index >= _BLOCK:  # the block's float32 sum and its float64 running sum differ a hair
+        index = int(np.flatnonzero(inside)[-1])
+    return block * _BLOCK + index
 
 
 def pick_token(processed: Logits, params: SamplingParams, u: float) -> int:
     """The target's token for this position: argmax when greedy, else the inverse CDF at u
-    over the candidates in token id order."""
+    over the (nucleus of the) distribution in token id order."""
     if params.greedy:
         return int(np.argmax(processed))
-    ids, probs = candidates(processed, params)
+    weight = weights(processed, params)
+    if params.top_p >= 1.0:
+        return _inverse_cdf(weight, u)
+    ids, probs = nucleus(weight, params.top_p, len(processed))
     cdf = np.cumsum(probs)
     index = int(np.searchsorted(cdf, u * cdf[-1], side="right"))
     return int(ids[min(index, len(ids) - 1)])
