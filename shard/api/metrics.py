@@ -81,9 +81,10 @@ class OracleMetrics:
         self.started = time.time()
 
     def count_drafts(self, reports: Sequence[object]) -> None:
-        """EngineClient listener: draft tokens verified and accepted, per source."""
+        """EngineClient listener: timely draft tokens scored and accepted, per source (late
+        scout drafts are left out: they could be copied from the answer)."""
         for report in reports:
-            if isinstance(report, DraftOutcome):
+            if isinstance(report, DraftOutcome) and report.timely:
                 self.drafts_proposed.labels(report.source).inc(report.proposed)
                 self.drafts_accepted.labels(report.source).inc(report.accepted)
                 self.draft_totals[0] += report.proposed

@@ -134,6 +134,9 @@ class DraftOutcome:
     scout_id: str | None
     proposed: int
     accepted: int
+    timely: bool = True
+    """The tokens were ahead of the sequence when a step was planned. Late ones (decided
+    before any step saw them) may only count against a scout, never earn it credit."""
 
 
 Progress = SequenceUpdate | DraftOutcome

@@ -108,20 +108,24 @@ class Dispatch:
         return sequence
 
     def _score(self, outcome: DraftOutcome) -> None:
-        """Credit a scout's verified draft tokens; drop it once judged and found useless."""
+        """Credit a scout's timely draft tokens (ahead of the oracle when a step was planned);
+        judge it on all of them, late ones too, and drop it once found useless."""
         record = self._registry.get(outcome.scout_id or "")
         if record is None:
             return
-        record.draft_tokens += outcome.proposed
-        record.accepted_tokens += outcome.accepted
-        self._trust.record_drafts(record.key_id, outcome.proposed, outcome.accepted)
+        record.judged_tokens += outcome.proposed
+        record.judged_accepted += outcome.accepted
+        if outcome.timely:
+            record.draft_tokens += outcome.proposed
+            record.accepted_tokens += outcome.accepted
+            self._trust.record_drafts(record.key_id, outcome.proposed, outcome.accepted)
         settings = self._settings
         if (
             record.connected
-            and record.draft_tokens >= settings.judge_after_tokens
-            and record.accepted_tokens < settings.min_acceptance * record.draft_tokens
+            and record.judged_tokens >= settings.judge_after_tokens
+            and record.judged_accepted < settings.min_acceptance * record.judged_tokens
         ):
-            rate = record.acceptance_rate or 0.0
+            rate = record.judged_accepted / record.judged_tokens
             self._registry.drop_soon(record, f"drafts accepted {rate:.1%} of the time")
 
     # -- work out ------------------------------------------------------------------------------

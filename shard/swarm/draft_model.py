@@ -1,7 +1,11 @@
 """The scout's draft model: greedy drafts, with each sequence's context kept in a KV slot.
 
-A slot holds one sequence's tokens; a sequence the scout has not seen, or has evicted, asks
-the oracle to resync it from the start. Only the scout's model thread calls this class.
+A slot holds one sequence's tokens, and the continuation the scout has drafted past them
+(`ahead`), kept in the KV cache as if the oracle would accept it. The scout extends it while
+it has nothing else to do (proactive drafting, as in SpecEdge), so work is answered from
+tokens already drafted; when the oracle's decided tokens differ, the slot rewinds to the
+first difference. A sequence the scout has not seen, or has evicted, asks the oracle to
+resync it from the start. Only the scout's model thread calls this class.
 """
 
 from collections import OrderedDict
@@ -19,8 +23,11 @@ _N_BATCH = 512
 class _Slot:
     seq_id: int
     tokens: list[int] = field(default_factory=list)
+    """What the oracle has decided."""
+    ahead: list[int] = field(default_factory=list)
+    """The scout's own greedy continuation of `tokens`, not yet decided."""
     cached: int = 0
-    """How many of `tokens` are in the KV cache."""
+    """How many of `tokens + ahead` are in the KV cache."""
 
 
 class NeedsResync(Exception):
@@ -48,25 +55,48 @@ class DraftModel:
             self.forget(key)
             raise NeedsResync(key)
         self._slots.move_to_end(key)
+        matched = 0
+        while (
+            matched < min(len(tokens), len(slot.ahead)) and tokens[matched] == slot.ahead[matched]
+        ):
+            matched += 1
+        if matched == len(tokens):
+            del slot.ahead[:matched]  # the oracle decided what was drafted: still ahead
+        else:
+            kept = len(slot.tokens) + matched  # rewind to the first difference
+            if slot.cached > kept:
+                self.model.forget(slot.seq_id, kept)
+                slot.cached = kept
+            slot.ahead.clear()
         slot.tokens.extend(tokens)
         return slot
 
-    def draft(self, key: str, position: int, tokens: list[int], k: int) -> tuple[int, list[int]]:
-        """Sync, then greedily draft up to k tokens; returns (where they start, the tokens)."""
+    def draft(
+        self, key: str, position: int, tokens: list[int], k: int, at_least: int = 1
+    ) -> tuple[int, list[int]]:
+        """Sync, then answer with up to k tokens past what is decided: those drafted ahead
+        already, drafting now only up to `at_least` (the rest follows while the scout waits:
+        an answer that keeps the oracle waiting would only arrive after it decided them);
+        returns (where they start, the tokens)."""
         slot = self.sync(key, position, tokens)
         start = len(slot.tokens)
         k = min(k, self.n_ctx - start - 1)
-        if k <= 0:
-            return start, []
-        logits = self._catch_up(slot)
-        drafted = [int(np.argmax(logits))]
-        while len(drafted) < k:
-            self._batch.clear()
-            self._batch.add(drafted[-1], start + len(drafted) - 1, slot.seq_id, True)
-            self.model.decode(self._batch)
-            drafted.append(int(np.argmax(self.model.logits(0))))
-        self.model.forget(slot.seq_id, start)  # keep only what the oracle has decided
-        return start, drafted
+        while len(slot.ahead) < min(k, at_least):
+            self._extend(slot)
+        return start, slot.ahead[: max(k, 0)]
+
+    def run_ahead(self, limit: int) -> bool:
+        """Draft one more token for the sequence that is least far ahead, if any is under
+        `limit`; False when every sequence is far enough ahead (nothing to do)."""
+        slots = [s for s in self._slots.values() if s.tokens and len(s.ahead) < limit]
+        slots = [s for s in slots if len(s.tokens) + len(s.ahead) < self.n_ctx - 1]
+        if not slots:
+            return False
+        self._extend(min(slots, key=lambda slot: len(slot.ahead)))
+        return True
+
+    def _extend(self, slot: _Slot) -> None:
+        slot.ahead.append(int(np.argmax(self._catch_up(slot))))
 
     def forget(self, key: str) -> None:
         slot = self._slots.pop(key, None)
@@ -83,18 +113,18 @@ class DraftModel:
         return slot
 
     def _catch_up(self, slot: _Slot) -> np.ndarray:
-        """Decode the tokens not yet cached; returns the logits after the last one.
-
-        The last token is always decoded again (its logits are not kept between drafts).
-        """
-        if slot.cached >= len(slot.tokens):
-            slot.cached = len(slot.tokens) - 1
+        """Decode the tokens of `tokens + ahead` not yet cached; returns the logits after the
+        last one. The last token is decoded again when it is cached already (logits are not
+        kept between calls)."""
+        known = slot.tokens + slot.ahead
+        if slot.cached >= len(known):
+            slot.cached = len(known) - 1
             self.model.forget(slot.seq_id, slot.cached)
-        while slot.cached < len(slot.tokens):
+        while slot.cached < len(known):
             self._batch.clear()
-            end = min(len(slot.tokens), slot.cached + _N_BATCH)
+            end = min(len(known), slot.cached + _N_BATCH)
             for position in range(slot.cached, end):
-                self._batch.add(slot.tokens[position], position, slot.seq_id, position == end - 1)
+                self._batch.add(known[position], position, slot.seq_id, position == end - 1)
             self.model.decode(self._batch)
             slot.cached = end
         return np.array(self.model.logits(len(self._batch) - 1))

@@ -68,7 +68,11 @@ class ScoutRecord:
     tasks_failed: int = 0
     latency_ms_total: float = 0.0
     draft_tokens: int = 0
+    """Timely draft tokens (ahead of the oracle when a step was planned): what is credited."""
     accepted_tokens: int = 0
+    judged_tokens: int = 0
+    """Every scored draft token, late ones too: what the scout is judged useful on."""
+    judged_accepted: int = 0
     misses: int = 0
     """Deadlines missed in a row, this connection."""
     unsolicited: int = 0

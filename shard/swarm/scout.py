@@ -1,7 +1,8 @@
 """`shard scout`: a volunteer node that dials out to an oracle and drafts tokens for it.
 
 It works behind NAT (it connects, the oracle never dials in), keeps each sequence's state
-between work frames, answers only the newest work per sequence, and reconnects with
+between work frames, answers only the newest work per sequence, drafts ahead of the oracle
+while it waits (so work is answered from tokens already drafted), and reconnects with
 exponential backoff when the oracle goes away. Refusals that retrying cannot fix (wrong
 tokenizer, bad key, banned) end the process with the oracle's reason.
 """
@@ -83,6 +84,8 @@ class Scout:
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="scout-model")
         self._pending: dict[str, _Pending] = {}
         self._wake = asyncio.Event()
+        self._ahead = 16
+        """How far past the decided tokens to draft when idle: the oracle's latest k."""
         self._delayed: set[asyncio.Task[None]] = set()
 
     async def run_forever(self) -> None:
@@ -158,6 +161,7 @@ class Scout:
 
     def _queue(self, work: Work) -> None:
         """Keep the newest work per sequence, merging token deltas that follow on."""
+        self._ahead = work.k
         earlier = self._pending.get(work.seq)
         if earlier is not None and work.position == earlier.work.position + len(
             earlier.work.tokens
@@ -168,13 +172,21 @@ class Scout:
         self._wake.set()
 
     async def _draft_forever(self, connection: ClientConnection) -> None:
+        """Answer the newest work of each sequence; with none waiting, draft one more token
+        ahead of what the oracle decided, so the next work is answered at once."""
         while True:
-            await self._wake.wait()
-            self._wake.clear()
             while self._pending:
                 key = next(iter(self._pending))
                 pending = self._pending.pop(key)
                 await self._answer(connection, pending)
+            self._wake.clear()
+            if self._pending:
+                continue
+            if self.settings.hostile != "random" and await self._on_model(
+                self.model.run_ahead, self._ahead
+            ):
+                continue
+            await self._wake.wait()
 
     async def _answer(self, connection: ClientConnection, pending: _Pending) -> None:
         work = pending.work

@@ -341,6 +341,35 @@ def test_stopping_answers_running_requests_and_refuses_new_ones() -> None:
     run(scenario, engine_config=config(n_ctx=200000))
 
 
+def test_a_scout_echoing_decided_tokens_earns_no_credit() -> None:
+    """The cheat: a scout with no model reads the sequence's decided tokens (its owner's own
+    stream) and sends them back as drafts. They are right, but never ahead of the oracle, so
+    no decode verifies them and no outcome (the credit's source) is reported."""
+    outcomes: list[Progress] = []
+    histories: dict[str, list[int]] = {}
+
+    async def scenario(client: EngineClient) -> Output:
+        def echo(reports: list[Progress]) -> None:
+            for report in reports:
+                if isinstance(report, SequenceUpdate) and not report.ended:
+                    history = histories.setdefault(report.sequence_key, [])
+                    history[report.start :] = report.tokens
+                    copied = ScoutDraft("cheat", len(history) - 4, tuple(history[-4:]))
+                    client.drafts.offer(report.sequence_key, copied)
+
+        client.follow_progress(True)
+        client.add_listener(outcomes.extend)
+        client.add_listener(echo)
+        return await complete(client, request("Scout me", max_tokens=60))
+
+    engine_config = config(ngram_drafts=False, draft_max=6, draft_min_acceptance=0.0)
+    drafted = run(scenario, FakeModel(), engine_config)
+    plain = run(lambda c: complete(c, request("Scout me", max_tokens=60)), None, config())
+    assert drafted.texts == plain.texts and histories
+    scout = [o for o in outcomes if isinstance(o, DraftOutcome) and o.source == SCOUT]
+    assert scout and not [o for o in scout if o.timely]  # all late: judged, never credited
+
+
 class RowCountSensitiveModel(FakeModel):
     """Like a build whose kernels round differently at every batch size: nothing helps."""
 

@@ -129,7 +129,7 @@ def test_missed_deadlines_count_and_too_many_in_a_row_drop_the_scout(tmp_path: P
     run_with_rig(tmp_path, body, HubSettings(max_misses=2, golden_ticket_rate=0.0))
 
 
-def test_verdicts_credit_the_key_and_a_useless_scout_is_dropped_once_judged(
+def test_timely_verdicts_credit_the_key_and_a_useless_scout_is_dropped_once_judged(
     tmp_path: Path,
 ) -> None:
     async def body(rig: Rig) -> None:
@@ -137,7 +137,8 @@ def test_verdicts_credit_the_key_and_a_useless_scout_is_dropped_once_judged(
         rig.hub.on_reports(
             [
                 DraftOutcome("scout", "good", proposed=10, accepted=9),
-                DraftOutcome("scout", "bad", proposed=63, accepted=0),
+                DraftOutcome("scout", "good", proposed=50, accepted=50, timely=False),
+                DraftOutcome("scout", "bad", proposed=63, accepted=0, timely=False),
                 DraftOutcome("ngram", None, proposed=5, accepted=5),
             ]
         )
@@ -147,7 +148,7 @@ def test_verdicts_credit_the_key_and_a_useless_scout_is_dropped_once_judged(
         assert await bad.wait_closed() == (4011, "drafts accepted 0.0% of the time")
         assert good.closed is None
         reputation = rig.hub.reputation(rig.admin.id)
-        assert (reputation.draft_tokens, reputation.accepted_tokens) == (10, 9)
+        assert (reputation.draft_tokens, reputation.accepted_tokens) == (10, 9)  # timely only
         assert rig.hub.reputation(rig.user.id).live == 0.0
 
     run_with_rig(tmp_path, body)

@@ -150,7 +150,7 @@ def test_contributing_scouts_earn_their_key_the_scout_tier(
         story = {
             "model": SERVED_ALIAS,
             "messages": [{"role": "user", "content": "Tell me about rivers."}],
-            "max_tokens": 60,
+            "max_tokens": 240,  # long enough for the scout to get ahead: only that earns
             "temperature": 0,
         }
         url = f"{trust.base_url}/v1/chat/completions"

@@ -20,6 +20,9 @@ class FakeModel:
     fingerprint = FINGERPRINT
     n_vocab = 100
 
+    def run_ahead(self, limit: int) -> bool:
+        return False  # nothing to draft ahead for
+
 
 def scout_for(port: int) -> Scout:
     settings = ScoutSettings(

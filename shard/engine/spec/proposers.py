@@ -106,13 +106,22 @@ class _ScoutTrack:
     length: DraftLength
     draft: ScoutDraft | None = None
     scored: int = 0
+    timely: int = 0
+    """How many of the draft's tokens were still ahead of the sequence when a step was
+    planned: only those can earn credit."""
 
 
 class ScoutProposer:
     """The latest draft a scout posted for the sequence, from where the sequence now is.
 
     A scout whose recent acceptance is under the floor offers nothing, but its drafts are
-    still scored against what the oracle decided, so it can earn drafts back.
+    still scored against what the oracle decided, so it can earn drafts back. Only tokens
+    that were still ahead of the sequence when a step was planned are reported as timely
+    (and so credited): verified ones, and ones the planner chose not to verify that the
+    oracle then decided the same way. A draft that arrives after the oracle decided its
+    tokens can copy them from anywhere, such as the client's own stream, so its tokens are
+    reported as late: they can count against a scout, never for it (docs/architecture.md,
+    "Scouts").
     """
 
     source: DraftSource = SCOUT
@@ -148,23 +157,41 @@ class ScoutProposer:
         return Proposal(SCOUT, tokens, chances, scout_id=track.draft.scout_id)
 
     def _open_tokens(self, track: _ScoutTrack, sequence: DraftedSequence) -> list[int]:
-        """The latest draft's still-open tokens; its newly decided ones are scored."""
+        """The latest draft's still-open tokens; newly decided ones are scored (the previous
+        draft's too, before a newer one replaces it)."""
         draft = self.sink.latest(sequence.key)
         if draft is None:
             return []
         if draft is not track.draft:
-            track.draft, track.scored = draft, 0
-        rest, decided, matched = usable_part(sequence.tokens, draft)
+            if track.draft is not None:
+                self._score(track, sequence.tokens)
+            track.draft, track.scored, track.timely = draft, 0, 0
+        rest, decided, _ = self._score(track, sequence.tokens)
+        valid = 0
+        while valid < len(rest) and 0 <= rest[valid] < self.n_vocab:
+            valid += 1
+        track.timely = max(track.timely, decided + valid)  # ahead now, as a step is planned
+        return rest[:valid]
+
+    def _score(self, track: _ScoutTrack, history: list[int]) -> tuple[list[int], int, int]:
+        """Score the draft's tokens decided since last time: timely ones (ahead when a step
+        was planned) and late ones are reported apart."""
+        assert track.draft is not None
+        rest, decided, matched = usable_part(history, track.draft)
         if decided > track.scored:
             tried = decided - track.scored
             accepted = max(0, matched - track.scored)
             track.length.record(tried, accepted)
-            self._report(DraftOutcome(SCOUT, draft.scout_id, tried, accepted))
+            on_time = max(0, min(decided, track.timely) - track.scored)
+            on_time_accepted = max(0, min(matched, track.timely) - track.scored)
+            scout_id = track.draft.scout_id
+            if on_time:
+                self._report(DraftOutcome(SCOUT, scout_id, on_time, on_time_accepted))
+            if tried > on_time:
+                late = tried - on_time, accepted - on_time_accepted
+                self._report(DraftOutcome(SCOUT, scout_id, *late, timely=False))
             track.scored = decided
-        valid = 0
-        while valid < len(rest) and 0 <= rest[valid] < self.n_vocab:
-            valid += 1
-        return rest[:valid]
+        return rest, decided, matched
 
     def verified(
         self, sequence: DraftedSequence, proposal: Proposal, decoded: int, accepted: int

@@ -29,24 +29,30 @@ def test_ngram_proposer_follows_the_sequence_as_it_grows() -> None:
     assert proposer.propose(Sequence("a", [5, 6]), 3).tokens == []
 
 
-def test_scout_proposer_earns_drafts_by_being_right_and_reports_them() -> None:
+def test_scout_proposer_credits_only_drafts_that_were_ahead_of_the_sequence() -> None:
     sink, reports = DraftSink(), []
     proposer = ScoutProposer(sink, k_max=4, min_acceptance=0.5, n_vocab=100, report=reports.append)
     sequence = Sequence("s", [10, 11])
     assert proposer.propose(sequence, 4).tokens == []  # nothing posted yet
     sink.offer("s", ScoutDraft("scout-1", 2, (12, 13, 14, 15)))
     assert proposer.propose(sequence, 4).tokens == []  # no record yet: scored, not verified
-    sequence.tokens += [12, 13, 14]  # the oracle decided what the scout drafted
+    sequence.tokens += [12, 13, 14]  # the oracle decided what the scout had drafted ahead
+    proposer.propose(sequence, 4)
+    assert reports == [DraftOutcome(SCOUT, "scout-1", 3, 3)]  # timely: credited
     for _ in range(3):
-        proposer.propose(sequence, 4)
         sink.offer("s", ScoutDraft("scout-1", len(sequence.tokens), (7, 8, 9)))
-        sequence.tokens += [7, 8, 9]
-    proposal = proposer.propose(sequence, 4)
-    assert reports[0] == DraftOutcome(SCOUT, "scout-1", 3, 3)
+        sequence.tokens += [7, 8, 9]  # decided before any step saw the draft
+        proposer.propose(sequence, 4)
+    late = DraftOutcome(SCOUT, "scout-1", 3, 3, timely=False)
+    wrong = DraftOutcome(SCOUT, "scout-1", 1, 0)  # the first draft's last token, ahead then
+    assert reports[1:] == [wrong, late, late, late]  # right, but late: no credit
+    del reports[1:]
     sink.offer("s", ScoutDraft("scout-1", len(sequence.tokens), (1, 2, 300)))
     proposal = proposer.propose(sequence, 4)
     assert proposal.source == SCOUT and proposal.scout_id == "scout-1"
     assert proposal.tokens == [1, 2]  # an id outside the vocabulary ends the usable draft
+    proposer.verified(sequence, proposal, decoded=2, accepted=1)
+    assert reports[1:] == [DraftOutcome(SCOUT, "scout-1", 2, 1)]
     proposer.forget("s")
     assert sink.latest("s") is None
 

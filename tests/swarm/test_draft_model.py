@@ -1,0 +1,39 @@
+"""The scout's draft model on the real embedded model: it drafts ahead of what the oracle
+decided, keeps what the oracle then decides the same way, and rewinds to the first token that
+differs, leaving a cache that drafts exactly as a fresh one would."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from shard.default_model import default_model_path
+from shard.swarm.draft_model import DraftModel
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[DraftModel]:
+    loaded = DraftModel(default_model_path(), n_ctx=256, slots=3, threads=1)
+    yield loaded
+    loaded.close()
+
+
+def test_drafts_run_ahead_and_survive_what_the_oracle_decides(model: DraftModel) -> None:
+    prompt = model.model.tokenize("The first three planets of the solar system are")
+    start, first = model.draft("a", 0, prompt, 4, at_least=4)
+    assert start == len(prompt) and len(first) == 4
+    while model.run_ahead(12):
+        pass
+    assert model.run_ahead(12) is False  # far enough ahead: nothing to do
+    start, drafted = model.draft("a", start, [], 12)
+    assert drafted[:4] == first and len(drafted) == 12
+
+    model.sync("a", start, drafted[:5])  # the oracle accepted five of them
+    start, rest = model.draft("a", start + 5, [], 7)
+    assert rest == drafted[5:12]  # answered from what was drafted ahead
+
+    other = (rest[0] + 1) % model.n_vocab  # the oracle decided otherwise at the next token
+    model.sync("a", start, [rest[0], rest[1], other])
+    decided = [*prompt, *drafted[:5], rest[0], rest[1], other]
+    _, after_rewind = model.draft("a", len(decided), [], 6, at_least=6)
+    _, fresh = model.draft("b", 0, decided, 6, at_least=6)
+    assert after_rewind == fresh
