@@ -36,6 +36,7 @@ TRUST_FLAGS = (
     "2000",
     "--scout-tier-min-tokens",
     "20",
+    "--no-ngram-drafts",  # scouts are credited only where they are ahead of the oracle
 )
 TRUST_ENV = {"SHARD_RATE_LIMIT_CHAT": "10/minute", "SHARD_RATE_LIMIT_CHAT_SCOUT_TIER": "60/minute"}
 
