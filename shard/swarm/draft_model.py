@@ -71,17 +71,13 @@ class DraftModel:
         slot.tokens.extend(tokens)
         return slot
 
-    def draft(
-        self, key: str, position: int, tokens: list[int], k: int, at_least: int = 1
-    ) -> tuple[int, list[int]]:
-        """Sync, then answer with up to k tokens past what is decided: those drafted ahead
-        already, drafting now only up to `at_least` (the rest follows while the scout waits:
-        an answer that keeps the oracle waiting would only arrive after it decided them);
-        returns (where they start, the tokens)."""
+    def draft(self, key: str, position: int, tokens: list[int], k: int) -> tuple[int, list[int]]:
+        """Sync, then answer with k tokens past what is decided: those drafted ahead already,
+        and the rest drafted now; returns (where they start, the tokens)."""
         slot = self.sync(key, position, tokens)
         start = len(slot.tokens)
         k = min(k, self.n_ctx - start - 1)
-        while len(slot.ahead) < min(k, at_least):
+        while len(slot.ahead) < k:
             self._extend(slot)
         return start, slot.ahead[: max(k, 0)]
 

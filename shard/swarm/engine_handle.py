@@ -49,6 +49,9 @@ class EngineHandle:
         return engine.status if engine is not None else None
 
     def draft_k(self) -> int | None:
-        """How many tokens a work frame asks for; None while the model loads."""
+        """How many tokens a work frame asks for; None while the model loads, and when
+        speculation is off (`--draft-max 0`): then scouts get no work, so no credit."""
         status = self.status()
-        return None if status is None else max(1, min(status.draft_max, MAX_DRAFT_TOKENS))
+        if status is None or status.draft_max <= 0:
+            return None
+        return min(status.draft_max, MAX_DRAFT_TOKENS)

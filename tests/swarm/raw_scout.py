@@ -1,5 +1,14 @@
 """A scout written against the wire protocol directly, with no model: it joins, answers
-every work frame with an empty draft (so it fails every golden ticket) and every ping.
+every ping, and answers every work frame with an empty draft (so it fails every golden
+ticket), or from a script of tokens it was given:
+
+- `record`: it keeps the longest token history work frames have shown it (the oracle's own
+  answer, for a script);
+- `script` alone: a teacher that drafts the script's next k tokens at once (always ahead, and
+  right for the same greedy request);
+- `script` with `echo`: the copying cheat, which waits for the client's stream to pass the
+  work's position and drafts only the script's tokens up to `echo.decided`, what the test
+  has read from that stream (right, and never ahead of the oracle).
 
 It runs in a thread with its own event loop, so synchronous tests can start one, talk to the
 oracle, and then look at how it ended. Misbehaving scouts are tested in process instead
@@ -11,6 +20,7 @@ import contextlib
 import json
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import websockets
@@ -25,14 +35,27 @@ def tokenizer_of(oracle: RunningOracle) -> str:
 
 
 @dataclass
+class EchoFeed:
+    """How many tokens of the script the client has read so far (its prompt's included)."""
+
+    decided: int = 0
+
+
+@dataclass
 class RawScout:
     oracle: RunningOracle
     scout_id: str
     key: str = ADMIN_KEY
     tokenizer: str | None = None
     works: int = 0
+    sent_tokens: int = 0
     close_code: int | None = None
     close_reason: str = ""
+    record: bool = False
+    recorded: dict[str, list[int]] = field(default_factory=dict)
+    """Each sequence's tokens, as far as work frames have shown them."""
+    script: list[int] | None = None
+    echo: "EchoFeed | None" = None
     welcomed: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -88,7 +111,39 @@ class RawScout:
                 continue
             self.works += 1
             position = frame["position"] + len(frame["tokens"])
-            draft = {"type": "draft", "seq": frame["seq"], "position": position, "tokens": []}
+            tokens = self._answer(frame, position)
+            if self.echo is not None and not tokens:
+                tokens = await self._echo_later(frame, position)
+            self.sent_tokens += len(tokens)
+            draft = {"type": "draft", "seq": frame["seq"], "position": position, "tokens": tokens}
             await ws.send(json.dumps(draft))
         with contextlib.suppress(Exception):
             await ws.close()
+
+    async def _echo_later(self, frame: dict[str, Any], end: int) -> list[int]:
+        """What the echo cheat does: wait until the stream shows tokens past `end`, and copy
+        them (within the work's deadline)."""
+        assert self.echo is not None
+        for _ in range(int(frame["deadline_ms"]) // 10):
+            if self.echo.decided > end:
+                break
+            await asyncio.sleep(0.005)
+        return self._answer(frame, end)
+
+    def longest_recorded(self) -> list[int]:
+        return max(self.recorded.values(), key=len, default=[])
+
+    def _answer(self, frame: dict[str, Any], end: int) -> list[int]:
+        if self.record:
+            seen = self.recorded.setdefault(frame["seq"], [])
+            if len(seen) == frame["position"]:
+                seen.extend(frame["tokens"])
+            return []
+        if self.script is None:
+            return []
+        if self.script[frame["position"] : end] != frame["tokens"]:
+            return []  # another request's sequence
+        stop = end + int(frame["k"])
+        if self.echo is not None:
+            stop = min(stop, self.echo.decided)
+        return self.script[end:stop]

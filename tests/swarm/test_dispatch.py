@@ -1,6 +1,7 @@
 """Work out and drafts in, in process: what reaches the engine's draft sink, which drafts
 drop their scout, deadlines, and scoring the engine's verdicts."""
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,24 @@ def test_a_valid_draft_reaches_the_engine_and_new_tokens_follow(tmp_path: Path) 
         rig.end("seq")
         assert (await link.next_frame("cancel"))["seq"] == "seq"
         assert rig.hub.load() == {"s1": 0}
+
+    run_with_rig(tmp_path, body)
+
+
+def test_with_speculation_off_scouts_get_no_work(tmp_path: Path) -> None:
+    """`--draft-max 0`: no draft is ever verified, so a scout is sent nothing to draft (and
+    so can earn nothing)."""
+
+    async def body(rig: Rig) -> None:
+        assert rig.engine.status is not None
+        rig.engine.status = replace(rig.engine.status, draft_max=0)
+        link = await rig.join("s1")
+        rig.step("seq", [1, 2, 3])
+        rig.step("seq", [4], start=3)
+        await rig.settle()
+        assert link.pending() == []
+        record = rig.hub.scout("s1")
+        assert record is not None and record.draft_tokens == 0
 
     run_with_rig(tmp_path, body)
 

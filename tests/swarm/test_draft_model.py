@@ -19,7 +19,7 @@ def model() -> Iterator[DraftModel]:
 
 def test_drafts_run_ahead_and_survive_what_the_oracle_decides(model: DraftModel) -> None:
     prompt = model.model.tokenize("The first three planets of the solar system are")
-    start, first = model.draft("a", 0, prompt, 4, at_least=4)
+    start, first = model.draft("a", 0, prompt, 4)
     assert start == len(prompt) and len(first) == 4
     while model.run_ahead(12):
         pass
@@ -34,6 +34,6 @@ def test_drafts_run_ahead_and_survive_what_the_oracle_decides(model: DraftModel)
     other = (rest[0] + 1) % model.n_vocab  # the oracle decided otherwise at the next token
     model.sync("a", start, [rest[0], rest[1], other])
     decided = [*prompt, *drafted[:5], rest[0], rest[1], other]
-    _, after_rewind = model.draft("a", len(decided), [], 6, at_least=6)
-    _, fresh = model.draft("b", 0, decided, 6, at_least=6)
+    _, after_rewind = model.draft("a", len(decided), [], 6)
+    _, fresh = model.draft("b", 0, decided, 6)
     assert after_rewind == fresh

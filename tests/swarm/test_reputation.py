@@ -8,17 +8,19 @@ instead of 10.
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from shard.swarm.golden_tickets import Ticket
 from shard.swarm.reputation import BanPolicy, Reputation
 from tests.conftest import ADMIN_KEY, SERVED_ALIAS, RunningOracle, auth, start_oracle, stop_oracle
 from tests.swarm.conftest import ScoutProcess, scout_status, wait_for
-from tests.swarm.raw_scout import RawScout
+from tests.swarm.raw_scout import EchoFeed, RawScout
 
 BAN_AFTER = 8
 TRUST_FLAGS = (
@@ -134,41 +136,100 @@ def test_bans_survive_a_restart_and_unban_lifts_them(
     )
 
 
-def test_contributing_scouts_earn_their_key_the_scout_tier(
-    trust: RunningOracle, tmp_path: Path
-) -> None:
-    key = new_key(trust, "contributor")
-    hello = {
-        "model": SERVED_ALIAS,
-        "messages": [{"role": "user", "content": "Hi"}],
-        "max_tokens": 2,
-    }
-    before = httpx.post(f"{trust.base_url}/v1/chat/completions", json=hello, headers=auth(key))
-    assert before.headers["x-ratelimit-limit"] == "10"
-    scout = ScoutProcess(trust, tmp_path, "contributor-scout", key=key)
+STORY = {
+    "model": SERVED_ALIAS,
+    "messages": [{"role": "user", "content": "Tell me about rivers."}],
+    "max_tokens": 64,
+    "temperature": 0,
+}
+HELLO = {"model": SERVED_ALIAS, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """STORY's greedy answer, as text and as the token ids of its whole sequence."""
+
+    content: str
+    prompt_tokens: int
+    script: list[int]
+
+
+@pytest.fixture(scope="module")
+def story(trust: RunningOracle) -> Answer:
+    """Run STORY once with a scout that drafts nothing and records the work frames."""
+    recorder = RawScout(trust, "recorder", record=True).start()
     try:
-        wait_for(lambda: scout_status(trust, "contributor-scout")["connected"], 90, "scout")
-        story = {
-            "model": SERVED_ALIAS,
-            "messages": [{"role": "user", "content": "Tell me about rivers."}],
-            "max_tokens": 240,  # long enough for the scout to get ahead: only that earns
-            "temperature": 0,
-        }
+        wait_for(lambda: scout_status(trust, "recorder")["connected"], 30, "recorder")
         url = f"{trust.base_url}/v1/chat/completions"
-        httpx.post(url, json=story, headers=auth(ADMIN_KEY), timeout=120)
-        wait_for(
-            lambda: scout_status(trust, "contributor-scout")["accepted_tokens"] >= 20, 60, "credit"
-        )
+        body = httpx.post(url, json=STORY, headers=auth(ADMIN_KEY), timeout=120).json()
+        wait_for(lambda: len(recorder.longest_recorded()) > body["usage"]["prompt_tokens"] + 40)
+    finally:
+        recorder.stop()
+    content = body["choices"][0]["message"]["content"]
+    return Answer(content, body["usage"]["prompt_tokens"], recorder.longest_recorded())
+
+
+def chat_limit(oracle: RunningOracle, key: str) -> str:
+    url = f"{oracle.base_url}/v1/chat/completions"
+    response = httpx.post(url, json=HELLO, headers=auth(key), timeout=60)
+    return response.headers["x-ratelimit-limit"]
+
+
+def test_drafts_ahead_of_the_oracle_earn_the_scout_tier(
+    trust: RunningOracle, story: Answer
+) -> None:
+    """A scout that knows the answer drafts it before the oracle decides it: its drafts are
+    verified and accepted, and its key gets the scout tier's higher limit."""
+    key = new_key(trust, "contributor")
+    assert chat_limit(trust, key) == "10"
+    teacher = RawScout(trust, "teacher", key=key, script=story.script).start()
+    try:
+        wait_for(lambda: scout_status(trust, "teacher")["connected"], 30, "teacher")
+        url = f"{trust.base_url}/v1/chat/completions"
+        body = httpx.post(url, json=STORY, headers=auth(ADMIN_KEY), timeout=120).json()
+        assert body["choices"][0]["message"]["content"] == story.content  # lossless
+        wait_for(lambda: scout_status(trust, "teacher")["accepted_tokens"] >= 20, 30, "credit")
         limits = []
         for _ in range(8):  # contributions are written each second, tiers looked up every 2 s
-            response = httpx.post(url, json=hello, headers=auth(key), timeout=60)
-            limits.append(response.headers["x-ratelimit-limit"])
+            limits.append(chat_limit(trust, key))
             if limits[-1] == "60":
                 break
             time.sleep(1)
         assert limits[-1] == "60", limits
     finally:
-        scout.stop()
+        teacher.stop()
+
+
+def test_a_scout_copying_its_own_stream_earns_no_credit(
+    trust: RunningOracle, story: Answer
+) -> None:
+    """The cheat: reserve a scout for your own key, stream your own request, and answer each
+    work frame with the tokens the stream has already shown. Every one of them is right, and
+    every one arrives after the oracle decided it, so none is credited."""
+    key = new_key(trust, "echo")
+    feed = EchoFeed(decided=story.prompt_tokens)
+    cheat = RawScout(trust, "echo", key=key, script=story.script, echo=feed).start()
+    try:
+        wait_for(lambda: scout_status(trust, "echo")["connected"], 30, "echo scout")
+        reserved = httpx.post(
+            f"{trust.base_url}/scouts/reserve", json={"scout_id": "echo"}, headers=auth(key)
+        )
+        assert reserved.status_code == 201, reserved.text
+        client = openai.OpenAI(base_url=trust.base_url + "/v1", api_key=key, max_retries=0)
+        stream = client.chat.completions.create(**STORY, stream=True)  # type: ignore[call-overload]
+        content = ""
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                content += chunk.choices[0].delta.content
+                feed.decided += 1
+        assert content == story.content
+        assert cheat.sent_tokens >= 20  # it did copy the answer, token for token
+        time.sleep(3)  # past a store write and a tier lookup
+        status = scout_status(trust, "echo")
+        assert status["accepted_tokens"] == 0 and status["draft_tokens"] == 0
+        assert chat_limit(trust, key) == "10"
+    finally:
+        cheat.stop()
 
 
 def test_reputation_blends_golden_tickets_and_live_acceptance() -> None:
