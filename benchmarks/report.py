@@ -47,6 +47,7 @@ from benchmarks.scout_failures import (
     FailurePlan,
     summarize_failures,
 )
+from benchmarks.testbed import FairTestbedOutcome, FairTestbedPlan, testbed_markdown
 from benchmarks.throughput import ComparisonPlan
 from benchmarks.weight_types import (
     EMBEDDED_TYPE,
@@ -106,6 +107,9 @@ class SuiteResults:
     multi_turn: MultiTurnOutcome | None = None
     weight_types_plan: WeightTypesPlan | None = None
     weight_types: WeightTypesOutcome | None = None
+    testbed_plan: FairTestbedPlan | None = None
+    testbed: FairTestbedOutcome | None = None
+    testbed_runs: int = 1
 
 
 def cpu_model() -> str:
@@ -849,6 +853,8 @@ def results_markdown(results: SuiteResults, plots: dict[str, Path]) -> str:
         lines += _failures(results, plots.get("failures"))
     if results.weight_types is not None:
         lines += _weight_types(results)
+    if results.testbed is not None and results.testbed_plan is not None:
+        lines += testbed_markdown(results.testbed_plan, results.testbed, results.testbed_runs)
     return "\n".join(lines)
 
 

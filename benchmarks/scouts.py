@@ -58,19 +58,28 @@ def kind_missing(kind: str, shard_scout: str | None) -> str | None:
     return None
 
 
-def scout_command(kind: str, oracle_url: str, api_key: str, threads: int = 1) -> list[str]:
-    """How to start a scout of this kind against an oracle. A drafting scout gets `threads`
-    llama.cpp threads: it shares this machine's cores with the oracle, where a real one would
-    run on a machine of its own."""
+def scout_command(
+    kind: str,
+    oracle_url: str,
+    api_key: str,
+    threads: int = 1,
+    extra: tuple[str, ...] = (),
+    prefix: tuple[str, ...] = (),
+) -> list[str]:
+    """How to start a scout of this kind against an oracle, with `extra` flags and behind a
+    `prefix` command (`taskset -c 1`, say). A drafting scout gets `threads` llama.cpp
+    threads: it shares this machine's cores with the oracle, where a real one would run on a
+    machine of its own."""
     if kind == "dead":
         module = ["benchmarks.dead_scout"]
-        extra: tuple[str, ...] = ()
+        flags: tuple[str, ...] = ()
     elif kind in _SHARD_SCOUT_FLAGS:
         module = ["shard", "scout"]
-        extra = ("--threads", str(threads), *_SHARD_SCOUT_FLAGS[kind])
+        flags = ("--threads", str(threads), *_SHARD_SCOUT_FLAGS[kind])
     else:
         raise ValueError(f"unknown scout kind {kind!r}; choose from {', '.join(SCOUT_KINDS)}")
-    return [sys.executable, "-m", *module, "--oracle", oracle_url, "--key", api_key, *extra]
+    command = [sys.executable, "-m", *module, "--oracle", oracle_url, "--key", api_key]
+    return [*prefix, *command, *flags, *extra]
 
 
 def display(command: list[str]) -> str:
@@ -91,6 +100,7 @@ class RunningScout:
     pid: int
     log: Path
     process: subprocess.Popen[bytes]
+    command: list[str]
 
     def alive(self) -> bool:
         """Whether the scout process is still running (a dead scout exits when dropped)."""
@@ -123,12 +133,19 @@ def _wait_for_count(
 
 @contextlib.contextmanager
 def running_scout(
-    kind: str, oracle_url: str, api_key: str, log: Path, timeout_s: float, threads: int
+    kind: str,
+    oracle_url: str,
+    api_key: str,
+    log: Path,
+    timeout_s: float,
+    threads: int,
+    extra: tuple[str, ...] = (),
+    prefix: tuple[str, ...] = (),
 ) -> Iterator[RunningScout]:
     """Start a scout, yield it once the oracle counts it, stop it and wait until the oracle
     has let it go, so the next measurement starts without it."""
     before = _count(oracle_url, api_key)
-    command = scout_command(kind, oracle_url, api_key, threads)
+    command = scout_command(kind, oracle_url, api_key, threads, extra, prefix)
     print(f"starting {kind} scout: {display(command)}", flush=True)
     with started_process(command, log) as process:
         joined = _wait_for_count(
@@ -141,6 +158,6 @@ def running_scout(
                 else f"not counted by the oracle after {timeout_s:.0f} s"
             )
             raise ScoutFailed(f"{kind} scout {state}; log: {log}\n{log_tail(log, 5)}")
-        yield RunningScout(kind, process.pid, log, process)
+        yield RunningScout(kind, process.pid, log, process, command)
     if not _wait_for_count(oracle_url, api_key, lambda count: count <= before, 30.0):
         print(f"warning: the oracle still counts the stopped {kind} scout", file=sys.stderr)

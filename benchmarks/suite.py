@@ -22,12 +22,18 @@ Sections, in order (`--sections` picks some):
   tokens with the draft cost (1x2 / 1x1, 8x2 / 8x1); about 3 minutes (the first run also makes
   the files). It measures the llama-cpp-python that Python imports, so
   `PYTHONPATH=/path/to/other/build python -m benchmarks.suite --sections weight-types` measures
-  another build (one made with `CMAKE_ARGS="-DGGML_LLAMAFILE=OFF"`, say).
+  another build (one made with `CMAKE_ARGS="-DGGML_LLAMAFILE=OFF"`, say);
+- testbed: a scout on a core of its own (benchmarks/testbed.py): the F32 oracle pinned to one
+  core, alone and beside a Q4_K_M scout pinned to the other, at 0 and 20 ms added latency, 1
+  and 4 clients, greedy and seeded sampling; speedup, acceptance, identical output,
+  efficiency against a ceiling, and the swarm model's prediction; about 5 minutes a run
+  (`--testbed-runs`, default 1).
 
 Servers run one at a time and are always stopped. See benchmarks/README.md.
 """
 
 import argparse
+import dataclasses
 import os
 import secrets
 import shlex
@@ -73,6 +79,7 @@ from benchmarks.servers import (
     ServerConfig,
     ensure_llama_cpp_server_extras,
 )
+from benchmarks.testbed import FairTestbedPlan, run_testbed
 from benchmarks.throughput import ComparisonPlan, run_comparison
 from benchmarks.weight_types import (
     SMOKE_WEIGHT_TYPES,
@@ -88,13 +95,22 @@ SECTIONS: tuple[str, ...] = (
     "grounded",
     "scout-failures",
     "weight-types",
+    "testbed",
 )
+SMOKE_SKIPS = ("testbed",)  # it makes a 1 GB F32 file and runs for minutes
 
 
 def _int_list(text: str) -> list[int]:
     values = [int(part) for part in text.split(",") if part.strip()]
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("expected positive integers like 1,4,8")
+    return values
+
+
+def _latencies(text: str) -> list[int]:
+    values = [int(part) for part in text.split(",") if part.strip()]
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError("expected milliseconds like 0,20")
     return values
 
 
@@ -120,8 +136,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--sections",
         type=_choices(SECTIONS),
-        default=list(SECTIONS),
-        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)",
+        default=None,
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all; smoke: all "
+        "but the testbed)",
     )
     parser.add_argument(
         "--runs",
@@ -249,6 +266,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="timed repetitions of each decode step shape, after a warm-up (default 15; "
         "smoke 3); the prompt is timed 3 times (smoke 1)",
     )
+    group = parser.add_argument_group("testbed")
+    group.add_argument(
+        "--testbed-latencies",
+        type=_latencies,
+        default=[0, 20],
+        help="milliseconds added to each scout draft, one workload set each (default 0,20)",
+    )
+    group.add_argument("--testbed-clients", type=_int_list, default=[1, 4], help="default 1,4")
+    group.add_argument(
+        "--testbed-samplings",
+        type=_choices(("greedy", "sampled")),
+        default=["greedy", "sampled"],
+        help="greedy and/or seeded temperature 0.7 (default both)",
+    )
+    group.add_argument(
+        "--testbed-runs",
+        type=int,
+        default=1,
+        help="times each testbed workload is measured (default 1: the section takes about "
+        "5 minutes a run)",
+    )
     group = parser.add_argument_group("servers")
     group.add_argument(
         "--model",
@@ -328,6 +366,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "turns, 1 run, weight type Q4_K_M only: checks the harness works",
     )
     args = parser.parse_args(argv)
+    if args.sections is None:
+        skipped = SMOKE_SKIPS if args.smoke else ()
+        args.sections = [section for section in SECTIONS if section not in skipped]
     if args.smoke:
         args.clients, args.requests, args.max_tokens, args.duration = [1], 2, 8, None
         args.idle_wait, args.retries = 0.0, 0
@@ -514,6 +555,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         results.weight_types = run_weight_types(
             results.weight_types_plan, args.cache_dir, harness, results.journal
+        )
+    if "testbed" in args.sections:
+        results.testbed_plan = FairTestbedPlan(
+            latencies_ms=tuple(args.testbed_latencies),
+            clients=tuple(args.testbed_clients),
+            samplings=tuple(args.testbed_samplings),
+        )
+        results.testbed_runs = args.testbed_runs
+        testbed_harness = dataclasses.replace(harness, runs=args.testbed_runs)
+        results.testbed = run_testbed(
+            results.testbed_plan, config, testbed_harness, results.journal, args.cache_dir
         )
     write_report(results, args.output)
     differing = results.grounded is not None and drafts_changed_output(

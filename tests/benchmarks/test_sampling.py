@@ -76,7 +76,9 @@ def test_smoke_runs_greedy_and_sampled_and_a_short_chat() -> None:
         "grounded",
         "scout-failures",
         "weight-types",
+        "testbed",
     ]
+    assert "testbed" not in args.sections  # the smoke run makes no 1 GB F32 file
     assert full.grounded_modes[-2:] == ["llama-server", "llama-server-ngram"]
     chosen = parse_args(["--smoke", "--samplings", "top-p"])
     assert chosen.samplings == ["top-p"]
