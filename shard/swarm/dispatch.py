@@ -36,6 +36,15 @@ class _Work:
     deadline: float
 
 
+@dataclass
+class _Answer:
+    """A scout's latest answer in a sequence: a version-2 scout may stream more of it."""
+
+    position: int
+    k: int
+    tokens: tuple[int, ...]
+
+
 @dataclass(eq=False)
 class _Sequence:
     key: str
@@ -47,6 +56,7 @@ class _Sequence:
     outstanding: dict[str, _Work] = field(default_factory=dict)
     expired: set[str] = field(default_factory=set)
     """Scouts whose last work here passed its deadline (a late answer is not their fault)."""
+    answers: dict[str, _Answer] = field(default_factory=dict)
 
 
 class Dispatch:
@@ -194,6 +204,8 @@ class Dispatch:
         """Check a draft against its work and hand it to the engine; ProtocolError when it
         cannot be an honest answer."""
         sequence = self._sequences.get(draft.seq)
+        if sequence is not None and self._streamed(record, sequence, draft):
+            return
         work = sequence.outstanding.get(record.scout_id) if sequence else None
         if sequence is None or work is None:
             if sequence is not None and record.scout_id in sequence.expired:
@@ -213,22 +225,45 @@ class Dispatch:
             raise ProtocolError(
                 f"draft for position {draft.position}, work was for {work.position}", CLOSE_DROPPED
             )
-        if len(draft.tokens) > work.k:
-            raise ProtocolError(f"{len(draft.tokens)} draft tokens, {work.k} asked", CLOSE_DROPPED)
+        self._check_tokens(draft, work.k)
+        del sequence.outstanding[record.scout_id]
+        record.tasks_completed += 1
+        record.misses = 0
+        record.latency_ms_total += (time.monotonic() - work.sent_at) * 1000
+        sequence.answers[record.scout_id] = _Answer(draft.position, work.k, tuple(draft.tokens))
+        self._offer(record, sequence, draft)
+        if len(sequence.tokens) > sequence.synced.get(record.scout_id, 0):
+            self._send_work(sequence, record.scout_id)
+
+    def _streamed(self, record: ScoutRecord, sequence: _Sequence, draft: Draft) -> bool:
+        """Whether the draft streams more of a version-2 scout's latest answer here (then
+        it is checked and offered); ProtocolError when it does not extend that answer."""
+        answer = sequence.answers.get(record.scout_id)
+        if record.protocol_version < 2 or answer is None or draft.position != answer.position:
+            return False
+        sent = len(answer.tokens)
+        if len(draft.tokens) <= sent or tuple(draft.tokens[:sent]) != answer.tokens:
+            raise ProtocolError("a streamed draft must extend the one before it", CLOSE_DROPPED)
+        self._check_tokens(draft, answer.k)
+        answer.tokens = tuple(draft.tokens)
+        self._offer(record, sequence, draft)
+        return True
+
+    def _check_tokens(self, draft: Draft, k: int) -> None:
+        if len(draft.tokens) > k:
+            raise ProtocolError(f"{len(draft.tokens)} draft tokens, {k} asked", CLOSE_DROPPED)
         engine = self._engine.ready()
         status = engine.status if engine is not None else None
         n_vocab = status.n_vocab if status is not None else 0
         if any(not 0 <= token < n_vocab for token in draft.tokens):
             raise ProtocolError("draft token id outside the vocabulary", CLOSE_DROPPED)
-        del sequence.outstanding[record.scout_id]
-        record.tasks_completed += 1
-        record.misses = 0
-        record.latency_ms_total += (time.monotonic() - work.sent_at) * 1000
+
+    def _offer(self, record: ScoutRecord, sequence: _Sequence, draft: Draft) -> None:
+        """Hand the draft to the engine's sink (it replaces the sequence's last one)."""
+        engine = self._engine.ready()
         if engine is not None and draft.tokens:
             scout_draft = ScoutDraft(record.scout_id, draft.position, tuple(draft.tokens))
             engine.drafts.offer(sequence.key, scout_draft)
-        if len(sequence.tokens) > sequence.synced.get(record.scout_id, 0):
-            self._send_work(sequence, record.scout_id)
 
     @staticmethod
     def _late(record: ScoutRecord) -> None:

@@ -71,25 +71,42 @@ class DraftModel:
         slot.tokens.extend(tokens)
         return slot
 
-    def draft(self, key: str, position: int, tokens: list[int], k: int) -> tuple[int, list[int]]:
-        """Sync, then answer with k tokens past what is decided: those drafted ahead already,
-        and the rest drafted now; returns (where they start, the tokens)."""
+    def draft(
+        self, key: str, position: int, tokens: list[int], k: int, at_least: int | None = None
+    ) -> tuple[int, list[int]]:
+        """Sync, then answer with up to k tokens past what is decided: those drafted ahead
+        already, drafting now up to `at_least` of them (all k when None; a streaming scout
+        asks for none: it answers at once and streams the rest as it drafts them); returns
+        (where they start, the tokens)."""
         slot = self.sync(key, position, tokens)
         start = len(slot.tokens)
         k = min(k, self.n_ctx - start - 1)
-        while len(slot.ahead) < k:
+        wanted = k if at_least is None else min(k, at_least)
+        while len(slot.ahead) < wanted:
             self._extend(slot)
         return start, slot.ahead[: max(k, 0)]
 
-    def run_ahead(self, limit: int) -> bool:
-        """Draft one more token for the sequence that is least far ahead, if any is under
-        `limit`; False when every sequence is far enough ahead (nothing to do)."""
-        slots = [s for s in self._slots.values() if s.tokens and len(s.ahead) < limit]
-        slots = [s for s in slots if len(s.tokens) + len(s.ahead) < self.n_ctx - 1]
+    def ahead(self, key: str) -> tuple[int, list[int]]:
+        """Where the sequence's undecided tokens start, and what is drafted past it."""
+        slot = self._slots.get(key)
+        return (len(slot.tokens), list(slot.ahead)) if slot is not None else (0, [])
+
+    def run_ahead(self, limit: int) -> str | None:
+        """Draft one more token for a sequence under `limit` tokens ahead, and return its
+        key; None when every one is far enough ahead.
+
+        Sequences it is already ahead on come first, least far ahead first: a draft is only
+        worth something while it is ahead of the oracle, so a scout too slow for all its
+        sequences keeps ahead on some rather than behind on all. With none ahead, the one
+        the oracle last sent work for (the most recently synced) is started."""
+        slots = [(k, s) for k, s in self._slots.items() if s.tokens and len(s.ahead) < limit]
+        slots = [(k, s) for k, s in slots if len(s.tokens) + len(s.ahead) < self.n_ctx - 1]
         if not slots:
-            return False
-        self._extend(min(slots, key=lambda slot: len(slot.ahead)))
-        return True
+            return None
+        ahead = [(k, s) for k, s in slots if s.ahead]
+        key, slot = min(ahead, key=lambda item: len(item[1].ahead)) if ahead else slots[-1]
+        self._extend(slot)
+        return key
 
     def _extend(self, slot: _Slot) -> None:
         slot.ahead.append(int(np.argmax(self._catch_up(slot))))

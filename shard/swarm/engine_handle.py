@@ -14,6 +14,10 @@ from shard.engine.spec.scout_drafts import DraftSink
 from shard.engine.types import EngineStatus, GenerationRequest
 from shard.swarm.protocol import MAX_DRAFT_TOKENS
 
+WORK_STEPS = 2
+"""Work asks for two steps' worth of draft tokens: a step verifies at most --draft-max, so
+what is left of an answer still covers the step after one that accepted all it verified."""
+
 
 class SwarmEngine(Protocol):
     """What the swarm needs of `EngineClient` (a fake in unit tests)."""
@@ -54,4 +58,4 @@ class EngineHandle:
         status = self.status()
         if status is None or status.draft_max <= 0:
             return None
-        return min(status.draft_max, MAX_DRAFT_TOKENS)
+        return min(WORK_STEPS * status.draft_max, MAX_DRAFT_TOKENS)

@@ -5,13 +5,20 @@ logic): both sides parse with `parse_*` and write with `encode`, nothing else.
 
     scout -> oracle   hello, draft, pong, resync
     oracle -> scout   welcome, work, cancel, ping
+
+Version 2 streams drafts: after answering a work frame, a scout may send more draft frames
+for the same position as it drafts further, each carrying all of its tokens so far (the
+previous frame's tokens and at least one more, at most the work's k). The oracle uses the
+latest. Version 1 scouts answer each work frame once; the oracle serves both.
 """
 
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS: tuple[int, ...] = (1, 2)
+"""What the oracle accepts in hello; a scout speaks PROTOCOL_VERSION."""
 MAX_SCOUT_FRAME_BYTES = 16 * 1024
 """A scout never needs more than this (a draft of 64 ids); bigger frames close the scout."""
 MAX_ORACLE_FRAME_BYTES = 1024 * 1024

@@ -75,6 +75,8 @@ class ScoutRecord:
     judged_accepted: int = 0
     misses: int = 0
     """Deadlines missed in a row, this connection."""
+    protocol_version: int = 1
+    """The version this connection speaks: 2 streams its drafts."""
     unsolicited: int = 0
     """Drafts for work never sent, this connection."""
     last_seen: float = field(default_factory=time.monotonic)

@@ -76,6 +76,13 @@ class _Pending:
     received: float
 
 
+@dataclass
+class _Answer:
+    position: int
+    k: int
+    sent: int
+
+
 class Scout:
     def __init__(self, settings: ScoutSettings, model: DraftModel) -> None:
         self.settings = settings
@@ -86,6 +93,8 @@ class Scout:
         self._wake = asyncio.Event()
         self._ahead = 16
         """How far past the decided tokens to draft when idle: the oracle's latest k."""
+        self._answers: dict[str, _Answer] = {}
+        """The latest answer per sequence, which later drafting streams more of."""
         self._delayed: set[asyncio.Task[None]] = set()
 
     async def run_forever(self) -> None:
@@ -152,12 +161,14 @@ class Scout:
                     self._queue(frame)
                 elif isinstance(frame, Cancel):
                     self._pending.pop(frame.seq, None)
+                    self._answers.pop(frame.seq, None)
                     await self._on_model(self.model.forget, frame.seq)
                 elif isinstance(frame, Ping):
                     await connection.send(encode(Pong(nonce=frame.nonce)))
         finally:
             worker.cancel()
             self._pending.clear()
+            self._answers.clear()
 
     def _queue(self, work: Work) -> None:
         """Keep the newest work per sequence, merging token deltas that follow on."""
@@ -173,7 +184,8 @@ class Scout:
 
     async def _draft_forever(self, connection: ClientConnection) -> None:
         """Answer the newest work of each sequence; with none waiting, draft one more token
-        ahead of what the oracle decided, so the next work is answered at once."""
+        ahead of what the oracle decided and stream it (protocol 2), so the oracle has it
+        before its next step and the next work is answered at once."""
         while True:
             while self._pending:
                 key = next(iter(self._pending))
@@ -182,11 +194,24 @@ class Scout:
             self._wake.clear()
             if self._pending:
                 continue
-            if self.settings.hostile != "random" and await self._on_model(
-                self.model.run_ahead, self._ahead
-            ):
-                continue
+            if self.settings.hostile is None:
+                extended = await self._on_model(self.model.run_ahead, self._ahead)
+                if extended is not None:
+                    await self._stream(connection, extended)
+                    continue
             await self._wake.wait()
+
+    async def _stream(self, connection: ClientConnection, key: str) -> None:
+        """Send the sequence's latest answer again with the tokens drafted since."""
+        answer = self._answers.get(key)
+        if answer is None or key in self._pending or answer.sent >= answer.k:
+            return
+        start, ahead = await self._on_model(self.model.ahead, key)
+        tokens = ahead[: answer.k]
+        if start != answer.position or len(tokens) <= answer.sent:
+            return
+        answer.sent = len(tokens)
+        await self._send(connection, encode(Draft(seq=key, position=start, tokens=tokens)))
 
     async def _answer(self, connection: ClientConnection, pending: _Pending) -> None:
         work = pending.work
@@ -196,9 +221,17 @@ class Scout:
                 slot = await self._on_model(self.model.sync, work.seq, work.position, work.tokens)
                 start, tokens = len(slot.tokens), list[int]()
             else:
+                streaming = self.settings.hostile is None  # hostile test modes answer once
                 start, tokens = await self._on_model(
-                    self.model.draft, work.seq, work.position, work.tokens, work.k
+                    self.model.draft,
+                    work.seq,
+                    work.position,
+                    work.tokens,
+                    work.k,
+                    0 if streaming else None,
                 )
+                if streaming:
+                    self._answers[work.seq] = _Answer(start, work.k, len(tokens))
         except NeedsResync:
             await connection.send(encode(Resync(seq=work.seq)))
             return
@@ -206,7 +239,9 @@ class Scout:
             tokens = [random.randrange(self.model.n_vocab) for _ in range(work.k)]
         elif self.settings.hostile == "corrupt" and tokens:  # right until the last token
             tokens[-1] = (tokens[-1] + 1) % self.model.n_vocab
-        draft = encode(Draft(seq=work.seq, position=start, tokens=tokens))
+        await self._send(connection, encode(Draft(seq=work.seq, position=start, tokens=tokens)))
+
+    async def _send(self, connection: ClientConnection, draft: str) -> None:
         if self.settings.added_latency_ms:
             delayed = asyncio.create_task(self._send_later(connection, draft))
             self._delayed.add(delayed)

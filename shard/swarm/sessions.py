@@ -17,7 +17,7 @@ from shard.swarm.engine_handle import EngineHandle
 from shard.swarm.protocol import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_TOKENIZER_MISMATCH,
-    PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
     Draft,
     Hello,
     Ping,
@@ -71,7 +71,9 @@ class Sessions:
             await close_link(link, *refusal)
             return
         record = await self._registry.attach(link, hello.scout_id, key.id, hello.draft_model)
+        record.protocol_version = hello.version
         welcome = Welcome(
+            version=hello.version,
             scout_id=hello.scout_id,
             oracle_version=__version__,
             model=self._model_name,
@@ -99,10 +101,11 @@ class Sessions:
 
     def _refusal(self, hello: Hello) -> tuple[int, str] | None:
         """Why the scout cannot join this oracle, as far as the oracle itself can tell."""
-        if hello.version != PROTOCOL_VERSION:
+        if hello.version not in SUPPORTED_VERSIONS:
+            spoken = " and ".join(str(version) for version in SUPPORTED_VERSIONS)
             return CLOSE_PROTOCOL_ERROR, (
                 f"protocol version {hello.version} is not supported; this oracle speaks "
-                f"{PROTOCOL_VERSION}"
+                f"versions {spoken}"
             )
         status = self._engine.status()
         if status is None:

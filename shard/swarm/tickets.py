@@ -42,6 +42,9 @@ class _TicketWork:
     sent_at: float
     deadline: float
     result: "asyncio.Future[TicketResult] | None" = None
+    streamed: Draft | None = None
+    """A version-2 scout's answer so far, scored at the deadline unless it completes."""
+    answered_at: float | None = None
 
 
 class Tickets:
@@ -100,25 +103,32 @@ class Tickets:
         about a ticket (a late answer to an expired one is ignored: it already scored 0)."""
         work = self._out.get(draft.seq)
         if work is not None and work.scout_id == record.scout_id:
-            self._finish(draft.seq, draft)
+            if work.answered_at is None:
+                work.answered_at = time.monotonic()
+            complete = len(draft.tokens) >= len(work.ticket.expected)
+            if record.protocol_version >= 2 and not complete:
+                work.streamed = draft  # more may follow until the deadline
+            else:
+                self._finish(draft.seq, draft)
             return True
         return draft.seq in self._expired
 
     def expire(self, now: float) -> None:
-        """Score tickets past their deadline 0."""
+        """Score tickets past their deadline: what was streamed by then, else 0."""
         for key, work in list(self._out.items()):
             if now >= work.deadline:
-                self._expired.append(key)
-                self._finish(key, None)
+                self._finish(key, work.streamed)
 
     def _finish(self, key: str, draft: Draft | None) -> None:
         """Score a ticket's answer (None: no answer in time) into the key's reputation."""
         work = self._out.pop(key)
+        self._expired.append(key)  # later frames for it are ignored
         ticket = work.ticket
         drafted = tuple(draft.tokens) if draft is not None else ()
         right_place = draft is not None and draft.position == len(ticket.context)
         score = ticket.score(list(drafted)) if right_place else 0.0
-        latency = (time.monotonic() - work.sent_at) * 1000 if draft is not None else None
+        answered = work.answered_at
+        latency = (answered - work.sent_at) * 1000 if draft is not None and answered else None
         self._registry.send(work.scout_id, Cancel(seq=key))
         if work.result is not None and not work.result.done():
             work.result.set_result(TicketResult(ticket.expected, drafted, score, latency))

@@ -21,6 +21,7 @@ from shard.store.api_keys import KeyRecord, KeyStore
 from shard.store.database import Database
 from shard.store.reservations import ReservationStore
 from shard.store.scout_records import ContributionStore, ScoutRecordStore
+from shard.swarm.engine_handle import WORK_STEPS
 from shard.swarm.golden_tickets import Completion
 from shard.swarm.hub import Hub, HubSettings
 from shard.swarm.reputation import BanPolicy
@@ -29,6 +30,8 @@ from shard.swarm.trust import Trust
 FINGERPRINT = "f" * 64
 N_VOCAB = 1000
 DRAFT_MAX = 4
+WORK_K = WORK_STEPS * DRAFT_MAX
+"""What work frames ask for: two steps' worth."""
 WAIT_S = 5.0
 
 
@@ -164,11 +167,11 @@ class Rig:
         )
         return link
 
-    async def join(self, scout_id: str, key: KeyRecord | None = None) -> FakeLink:
-        """A scout that has joined (its welcome read)."""
-        link = await self.connect(scout_id, key)
+    async def join(self, scout_id: str, key: KeyRecord | None = None, version: int = 1) -> FakeLink:
+        """A scout that has joined (its welcome read), speaking protocol `version`."""
+        link = await self.connect(scout_id, key, version=version)
         welcome = await link.next_frame("welcome")
-        assert welcome["scout_id"] == scout_id
+        assert welcome["scout_id"] == scout_id and welcome["version"] == version
         return link
 
     def step(self, key: str, tokens: list[int], start: int = 0, owner: str | None = None) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from shard.engine.types import DraftOutcome, ScoutDraft
 from shard.swarm.hub import HubSettings
-from tests.swarm.fakes import DRAFT_MAX, N_VOCAB, Rig, run_with_rig
+from tests.swarm.fakes import N_VOCAB, WORK_K, Rig, run_with_rig
 
 
 def test_a_valid_draft_reaches_the_engine_and_new_tokens_follow(tmp_path: Path) -> None:
@@ -22,7 +22,7 @@ def test_a_valid_draft_reaches_the_engine_and_new_tokens_follow(tmp_path: Path) 
             "seq": "seq",
             "position": 0,
             "tokens": [1, 2, 3],
-            "k": DRAFT_MAX,
+            "k": WORK_K,
             "deadline_ms": 1000,
         }
         rig.step("seq", [4], start=3)  # work is out: the new token waits for the answer
@@ -64,7 +64,7 @@ def test_with_speculation_off_scouts_get_no_work(tmp_path: Path) -> None:
     ("draft", "reason"),
     [
         ({"position": 5, "tokens": [1]}, "draft for position 5, work was for 3"),
-        ({"tokens": [1] * (DRAFT_MAX + 1)}, f"{DRAFT_MAX + 1} draft tokens, {DRAFT_MAX} asked"),
+        ({"tokens": [1] * (WORK_K + 1)}, f"{WORK_K + 1} draft tokens, {WORK_K} asked"),
         ({"tokens": [7, N_VOCAB]}, "draft token id outside the vocabulary"),
     ],
     ids=["wrong-position", "too-many-tokens", "outside-vocabulary"],
@@ -85,6 +85,52 @@ def test_a_draft_that_cannot_be_honest_drops_the_scout_before_the_engine_sees_it
         rig.step("seq", [4], start=3)
         handed = await second.next_frame()
         assert (handed["seq"], handed["position"], handed["tokens"]) == ("seq", 0, [1, 2, 3, 4])
+
+    run_with_rig(tmp_path, body)
+
+
+def test_a_version_2_scout_streams_more_of_its_answer(tmp_path: Path) -> None:
+    """Protocol 2: later frames for the position last answered carry that answer and more;
+    each replaces the draft the engine sees, even after newer work went out."""
+
+    async def body(rig: Rig) -> None:
+        link = await rig.join("s2", version=2)
+        rig.step("seq", [1, 2, 3])
+        work = await link.next_frame()
+        link.answer(work, [])  # nothing drafted yet: answered at once
+        await rig.settle()
+        assert rig.engine.drafts.latest("seq") is None
+        link.answer(work, [4])
+        link.answer(work, [4, 5, 6])
+        await rig.settle()
+        assert rig.engine.drafts.latest("seq") == ScoutDraft("s2", 3, (4, 5, 6))
+        rig.step("seq", [4], start=3)  # newer work is out; the old answer still streams
+        newer = await link.next_frame()
+        link.answer(work, [4, 5, 6, 7])
+        await rig.settle()
+        assert rig.engine.drafts.latest("seq") == ScoutDraft("s2", 3, (4, 5, 6, 7))
+        link.answer(newer, [5, 6, 7, 8])
+        await rig.settle()
+        assert rig.engine.drafts.latest("seq") == ScoutDraft("s2", 4, (5, 6, 7, 8))
+        record = rig.hub.scout("s2")
+        assert record is not None and record.tasks_completed == 2 and record.unsolicited == 0
+        link.answer(newer, [5, 9])  # not an extension of what it sent
+        assert await link.wait_closed() == (4011, "a streamed draft must extend the one before it")
+
+    run_with_rig(tmp_path, body)
+
+
+def test_a_version_1_scout_answers_each_work_once(tmp_path: Path) -> None:
+    async def body(rig: Rig) -> None:
+        link = await rig.join("s1", version=1)
+        rig.step("seq", [1, 2, 3])
+        work = await link.next_frame()
+        link.answer(work, [4])
+        link.answer(work, [4, 5])  # no streaming in version 1: work it was not given
+        await rig.settle()
+        assert rig.engine.drafts.latest("seq") == ScoutDraft("s1", 3, (4,))
+        record = rig.hub.scout("s1")
+        assert record is not None and record.unsolicited == 1
 
     run_with_rig(tmp_path, body)
 

@@ -21,9 +21,11 @@ def test_drafts_run_ahead_and_survive_what_the_oracle_decides(model: DraftModel)
     prompt = model.model.tokenize("The first three planets of the solar system are")
     start, first = model.draft("a", 0, prompt, 4)
     assert start == len(prompt) and len(first) == 4
-    while model.run_ahead(12):
+    assert model.draft("a", start, [], 8, at_least=1) == (start, first)  # what is ahead
+    while model.run_ahead(12) is not None:
         pass
-    assert model.run_ahead(12) is False  # far enough ahead: nothing to do
+    assert model.run_ahead(12) is None  # far enough ahead: nothing to do
+    assert model.ahead("a")[0] == start and len(model.ahead("a")[1]) == 12
     start, drafted = model.draft("a", start, [], 12)
     assert drafted[:4] == first and len(drafted) == 12
 

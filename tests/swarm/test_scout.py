@@ -11,6 +11,7 @@ from websockets.asyncio.server import ServerConnection
 
 from shard.config import ScoutSettings
 from shard.swarm.draft_model import DraftModel
+from shard.swarm.protocol import PROTOCOL_VERSION
 from shard.swarm.scout import Scout, ScoutRefused, websocket_url
 
 FINGERPRINT = "f" * 64
@@ -20,8 +21,8 @@ class FakeModel:
     fingerprint = FINGERPRINT
     n_vocab = 100
 
-    def run_ahead(self, limit: int) -> bool:
-        return False  # nothing to draft ahead for
+    def run_ahead(self, limit: int) -> str | None:
+        return None  # nothing to draft ahead for
 
 
 def scout_for(port: int) -> Scout:
@@ -35,7 +36,7 @@ def welcome(tokenizer: str) -> str:
     return json.dumps(
         {
             "type": "welcome",
-            "version": 1,
+            "version": PROTOCOL_VERSION,
             "scout_id": "unit",
             "oracle_version": "test",
             "model": "m",

@@ -48,7 +48,13 @@ async def _claim_for_admin(rig: Rig) -> None:
 @pytest.mark.parametrize(
     ("hello", "prepare", "engine_ready", "code", "reason"),
     [
-        ({"version": 2}, None, True, 4008, "protocol version 2 is not supported"),
+        (
+            {"version": 3},
+            None,
+            True,
+            4008,
+            "protocol version 3 is not supported; this oracle speaks versions 1 and 2",
+        ),
         ({"tokenizer": "0" * 64}, None, True, 4009, "tokenizer mismatch"),
         ({}, None, False, 1013, "still loading"),
         ({}, _ban_the_user, True, 4003, "banned for good: tests"),

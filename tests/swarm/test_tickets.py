@@ -10,7 +10,7 @@ from shard.swarm import golden_tickets
 from shard.swarm.errors import TicketsNotReady
 from shard.swarm.hub import HubSettings
 from shard.swarm.tickets import TicketResult
-from tests.swarm.fakes import DRAFT_MAX, FakeLink, Rig, run_with_rig
+from tests.swarm.fakes import WORK_K, FakeLink, Rig, run_with_rig
 
 CONTINUATION = tuple(range(10, 40))
 PROMPT_LENGTH = 3
@@ -46,7 +46,7 @@ def test_an_honest_scout_scores_full_marks(tmp_path: Path) -> None:
         results = await run_answering(rig, link, "honest", 5)
         assert [result.score for result in results] == [1.0] * 5
         assert all(result.latency_ms is not None for result in results)
-        assert all(len(result.expected) == DRAFT_MAX for result in results)
+        assert all(0 < len(result.expected) <= WORK_K for result in results)
         reputation = rig.hub.reputation(rig.admin.id)
         assert (reputation.tickets, reputation.golden) == (5, 1.0)
         record = rig.hub.scout("honest")
@@ -141,5 +141,28 @@ def test_no_tickets_without_completions(tmp_path: Path, monkeypatch: pytest.Monk
         await rig.join("s1")  # the fake engine cannot generate: filling gives up
         with pytest.raises(TicketsNotReady):
             await rig.hub.run_tickets("s1", 1)
+
+    run_with_rig(tmp_path, body)
+
+
+def test_a_streamed_ticket_is_scored_on_what_arrived_by_its_deadline(tmp_path: Path) -> None:
+    """Protocol 2: an answer may come in parts; the ticket scores the last part that came
+    before the deadline (and a complete answer at once)."""
+
+    async def body(rig: Rig) -> None:
+        rig.give_tickets(CONTINUATION)
+        link = await rig.join("streamer", version=2)
+        running = asyncio.create_task(rig.hub.run_tickets("streamer", 1))
+        work = await link.next_frame()
+        right = expected_for(work)
+        link.answer(work, [])
+        link.answer(work, right[:2])
+        await rig.settle()
+        assert not running.done()  # it waits for more, until the deadline
+        rig.expire_deadlines()
+        (result,) = await running
+        assert result.drafted == tuple(right[:2])
+        assert result.score == pytest.approx(2 / len(right))
+        assert result.latency_ms is not None
 
     run_with_rig(tmp_path, body)

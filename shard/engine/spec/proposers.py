@@ -111,6 +111,16 @@ class _ScoutTrack:
     planned: only those can earn credit."""
 
 
+def _extends(later: ScoutDraft, earlier: ScoutDraft) -> bool:
+    """A streamed draft: the same scout and start, the earlier tokens and more."""
+    size = len(earlier.tokens)
+    return (
+        later.scout_id == earlier.scout_id
+        and later.start == earlier.start
+        and later.tokens[:size] == earlier.tokens
+    )
+
+
 class ScoutProposer:
     """The latest draft a scout posted for the sequence, from where the sequence now is.
 
@@ -163,9 +173,12 @@ class ScoutProposer:
         if draft is None:
             return []
         if draft is not track.draft:
-            if track.draft is not None:
-                self._score(track, sequence.tokens)
-            track.draft, track.scored, track.timely = draft, 0, 0
+            if track.draft is not None and _extends(draft, track.draft):
+                track.draft = draft  # streamed further: what was scored and timely stays
+            else:
+                if track.draft is not None:
+                    self._score(track, sequence.tokens)
+                track.draft, track.scored, track.timely = draft, 0, 0
         rest, decided, _ = self._score(track, sequence.tokens)
         valid = 0
         while valid < len(rest) and 0 <= rest[valid] < self.n_vocab:
