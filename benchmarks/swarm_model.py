@@ -7,9 +7,10 @@ It is a discrete-event simulation of what Shard does, not a formula:
   tokens, costs `step_s(c, d + 1)` (measured). Each sequence gains its accepted prefix plus
   one token of the oracle's own.
 - The scout drafts one token at a time, `1 / scout_tok_s` each, for the sequence that is least
-  far ahead (up to `ahead` tokens), as if its drafts were accepted. The oracle's decisions
-  reach the scout `news_delay_s` after its step (a work frame); the scout answers at once
-  with what it has drafted since its last answer, which arrives `draft_delay_s` later.
+  far ahead (up to `ahead` tokens), as if its drafts were accepted, and streams them every
+  `stream_batch` tokens. The oracle's decisions reach the scout `news_delay_s` after its
+  step (a work frame); the scout answers at once with what it holds. What it sends arrives
+  `draft_delay_s` later.
 - Each draft token is accepted with probability `acceptance`, independently (the measured
   rate; a wrong token ends the run). After a rejection the scout throws away what it drafted
   past it, once it hears of it, and drafts again from there.
@@ -50,6 +51,9 @@ class SwarmCase:
     ahead: int = 32
     """How far past what it has heard the scout drafts (the work frame's k: two steps' worth,
     so that an answer still covers the step after a fully accepted one)."""
+    stream_batch: int = 4
+    """Tokens per streamed frame (the scout's STREAM_BATCH); held tokens also go out with
+    the answer to the next work, and when the scout has nothing left to draft."""
     padded: bool = False
     """A lone sequence's steps carry a second row with logits (builds where one row takes
     another kernel than several)."""
@@ -146,6 +150,7 @@ class _Scout:
         self.news: list[tuple[float, int, int, int]] = []
         """(when the scout hears it, sequence, epoch, decided) of the oracle's steps."""
         self.epochs = [0] * len(sequences)
+        self.heard_at = [0.0] * len(sequences)
 
     def tell(self, when: float, index: int, epoch: int, decided: int) -> None:
         self.news.append((when, index, epoch, decided))
@@ -156,7 +161,9 @@ class _Scout:
         while True:
             self._hear(self.free_at)
             index = self._least_ahead()
-            if index is None:  # far enough ahead everywhere: idle until the next news
+            if index is None:  # far enough ahead everywhere: send what is held, then idle
+                for held in self.sequences:
+                    self._release(held, self.free_at)
                 pending = [item[0] for item in self.news if item[0] <= until]
                 if not pending:
                     self.free_at = max(self.free_at, until)
@@ -170,12 +177,23 @@ class _Scout:
             right = self.rng.random() < self.case.acceptance
             sequence.run.append((sequence.next_position, _HELD, right))
             sequence.next_position += 1
+            if sum(1 for token in sequence.run if token[1] == _HELD) >= self.case.stream_batch:
+                self._release(sequence, self.free_at)
+
+    def _release(self, sequence: _Sequence, now: float) -> None:
+        """Send the sequence's held tokens (a streamed frame, or an answer to work)."""
+        sent = now + self.case.draft_delay_s
+        sequence.run = [
+            (position, sent if arrival == _HELD else arrival, right)
+            for position, arrival, right in sequence.run
+        ]
 
     def _hear(self, now: float) -> None:
         heard = [item for item in self.news if item[0] <= now]
         self.news = [item for item in self.news if item[0] > now]
         for when, index, epoch, decided in heard:
             sequence = self.sequences[index]
+            self.heard_at[index] = when
             sequence.known = max(sequence.known, decided)
             if epoch != self.epochs[index]:  # its run was wrong: start again from there
                 self.epochs[index] = epoch
@@ -183,16 +201,19 @@ class _Scout:
                 sequence.next_position = sequence.known
             if sequence.next_position < sequence.known:  # the oracle got past it: resync
                 sequence.run, sequence.next_position = [], sequence.known
-            sent = when + self.case.draft_delay_s  # the answer to this work carries them
-            sequence.run = [
-                (position, sent if arrival == _HELD else arrival, right)
-                for position, arrival, right in sequence.run
-            ]
+            self._release(sequence, when)  # the answer to this work carries them
 
     def _least_ahead(self) -> int | None:
+        """The scout's choice (DraftModel.run_ahead): the least far ahead of the sequences
+        it is ahead on, else the one it heard of last."""
         ahead = [s.next_position - s.known for s in self.sequences]
-        index = min(range(len(ahead)), key=lambda i: ahead[i])
-        return None if ahead[index] >= self.case.ahead else index
+        open_ = [i for i in range(len(ahead)) if ahead[i] < self.case.ahead]
+        if not open_:
+            return None
+        started = [i for i in open_ if ahead[i] > 0]
+        if started:
+            return min(started, key=lambda i: ahead[i])
+        return max(open_, key=lambda i: self.heard_at[i])
 
 
 _HELD = float("inf")

@@ -70,6 +70,11 @@ def websocket_url(oracle: str) -> str:
     return urlunsplit((scheme, parts.netloc, f"{path}/scouts/connect", "", ""))
 
 
+STREAM_BATCH = 4
+"""Draft tokens a scout streams per frame (fewer when it has nothing left to draft): a frame
+per token would cost the oracle's event loop more than the token is worth."""
+
+
 @dataclass
 class _Pending:
     work: Work
@@ -197,18 +202,23 @@ class Scout:
             if self.settings.hostile is None:
                 extended = await self._on_model(self.model.run_ahead, self._ahead)
                 if extended is not None:
-                    await self._stream(connection, extended)
+                    await self._stream(connection, extended, STREAM_BATCH)
                     continue
+                for key in list(self._answers):  # nothing left to draft: send what is held
+                    await self._stream(connection, key, 1)
             await self._wake.wait()
 
-    async def _stream(self, connection: ClientConnection, key: str) -> None:
-        """Send the sequence's latest answer again with the tokens drafted since."""
+    async def _stream(self, connection: ClientConnection, key: str, batch: int) -> None:
+        """Send the sequence's latest answer again with the tokens drafted since, once there
+        are `batch` of them (or the answer is complete)."""
         answer = self._answers.get(key)
         if answer is None or key in self._pending or answer.sent >= answer.k:
             return
         start, ahead = await self._on_model(self.model.ahead, key)
         tokens = ahead[: answer.k]
         if start != answer.position or len(tokens) <= answer.sent:
+            return
+        if len(tokens) - answer.sent < batch and len(tokens) < answer.k:
             return
         answer.sent = len(tokens)
         await self._send(connection, encode(Draft(seq=key, position=start, tokens=tokens)))
