@@ -190,7 +190,12 @@ class ScoutSettings(BaseSettings):
     scout_id: str | None = Field(
         default=None, description="a stable name for this scout; host name and a suffix if not"
     )
-    threads: int = Field(default=0, ge=0, description="llama.cpp CPU threads; 0 means all cores")
+    threads: int = Field(
+        default=0,
+        ge=0,
+        description="llama.cpp CPU threads; 0: all cores, or 1 at low priority when the "
+        "oracle runs on this machine",
+    )
     slots: int = Field(default=8, ge=1, le=64, description="sequences whose state is kept")
     n_ctx: int = Field(default=2048, ge=64, description="context length of one sequence")
     reconnect_max_s: float = Field(

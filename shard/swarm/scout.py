@@ -25,6 +25,7 @@ from websockets.asyncio.client import ClientConnection
 
 from shard.config import ScoutSettings
 from shard.swarm.draft_model import DraftModel, NeedsResync
+from shard.swarm.placement import place
 from shard.swarm.protocol import (
     CLOSE_BAD_KEY,
     CLOSE_BANNED,
@@ -275,8 +276,12 @@ def run_scout(settings: ScoutSettings) -> None:
 
     path = settings.draft_model or default_model_path()
     settings = settings.model_copy(update={"draft_model": path})  # its name goes in hello
-    threads = settings.threads or os.cpu_count() or 1
-    model = DraftModel(path, settings.n_ctx, settings.slots, threads)
+    placement = place(settings.oracle, settings.threads, os.cpu_count() or 1)
+    if placement.advice:
+        log.warning("scout: %s", placement.advice)
+    if placement.niceness:
+        os.nice(placement.niceness)
+    model = DraftModel(path, settings.n_ctx, settings.slots, placement.threads)
     scout = Scout(settings, model)
     log.info("scout %s: draft model %s, oracle %s", scout.scout_id, path, settings.oracle)
     try:
