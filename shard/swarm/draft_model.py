@@ -5,9 +5,10 @@ A slot holds one sequence's tokens, and the continuation the scout has drafted p
 it has nothing else to do (proactive drafting, as in SpecEdge), so work is answered from
 tokens already drafted; when the oracle's decided tokens differ, the slot rewinds to the
 first difference. A sequence the scout has not seen, or has evicted, asks the oracle to
-resync it from the start. Only the scout's model thread calls this class.
+resync it from the start.
 """
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,11 @@ class _Slot:
     ahead: list[int] = field(default_factory=list)
     """The scout's own greedy continuation of `tokens`, not yet decided."""
     cached: int = 0
-    """How many of `tokens + ahead` are in the KV cache."""
+    """How many of `tokens + ahead` the KV cache holds; anything it holds past them is stale
+    and is dropped before the slot's next decode."""
+    version: int = 0
+    """Bumped whenever the oracle's tokens change the slot, so a decode that ran meanwhile
+    knows its result may be stale."""
 
 
 class NeedsResync(Exception):
@@ -35,6 +40,13 @@ class NeedsResync(Exception):
 
 
 class DraftModel:
+    """Slots, synced from the event loop and extended on the model thread.
+
+    Only the model thread calls into llama.cpp. Syncing and reading what is drafted ahead
+    touch only the slots' lists, under a lock, so the scout answers work at once even while a
+    token is being drafted; a rewind just lowers `cached`, and the model thread drops the
+    stale cache before it next decodes that slot."""
+
     def __init__(self, path: Path, n_ctx: int, slots: int, threads: int) -> None:
         self.model = LlamaModel(path, ContextShape(n_ctx, slots, _N_BATCH, threads))
         self.n_ctx = n_ctx
@@ -43,18 +55,50 @@ class DraftModel:
         self._batch = Batch(_N_BATCH, slots)
         self._free = list(range(slots))
         self._slots: OrderedDict[str, _Slot] = OrderedDict()
+        self._lock = threading.Lock()
 
-    def sync(self, key: str, position: int, tokens: list[int]) -> _Slot:
-        """Append the oracle's new tokens to the sequence (`position` is where they start)."""
+    # -- any thread (no llama.cpp) ------------------------------------------------------------
+
+    def sync(self, key: str, position: int, tokens: list[int]) -> int:
+        """Append the oracle's new tokens to the sequence (`position` is where they start);
+        returns where its undecided tokens start."""
+        with self._lock:
+            return len(self._sync(key, position, tokens).tokens)
+
+    def answer(self, key: str, position: int, tokens: list[int], k: int) -> tuple[int, list[int]]:
+        """Sync, then what is drafted ahead already, up to k: (where it starts, the tokens)."""
+        with self._lock:
+            slot = self._sync(key, position, tokens)
+            start = len(slot.tokens)
+            return start, slot.ahead[: max(0, min(k, self.n_ctx - start - 1))]
+
+    def ahead(self, key: str) -> tuple[int, list[int]]:
+        """Where the sequence's undecided tokens start, and what is drafted past it."""
+        with self._lock:
+            slot = self._slots.get(key)
+            return (len(slot.tokens), list(slot.ahead)) if slot is not None else (0, [])
+
+    def forget(self, key: str) -> None:
+        """Let the sequence go (its cache is dropped before its slot is used again)."""
+        with self._lock:
+            slot = self._slots.pop(key, None)
+            if slot is not None:
+                self._free.append(slot.seq_id)
+
+    def _sync(self, key: str, position: int, tokens: list[int]) -> _Slot:
         slot = self._slots.get(key)
         if slot is None:
             if position != 0:
                 raise NeedsResync(key)
             slot = self._new_slot(key)
         elif position != len(slot.tokens):
-            self.forget(key)
+            self._slots.pop(key)
+            self._free.append(slot.seq_id)
             raise NeedsResync(key)
         self._slots.move_to_end(key)
+        if not tokens:
+            return slot
+        slot.version += 1
         matched = 0
         while (
             matched < min(len(tokens), len(slot.ahead)) and tokens[matched] == slot.ahead[matched]
@@ -63,33 +107,37 @@ class DraftModel:
         if matched == len(tokens):
             del slot.ahead[:matched]  # the oracle decided what was drafted: still ahead
         else:
-            kept = len(slot.tokens) + matched  # rewind to the first difference
-            if slot.cached > kept:
-                self.model.forget(slot.seq_id, kept)
-                slot.cached = kept
+            slot.cached = min(slot.cached, len(slot.tokens) + matched)  # rewind to the change
             slot.ahead.clear()
         slot.tokens.extend(tokens)
         return slot
+
+    def _new_slot(self, key: str) -> _Slot:
+        if not self._free:
+            oldest = self._slots.popitem(last=False)[1]
+            self._free.append(oldest.seq_id)
+        slot = _Slot(self._free.pop())  # cached 0: whatever its stream held is dropped
+        self._slots[key] = slot
+        return slot
+
+    # -- the model thread -------------------------------------------------------------------
 
     def draft(
         self, key: str, position: int, tokens: list[int], k: int, at_least: int | None = None
     ) -> tuple[int, list[int]]:
         """Sync, then answer with up to k tokens past what is decided: those drafted ahead
         already, drafting now up to `at_least` of them (all k when None; a streaming scout
-        asks for none: it answers at once and streams the rest as it drafts them); returns
+        answers with `answer` instead and streams the rest as it drafts them); returns
         (where they start, the tokens)."""
-        slot = self.sync(key, position, tokens)
-        start = len(slot.tokens)
-        k = min(k, self.n_ctx - start - 1)
-        wanted = k if at_least is None else min(k, at_least)
-        while len(slot.ahead) < wanted:
-            self._extend(slot)
-        return start, slot.ahead[: max(k, 0)]
-
-    def ahead(self, key: str) -> tuple[int, list[int]]:
-        """Where the sequence's undecided tokens start, and what is drafted past it."""
-        slot = self._slots.get(key)
-        return (len(slot.tokens), list(slot.ahead)) if slot is not None else (0, [])
+        start, ready = self.answer(key, position, tokens, k)
+        wanted = min(k, self.n_ctx - start - 1) if at_least is None else min(k, at_least)
+        while len(ready) < wanted:
+            with self._lock:
+                slot = self._slots.get(key)
+            if slot is None or not self._extend(slot):
+                break
+            start, ready = self.answer(key, start, [], k)
+        return start, ready
 
     def run_ahead(self, limit: int) -> str | None:
         """Draft one more token for a sequence under `limit` tokens ahead, and return its
@@ -99,48 +147,42 @@ class DraftModel:
         worth something while it is ahead of the oracle, so a scout too slow for all its
         sequences keeps ahead on some rather than behind on all. With none ahead, the one
         the oracle last sent work for (the most recently synced) is started."""
-        slots = [(k, s) for k, s in self._slots.items() if s.tokens and len(s.ahead) < limit]
-        slots = [(k, s) for k, s in slots if len(s.tokens) + len(s.ahead) < self.n_ctx - 1]
-        if not slots:
-            return None
-        ahead = [(k, s) for k, s in slots if s.ahead]
-        key, slot = min(ahead, key=lambda item: len(item[1].ahead)) if ahead else slots[-1]
+        with self._lock:
+            slots = [(k, s) for k, s in self._slots.items() if s.tokens and len(s.ahead) < limit]
+            slots = [(k, s) for k, s in slots if len(s.tokens) + len(s.ahead) < self.n_ctx - 1]
+            if not slots:
+                return None
+            ahead = [(k, s) for k, s in slots if s.ahead]
+            key, slot = min(ahead, key=lambda item: len(item[1].ahead)) if ahead else slots[-1]
         self._extend(slot)
         return key
 
-    def _extend(self, slot: _Slot) -> None:
-        slot.ahead.append(int(np.argmax(self._catch_up(slot))))
-
-    def forget(self, key: str) -> None:
-        slot = self._slots.pop(key, None)
-        if slot is not None:
-            self.model.forget(slot.seq_id)
-            self._free.append(slot.seq_id)
-
-    def _new_slot(self, key: str) -> _Slot:
-        if not self._free:
-            oldest = next(iter(self._slots))
-            self.forget(oldest)
-        slot = _Slot(self._free.pop())
-        self._slots[key] = slot
-        return slot
-
-    def _catch_up(self, slot: _Slot) -> np.ndarray:
-        """Decode the tokens of `tokens + ahead` not yet cached; returns the logits after the
-        last one. The last token is decoded again when it is cached already (logits are not
-        kept between calls)."""
-        known = slot.tokens + slot.ahead
-        if slot.cached >= len(known):
-            slot.cached = len(known) - 1
-            self.model.forget(slot.seq_id, slot.cached)
-        while slot.cached < len(known):
+    def _extend(self, slot: _Slot) -> bool:
+        """Decode what the slot's cache lacks and draft its next token; False when the
+        oracle's tokens changed the slot meanwhile (nothing is added then)."""
+        with self._lock:
+            known = slot.tokens + slot.ahead
+            version = slot.version
+            if not known:
+                return False
+            start = min(slot.cached, len(known) - 1)  # the last token again, for its logits
+        self.model.forget(slot.seq_id, start)  # drop whatever is stale past it
+        position = start
+        while position < len(known):
             self._batch.clear()
-            end = min(len(known), slot.cached + _N_BATCH)
-            for position in range(slot.cached, end):
-                self._batch.add(known[position], position, slot.seq_id, position == end - 1)
+            end = min(len(known), position + _N_BATCH)
+            for index in range(position, end):
+                self._batch.add(known[index], index, slot.seq_id, index == end - 1)
             self.model.decode(self._batch)
-            slot.cached = end
-        return np.array(self.model.logits(len(self._batch) - 1))
+            position = end
+        token = int(np.argmax(self.model.logits(len(self._batch) - 1)))
+        with self._lock:
+            if slot.version != version:
+                slot.cached = min(slot.cached, start)
+                return False
+            slot.cached = len(known)
+            slot.ahead.append(token)
+            return True
 
     def close(self) -> None:
         self._batch.free()

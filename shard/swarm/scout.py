@@ -168,7 +168,7 @@ class Scout:
                 elif isinstance(frame, Cancel):
                     self._pending.pop(frame.seq, None)
                     self._answers.pop(frame.seq, None)
-                    await self._on_model(self.model.forget, frame.seq)
+                    self.model.forget(frame.seq)
                 elif isinstance(frame, Ping):
                     await connection.send(encode(Pong(nonce=frame.nonce)))
         finally:
@@ -215,7 +215,7 @@ class Scout:
         answer = self._answers.get(key)
         if answer is None or key in self._pending or answer.sent >= answer.k:
             return
-        start, ahead = await self._on_model(self.model.ahead, key)
+        start, ahead = self.model.ahead(key)
         tokens = ahead[: answer.k]
         if start != answer.position or len(tokens) <= answer.sent:
             return
@@ -229,20 +229,16 @@ class Scout:
         late = time.monotonic() - pending.received > work.deadline_ms / 1000
         try:
             if late or self.settings.hostile == "random":  # keep the state in step only
-                slot = await self._on_model(self.model.sync, work.seq, work.position, work.tokens)
-                start, tokens = len(slot.tokens), list[int]()
-            else:
-                streaming = self.settings.hostile is None  # hostile test modes answer once
+                start = self.model.sync(work.seq, work.position, work.tokens)
+                tokens: list[int] = []
+            elif self.settings.hostile is None:  # answer at once (no wait for the model
+                # thread), then stream what it drafts
+                start, tokens = self.model.answer(work.seq, work.position, work.tokens, work.k)
+                self._answers[work.seq] = _Answer(start, work.k, len(tokens))
+            else:  # hostile test modes answer once, with k tokens
                 start, tokens = await self._on_model(
-                    self.model.draft,
-                    work.seq,
-                    work.position,
-                    work.tokens,
-                    work.k,
-                    0 if streaming else None,
+                    self.model.draft, work.seq, work.position, work.tokens, work.k
                 )
-                if streaming:
-                    self._answers[work.seq] = _Answer(start, work.k, len(tokens))
         except NeedsResync:
             await connection.send(encode(Resync(seq=work.seq)))
             return

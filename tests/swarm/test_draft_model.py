@@ -3,6 +3,7 @@ decided, keeps what the oracle then decides the same way, and rewinds to the fir
 differs, leaving a cache that drafts exactly as a fresh one would."""
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -39,3 +40,26 @@ def test_drafts_run_ahead_and_survive_what_the_oracle_decides(model: DraftModel)
     _, after_rewind = model.draft("a", len(decided), [], 6)
     _, fresh = model.draft("b", 0, decided, 6)
     assert after_rewind == fresh
+
+
+def test_the_oracle_s_tokens_arriving_mid_draft_leave_a_cache_that_drafts_as_a_fresh_one(
+    model: DraftModel,
+) -> None:
+    """Work is synced on the event loop while the model thread drafts: a rewind that lands
+    during a decode discards that token, and the next drafts equal a fresh slot's."""
+    prompt = model.model.tokenize("Rivers flow from the mountains down to")
+    start, _ = model.draft("c", 0, prompt, 4)
+    decided = list(prompt)
+    with ThreadPoolExecutor(1) as model_thread:
+        for round_ in range(6):
+            running = model_thread.submit(model.run_ahead, 16)
+            start, ahead = model.answer("c", start, [], 16)
+            wrong = ((ahead[0] if ahead else 0) + 1 + round_) % model.n_vocab
+            model.sync("c", start, [wrong])  # the oracle decided otherwise, mid-draft maybe
+            decided.append(wrong)
+            start += 1
+            running.result()
+    _, after = model.draft("c", start, [], 6)
+    _, fresh = model.draft("d", 0, decided, 6)
+    assert after == fresh
+    assert model.answer("c", start, [], 16) == (start, after)  # answering drafts nothing
