@@ -193,7 +193,7 @@ class ScoutSettings(BaseSettings):
     threads: int = Field(
         default=0,
         ge=0,
-        description="llama.cpp CPU threads; 0: all cores, or 1 at low priority when the "
+        description="llama.cpp CPU threads; 0: all cores, or 1 at idle priority when the "
         "oracle runs on this machine",
     )
     slots: int = Field(default=8, ge=1, le=64, description="sequences whose state is kept")

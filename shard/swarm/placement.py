@@ -3,26 +3,29 @@
 A scout speeds the oracle up with compute of its own. Beside the oracle on one machine it can
 only use what the oracle leaves idle: llama.cpp's threads spin while they wait, so two sets of
 them on the same cores slow each other far more than either works. So a scout that finds its
-oracle on the same machine takes one thread at low priority (unless told otherwise) and says
+oracle on the same machine takes one thread at idle priority (unless told otherwise) and says
 what to do to gain from it.
 """
 
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 SMALL_MACHINE_CORES = 2
 """At most this many cores: too few for an oracle and a scout to both run at full speed."""
-SHARED_MACHINE_NICENESS = 10
-"""How much a scout beside its oracle lowers its priority, so the oracle's threads win."""
 
 
 @dataclass(frozen=True)
 class Placement:
     threads: int
-    niceness: int
+    idle_priority: bool
+    """Run only on CPU time nothing else wants (`yield_to_the_oracle`)."""
     advice: str | None
+    too_small: bool = False
+    """Beside its oracle on a machine too small for both, with no --threads given: the scout
+    says so and what to do, and does not start."""
     """What the scout logs at start, when there is something to say."""
 
 
@@ -40,9 +43,9 @@ def on_this_machine(oracle: str) -> bool:
 def place(oracle: str, threads: int, cores: int) -> Placement:
     """The scout's threads (0 asks for a default), priority and start-up advice."""
     if not on_this_machine(oracle):
-        return Placement(threads or cores, 0, None)
+        return Placement(threads or cores, False, None)
     chosen = threads or 1
-    niceness = SHARED_MACHINE_NICENESS if not threads else 0
+    idle = not threads
     split = (
         f"split the cores: `taskset -c 0 shard oracle --threads {max(1, cores - 1)}` and "
         f"`taskset -c {cores - 1} shard scout --threads 1`"
@@ -50,16 +53,29 @@ def place(oracle: str, threads: int, cores: int) -> Placement:
     if cores <= SMALL_MACHINE_CORES:
         advice = (
             f"the oracle at {oracle} runs on this machine, which has {cores} cores: too few "
-            "for an oracle and a scout to both run at full speed. This scout drafts with "
-            f"{chosen} thread(s){' at low priority' if niceness else ''}, with what the "
-            "oracle leaves idle, so expect little speedup. To gain from a scout, run it on "
-            f"another machine, or {split}."
+            "for an oracle and a scout. A scout drafting here takes the cores the oracle "
+            "decodes on, and llama.cpp's threads slow each other far more than either works "
+            "(the oracle fell to a tenth of its speed when tried). To gain from a scout, run "
+            f"it on another machine, or {split}; `--threads 1` starts it here anyway."
         )
+        if not threads:
+            return Placement(chosen, idle, advice, too_small=True)
     else:
         advice = (
             f"the oracle at {oracle} runs on this machine: this scout drafts with {chosen} "
-            f"thread(s){' at low priority' if niceness else ''}. Give the oracle "
+            f"thread(s){' at idle priority' if idle else ''}. Give the oracle "
             f"`--threads {cores - chosen}` so that they do not share cores, or run the scout "
             "on another machine."
         )
-    return Placement(chosen, niceness, advice)
+    return Placement(chosen, idle, advice)
+
+
+def yield_to_the_oracle() -> None:
+    """Run this process (and the threads it starts from now on) only on CPU time no other
+    process wants: Linux's SCHED_IDLE, else the lowest niceness. A lower niceness alone is not
+    enough: each time the scout takes a core from one of the oracle's llama.cpp threads, the
+    others spin at their barrier until it is back."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)

@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection
 
 from shard.config import ScoutSettings
 from shard.swarm.draft_model import DraftModel, NeedsResync
-from shard.swarm.placement import place
+from shard.swarm.placement import place, yield_to_the_oracle
 from shard.swarm.protocol import (
     CLOSE_BAD_KEY,
     CLOSE_BANNED,
@@ -273,10 +273,13 @@ def run_scout(settings: ScoutSettings) -> None:
     path = settings.draft_model or default_model_path()
     settings = settings.model_copy(update={"draft_model": path})  # its name goes in hello
     placement = place(settings.oracle, settings.threads, os.cpu_count() or 1)
+    if placement.too_small:
+        log.error("scout: not starting: %s", placement.advice)
+        raise SystemExit(2)
     if placement.advice:
         log.warning("scout: %s", placement.advice)
-    if placement.niceness:
-        os.nice(placement.niceness)
+    if placement.idle_priority:
+        yield_to_the_oracle()
     model = DraftModel(path, settings.n_ctx, settings.slots, placement.threads)
     scout = Scout(settings, model)
     log.info("scout %s: draft model %s, oracle %s", scout.scout_id, path, settings.oracle)
