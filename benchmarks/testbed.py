@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.chat_client import connect
+from benchmarks.deployment import deployment_markdown
 from benchmarks.harness import Harness, Journal
 from benchmarks.oracle_metrics import DraftCounts, draft_counts
 from benchmarks.sampling import SAMPLINGS, seed_for
@@ -439,7 +440,7 @@ def testbed_markdown(plan: FairTestbedPlan, outcome: FairTestbedOutcome, runs: i
             f"| {'yes' if row.identical else '**no**'} | {ceiling} "
             f"| {_percent(row.efficiency)} | {predicted} | {error} |"
         )
-    lines += ["", *target_lines(rows), ""]
+    lines += ["", *target_lines(rows), "", *deployment_markdown()]
     return lines
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from benchmarks.deployment import deployment_markdown, predictions
 from benchmarks.oracle_metrics import DraftCounts
 from benchmarks.swarm_model import SwarmCase, alone, simulate
 from benchmarks.testbed import (
@@ -88,3 +89,12 @@ def test_the_summary_compares_with_the_oracle_alone_and_the_model() -> None:
     assert first.predicted_tok_s is not None and first.predicted_tok_s > 20.0
     targets = "\n".join(target_lines(rows))
     assert "different (target at least 1.8x, identical): **not met**" in targets
+
+
+def test_the_deployment_prediction_states_its_inputs_and_needs_a_fast_drafter() -> None:
+    rows = predictions()
+    assert {row.sequences for row in rows} == {1, 8}
+    slow = [row for row in rows if row.scout_tok_s < row.alone_tok_s / row.sequences]
+    assert slow and all(row.speedup == pytest.approx(1.0, abs=0.02) for row in slow)
+    text = "\n".join(deployment_markdown())
+    assert "TQ2_0" in text and "3.35 TB/s" in text and "(not measured)" in text
