@@ -80,14 +80,11 @@ class Costs:
         between (and past) the measured row counts."""
         near = min(STEP_SEQUENCES, key=lambda s: abs(s - sequences))
         measured = sorted(r for s, r in self.step_s if s == near)
-        low = max([r for r in measured if r <= rows], default=measured[0])
-        high = min([r for r in measured if r >= rows], default=measured[-1])
-        if low == high:
-            low, high = (measured[-2], measured[-1]) if rows > measured[-1] else (low, low)
-        if low == high:
-            return self.step_s[(near, low)] * sequences / near
+        high = next((r for r in measured if r >= rows), measured[-1])
+        low = measured[max(0, measured.index(high) - 1)]
         a, b = self.step_s[(near, low)], self.step_s[(near, high)]
-        return (a + (b - a) * (rows - low) / (high - low)) * sequences / near
+        seconds = a if low == high else a + (b - a) * (rows - low) / (high - low)
+        return seconds * sequences / near
 
 
 @dataclass(frozen=True)
@@ -327,10 +324,6 @@ def run_testbed(
     return outcome
 
 
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
 def verification_bound(costs: Costs, clients: int, acceptance: float) -> float:
     """The most tokens/s verification allows at this acceptance: the best draft length k
     with every draft there in time (expected tokens per step over its cost)."""
@@ -377,8 +370,8 @@ def summarize_testbed(outcome: FairTestbedOutcome) -> list[FairTestbedRow]:
                 latency_ms=latency,
                 clients=clients,
                 sampling=sampling,
-                alone_tok_s=_median([run.tokens_per_s for run in alone]),
-                scout_tok_s=_median([run.tokens_per_s for run in runs]),
+                alone_tok_s=statistics.median([run.tokens_per_s for run in alone]),
+                scout_tok_s=statistics.median([run.tokens_per_s for run in runs]),
                 acceptance=acceptance,
                 identical=all(run.texts == alone[0].texts for run in runs),
                 ceiling_tok_s=ceiling,
@@ -386,10 +379,6 @@ def summarize_testbed(outcome: FairTestbedOutcome) -> list[FairTestbedRow]:
             )
         )
     return rows
-
-
-def _ratio(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}x"
 
 
 def _percent(value: float | None) -> str:

@@ -252,8 +252,7 @@ class Dispatch:
     def _check_tokens(self, draft: Draft, k: int) -> None:
         if len(draft.tokens) > k:
             raise ProtocolError(f"{len(draft.tokens)} draft tokens, {k} asked", CLOSE_DROPPED)
-        engine = self._engine.ready()
-        status = engine.status if engine is not None else None
+        status = self._engine.status()
         n_vocab = status.n_vocab if status is not None else 0
         if any(not 0 <= token < n_vocab for token in draft.tokens):
             raise ProtocolError("draft token id outside the vocabulary", CLOSE_DROPPED)

@@ -66,7 +66,7 @@ class Tickets:
         self._on_ban = on_ban
         self._out: dict[str, _TicketWork] = {}
         """Tickets awaiting an answer, by their sequence key."""
-        self._expired: deque[str] = deque(maxlen=1000)
+        self._ended: deque[str] = deque(maxlen=1000)
 
     def fill_when_idle(self) -> None:
         """Have the oracle complete the ticket prompts while it has nothing else to do."""
@@ -111,7 +111,7 @@ class Tickets:
             else:
                 self._finish(draft.seq, draft)
             return True
-        return draft.seq in self._expired
+        return draft.seq in self._ended
 
     def expire(self, now: float) -> None:
         """Score tickets past their deadline: what was streamed by then, else 0."""
@@ -122,7 +122,7 @@ class Tickets:
     def _finish(self, key: str, draft: Draft | None) -> None:
         """Score a ticket's answer (None: no answer in time) into the key's reputation."""
         work = self._out.pop(key)
-        self._expired.append(key)  # later frames for it are ignored
+        self._ended.append(key)  # later frames for it are ignored
         ticket = work.ticket
         drafted = tuple(draft.tokens) if draft is not None else ()
         right_place = draft is not None and draft.position == len(ticket.context)
