@@ -200,7 +200,7 @@ class Scout:
             self._wake.clear()
             if self._pending:
                 continue
-            if self.settings.hostile is None:
+            if self.settings.hostile != "random":  # corrupt drafts ahead too, to be verified
                 extended = await self._on_model(self.model.run_ahead, self._ahead)
                 if extended is not None:
                     await self._stream(connection, extended, STREAM_BATCH)
@@ -231,14 +231,10 @@ class Scout:
             if late or self.settings.hostile == "random":  # keep the state in step only
                 start = self.model.sync(work.seq, work.position, work.tokens)
                 tokens: list[int] = []
-            elif self.settings.hostile is None:  # answer at once (no wait for the model
-                # thread), then stream what it drafts
+            else:  # answer at once from what is drafted ahead (no wait for the model thread)
                 start, tokens = self.model.answer(work.seq, work.position, work.tokens, work.k)
-                self._answers[work.seq] = _Answer(start, work.k, len(tokens))
-            else:  # hostile test modes answer once, with k tokens
-                start, tokens = await self._on_model(
-                    self.model.draft, work.seq, work.position, work.tokens, work.k
-                )
+                if self.settings.hostile is None:  # then stream what it drafts next
+                    self._answers[work.seq] = _Answer(start, work.k, len(tokens))
         except NeedsResync:
             await connection.send(encode(Resync(seq=work.seq)))
             return

@@ -39,6 +39,21 @@ def complete_all(client: openai.OpenAI) -> list[str]:
         return list(pool.map(lambda case: complete(client, case), PROMPTS))
 
 
+def complete_until_verified(
+    client: openai.OpenAI, oracle: RunningOracle, scout_id: str, solo: list[str], rounds: int = 6
+) -> dict[str, Any]:
+    """Run the prompts until some of the scout's drafts were verified in time, every round
+    identical to the oracle alone. Only drafts ahead of the oracle are verified, and on two
+    shared cores a scout with the oracle's own model is ahead only some of the time, so one
+    round may verify none; the status after the last round is returned."""
+    for _ in range(rounds):
+        assert complete_all(client) == solo
+        status = scout_status(oracle, scout_id)
+        if status["accepted_tokens"] > 0:
+            break
+    return status
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -15,6 +15,7 @@ from tests.conftest import ADMIN_KEY, RunningOracle, auth
 from tests.swarm.conftest import (
     ScoutProcess,
     complete_all,
+    complete_until_verified,
     scout_logs,
     scout_status,
     wait_for,
@@ -48,8 +49,7 @@ def test_an_honest_scout_drafts_changes_no_output_and_comes_back_after_a_restart
     try:
         wait_for(lambda: scout_status(swarm, "honest-1")["connected"], 90, "scout to join")
         before = scout_metric(swarm)
-        assert complete_all(swarm_client) == solo_outputs
-        status = scout_status(swarm, "honest-1")
+        status = complete_until_verified(swarm_client, swarm, "honest-1", solo_outputs)
         assert status.keys() >= STATUS_FIELDS
         assert status["tasks_completed"] > 0
         assert status["accepted_tokens"] > 0, scout.log()
@@ -132,8 +132,7 @@ def test_drafts_wrong_in_their_last_token_are_verified_and_change_nothing(
     scout = ScoutProcess(swarm, tmp_path, "corrupt-1", "--hostile", "corrupt")
     try:
         wait_for(lambda: scout_status(swarm, "corrupt-1")["connected"], 90, "scout to join")
-        assert complete_all(swarm_client) == solo_outputs
-        status = scout_status(swarm, "corrupt-1")
+        status = complete_until_verified(swarm_client, swarm, "corrupt-1", solo_outputs)
         assert status["accepted_tokens"] > 0, scout_logs(swarm, "corrupt-1")
         assert status["draft_tokens"] > status["accepted_tokens"]
     finally:
