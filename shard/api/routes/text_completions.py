@@ -14,7 +14,7 @@ from shard.api.completions import (
     to_text_generation_request,
 )
 from shard.api.errors import KEYED, error_responses
-from shard.api.generation_flow import respond
+from shard.api.generation_flow import Storing, respond
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.api.protocol import CompletionRequest, TextCompletion
 from shard.store.api_keys import KeyRecord
@@ -40,4 +40,5 @@ async def create_completion(
         bool(body.stream),
         CompletionBuilder.text_result,
         lambda builder, generation: stream_text_chunks(builder, generation, include_usage),
+        Storing(),  # kept, retrievable by id, though never listed with chat completions
     )
