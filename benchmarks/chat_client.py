@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-GREEDY_FIELDS: Mapping[str, float | int] = {"temperature": 0}
+GREEDY_FIELDS: Mapping[str, object] = {"temperature": 0}
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class ChatClient:
         self,
         prompt: str | Sequence[Mapping[str, str]],
         max_tokens: int,
-        sampling: Mapping[str, float | int] | None = None,
+        sampling: Mapping[str, object] | None = None,
     ) -> StreamedCompletion:
         """One completion of a prompt (one user message) or of a whole chat history, with the
         given sampling fields (default greedy: `temperature` 0). Tokens are the server's

@@ -47,6 +47,7 @@ from benchmarks.scout_failures import (
     FailurePlan,
     summarize_failures,
 )
+from benchmarks.structured import StructuredOutcome, StructuredPlan, structured_markdown
 from benchmarks.testbed import FairTestbedOutcome, FairTestbedPlan, testbed_markdown
 from benchmarks.throughput import ComparisonPlan
 from benchmarks.weight_types import (
@@ -107,6 +108,8 @@ class SuiteResults:
     multi_turn: MultiTurnOutcome | None = None
     weight_types_plan: WeightTypesPlan | None = None
     weight_types: WeightTypesOutcome | None = None
+    structured_plan: StructuredPlan | None = None
+    structured: StructuredOutcome | None = None
     testbed_plan: FairTestbedPlan | None = None
     testbed: FairTestbedOutcome | None = None
     testbed_runs: int = 1
@@ -851,6 +854,8 @@ def results_markdown(results: SuiteResults, plots: dict[str, Path]) -> str:
         lines += _grounded(results, plots.get("grounded"))
     if results.failures is not None:
         lines += _failures(results, plots.get("failures"))
+    if results.structured is not None and results.structured_plan is not None:
+        lines += structured_markdown(results.structured_plan, results.structured)
     if results.weight_types is not None:
         lines += _weight_types(results)
     if results.testbed is not None and results.testbed_plan is not None:

@@ -16,6 +16,8 @@ Sections, in order (`--sections` picks some):
   n-gram drafts and a scout, and on both llama-servers; speedup, byte-identical output,
   acceptance; about 5 minutes;
 - scout-failures: throughput beside a dead, a slow and a hostile scout; about 3 minutes;
+- structured: the cost of a token held to a JSON schema, and whether the answers parse, on
+  Shard with drafts off, Shard and llama-server (`--structured-prompts`); about 4 minutes;
 - weight-types: per weight type made from the embedded model (F32 ... TQ2_0,
   `--weight-types`), loaded in this process: whether drafts are exact as is and with single
   rows padded to two, a 500-token prompt, and decode steps of 1 and 8 sequences x 1, 2 and 4
@@ -79,6 +81,7 @@ from benchmarks.servers import (
     ServerConfig,
     ensure_llama_cpp_server_extras,
 )
+from benchmarks.structured import VARIANTS, StructuredPlan, run_structured
 from benchmarks.testbed import FairTestbedPlan, run_testbed
 from benchmarks.throughput import ComparisonPlan, run_comparison
 from benchmarks.weight_types import (
@@ -94,6 +97,7 @@ SECTIONS: tuple[str, ...] = (
     "multi-turn",
     "grounded",
     "scout-failures",
+    "structured",
     "weight-types",
     "testbed",
 )
@@ -204,6 +208,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=150,
         help="max_tokens of each reply (default 150; smoke 16)",
+    )
+    group = parser.add_argument_group("structured")
+    group.add_argument(
+        "--structured-prompts",
+        type=int,
+        default=4,
+        help="prompts per run, each free and constrained, greedy and sampled (default 4; smoke 1)",
+    )
+    group.add_argument(
+        "--structured-max-tokens",
+        type=int,
+        default=200,
+        help="max_tokens of each answer (default 200, room for the bounded schema; smoke 24)",
     )
     group = parser.add_argument_group("grounded")
     group.add_argument(
@@ -376,6 +393,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.failure_time_limit = args.grounded_time_limit = 20.0
         args.processed_clients, args.turns, args.multi_turn_max_tokens = [1], 2, 16
         args.weight_type_repetitions = 3
+        args.structured_prompts, args.structured_max_tokens = 1, 24
     if args.weight_types is None:
         args.weight_types = list(SMOKE_WEIGHT_TYPES if args.smoke else WEIGHT_TYPES)
     if args.weight_type_repetitions < 1:
@@ -460,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         *(args.servers if comparing else []),
         *(chat_servers if "multi-turn" in args.sections else []),
         *(args.grounded_modes if "grounded" in args.sections else []),
+        *(args.servers if "structured" in args.sections else []),
     ]
     needs_binary = any(name in LLAMA_SERVERS for name in wanted)
     binary = ensure_llama_server(args.cache_dir) if needs_binary else None
@@ -545,6 +564,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         results.failures = run_scout_failures(
             results.failure_plan, config, harness, results.journal, scout_missing
+        )
+    if "structured" in args.sections:
+        results.structured_plan = StructuredPlan(
+            variants=tuple(
+                v.label
+                for v in VARIANTS
+                if (v.server == "shard" or v.server in args.servers)
+                and not (args.smoke and v.shard_args == ())  # smoke: the constraint's own cost
+            ),
+            prompts=args.structured_prompts,
+            max_tokens=args.structured_max_tokens,
+        )
+        results.structured = run_structured(
+            results.structured_plan, config, harness, results.journal
         )
     if "weight-types" in args.sections:
         results.weight_types_plan = WeightTypesPlan(

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import llguidance
 import numpy as np
 
 from shard.engine.model import TokenBatch
@@ -114,6 +115,24 @@ class FakeModel:
 
     def is_end_of_generation(self, token: int) -> bool:
         return token in (EOS, END_OF_TURN)
+
+    def grammar_tokenizer(self) -> llguidance.LLTokenizer:
+        """The fake vocabulary for llguidance: control tokens marked with 0xff, as its
+        llama.cpp reader marks them, and letters that tokenize one byte per token."""
+        pieces = [b"\xff<bos>", b"\xff<eos>", b"\xff<end_of_turn>"]
+        pieces += [self.piece(token) for token in range(FIRST_TEXT_TOKEN, self._n_vocab)]
+        first = {piece: token for token, piece in reversed(list(enumerate(pieces)))}
+
+        class Vocabulary:
+            eos_token_id, bos_token_id = EOS, BOS
+            tokens = pieces
+            special_token_ids = (BOS, EOS, END_OF_TURN)
+
+            def __call__(self, text: bytes) -> list[int]:
+                return [first[bytes([byte])] for byte in text if bytes([byte]) in first]
+
+        wrapper = llguidance.TokenizerWrapper(Vocabulary())
+        return llguidance.LLTokenizer(wrapper, eos_token=[EOS, END_OF_TURN])
 
     def bos_text(self) -> str:
         return "<bos>"

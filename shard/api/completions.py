@@ -29,6 +29,7 @@ from shard.engine.types import (
     ChoiceDelta,
     FinishReason,
     GenerationRequest,
+    OutputGrammar,
     SamplingParams,
 )
 from shard.engine.types import TokenLogprob as EngineTokenLogprob
@@ -66,7 +67,13 @@ def to_generation_request(body: ChatCompletionRequest, request_id: str) -> Gener
         shrink_to_fit=limit is None,
         stop=body.stop_sequences(),
         n=body.n or 1,
+        grammar=_output_grammar(body),
     )
+
+
+def _output_grammar(body: ChatCompletionRequest) -> OutputGrammar | None:
+    grammar = body.response_format.grammar if body.response_format else None
+    return OutputGrammar(grammar, "response_format") if grammar is not None else None
 
 
 def to_text_generation_request(body: CompletionRequest, request_id: str) -> GenerationRequest:

@@ -6,7 +6,18 @@ name, so nothing a client asks for is silently dropped.
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_serializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from shard.engine.constraint import GrammarError, json_grammar
 
 Role = Literal["system", "developer", "user", "assistant"]
 _ROLES = ("system", "developer", "user", "assistant")
@@ -92,6 +103,45 @@ class ChatMessageIn(_Strict):
         }
 
 
+class JsonSchemaFormat(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ResponseFormat(_Strict):
+    """`text`, any JSON object, or JSON matching a schema; the grammar is compiled here, so a
+    schema the constraint library cannot compile is a 400 naming `response_format`."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+    _grammar: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _compile(self) -> "ResponseFormat":
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type 'json_schema' needs a 'json_schema' object")
+        if self.type != "json_schema" and self.json_schema is not None:
+            raise ValueError(f"'json_schema' goes with type 'json_schema', not '{self.type}'")
+        try:
+            if self.type == "json_object":
+                self._grammar = json_grammar(None)
+            elif self.json_schema is not None:
+                spec = self.json_schema
+                self._grammar = json_grammar(spec.json_schema or {}, bool(spec.strict))
+        except GrammarError as error:
+            raise ValueError(f"the schema cannot be used: {error}") from error
+        return self
+
+    @property
+    def grammar(self) -> str | None:
+        """The grammar output must follow; None for plain text."""
+        return self._grammar
+
+
 class StreamOptions(_Strict):
     include_usage: bool = False
 
@@ -157,7 +207,7 @@ class ChatCompletionRequest(_SamplingRequest):
     tool_choice: Any = None
     functions: list[Any] | None = None
     function_call: Any = None
-    response_format: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
     modalities: list[str] | None = None
     audio: Any = None
     prediction: Any = None
@@ -185,14 +235,6 @@ class ChatCompletionRequest(_SamplingRequest):
         if choice not in (None, "none"):
             raise ValueError("tool and function calling are not supported by Shard")
         return choice
-
-    @field_validator("response_format")
-    @classmethod
-    def _text_format(cls, response_format: dict[str, Any] | None) -> dict[str, Any] | None:
-        if response_format is not None and response_format.get("type") != "text":
-            kind = response_format.get("type")
-            raise ValueError(f"response_format '{kind}' is not supported; only 'text' is")
-        return response_format
 
     @field_validator("modalities")
     @classmethod

@@ -4,6 +4,7 @@ Refusals are the engine's own (`Rejected`); the API maps them to OpenAI errors.
 """
 
 from shard.engine.chat_template import ChatTemplate, TemplateError
+from shard.engine.constraint import GrammarError, TokenConstraint
 from shard.engine.model import Model
 from shard.engine.sequence import Task
 from shard.engine.types import GenerationRequest, Rejected
@@ -48,4 +49,10 @@ def prepare(
             "of the messages or completion."
         )
         return Rejected("context_length_exceeded", message, "messages")
-    return Task(request, prompt, min(request.max_tokens, room))
+    constraint = None
+    if request.grammar is not None:
+        try:
+            constraint = TokenConstraint(model.grammar_tokenizer(), request.grammar.grammar)
+        except GrammarError as error:
+            return Rejected("invalid_request", str(error), request.grammar.param)
+    return Task(request, prompt, min(request.max_tokens, room), constraint=constraint)

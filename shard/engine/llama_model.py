@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
+import llguidance
+import llguidance.llamacpp
 import numpy as np
 
 from shard.engine.model import TokenBatch
@@ -92,6 +94,7 @@ class LlamaModel:
         self._memory = llama_cpp.llama_get_memory(context)
         self._piece_buffer = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}
+        self._grammar_tokenizer: llguidance.LLTokenizer | None = None
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -163,6 +166,17 @@ class LlamaModel:
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def grammar_tokenizer(self) -> llguidance.LLTokenizer:
+        """The vocabulary as llguidance sees it, with EOS and end-of-turn ending a grammar;
+        made on first use (about 1.5 s for 262k tokens), then kept."""
+        if self._grammar_tokenizer is None:
+            ends = [llama_cpp.llama_vocab_eos(self.vocab), llama_cpp.llama_vocab_eot(self.vocab)]
+            log.info("reading the vocabulary for structured output (once)")
+            self._grammar_tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(
+                self.vocab, eos_token=[end for end in ends if end >= 0]
+            )
+        return self._grammar_tokenizer
 
     def bos_text(self) -> str:
         """The BOS token's text, so a template that writes it is not tokenized with a second."""

@@ -6,6 +6,8 @@ Only the engine thread calls a model (docs/architecture.md, invariant 5).
 
 from typing import Protocol
 
+import llguidance
+
 from shard.engine.sampling import Logits
 
 
@@ -45,6 +47,10 @@ class Model(Protocol):
     def tokenizer_fingerprint(self) -> str: ...
 
     def is_end_of_generation(self, token: int) -> bool: ...
+
+    def grammar_tokenizer(self) -> llguidance.LLTokenizer:
+        """The vocabulary for structured output's grammars (shard.engine.constraint)."""
+        ...
 
     def bos_text(self) -> str: ...
 

@@ -111,7 +111,8 @@ def _inverse_cdf(weight: npt.NDArray[np.float32], u: float) -> int:
     """The first id whose cumulative weight, in id order, passes u of the total."""
     blocks = np.cumsum(weight.reshape(-1, _BLOCK).sum(axis=1), dtype=np.float64)
     target = u * float(blocks[-1])
-    block = min(int(np.searchsorted(blocks, target, side="right")), len(blocks) - 1)
+    last = int(np.searchsorted(blocks, blocks[-1], side="left"))  # the last with any weight
+    block = min(int(np.searchsorted(blocks, target, side="right")), last)
     rest = target - (float(blocks[block - 1]) if block else 0.0)
     inside = weight[block * _BLOCK : (block + 1) * _BLOCK]
     index = int(np.searchsorted(np.cumsum(inside, dtype=np.float64), rest, side="right"))

@@ -8,6 +8,7 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 
+from shard.engine.constraint import TokenConstraint
 from shard.engine.spec.proposers import NO_PROPOSAL, Proposal, Proposer
 from shard.engine.text_stream import TextStream
 from shard.engine.types import GenerationRequest
@@ -50,6 +51,8 @@ class Choice:
     draft: StepDraft = field(default_factory=StepDraft)
     reported: int = 0
     """How many of `tokens` the progress feed has been told about."""
+    constraint: TokenConstraint | None = None
+    """Structured output: where the choice is in the request's grammar."""
 
 
 @dataclass(eq=False)
@@ -62,6 +65,8 @@ class Task:
     choices: list[Choice] = field(default_factory=list)
     prefilled: int = 0
     logits_index: int = -1
+    constraint: TokenConstraint | None = None
+    """The request's grammar at its start; each choice follows a copy."""
 
     @property
     def lead(self) -> Choice:

@@ -33,6 +33,15 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class OutputGrammar:
+    """A grammar every choice's output must follow (llguidance's format, see
+    shard.engine.constraint), and the request field it came from, named if it cannot run."""
+
+    grammar: str
+    param: str
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """What the engine needs to run one completion with `n` choices."""
 
@@ -51,6 +60,8 @@ class GenerationRequest:
     """The API key's id: its reserved scouts draft for this request first."""
     token_ids: bool = False
     """Report prompt and completion token ids (golden tickets need them)."""
+    grammar: OutputGrammar | None = None
+    """Structured output: tokens the grammar forbids are never sampled."""
 
 
 @dataclass(frozen=True)

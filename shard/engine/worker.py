@@ -274,6 +274,9 @@ class Engine:
             n, stop = task.request.n, task.request.stop
             seq_ids, cached = self._pool.assign(self._model, task.prompt, n, self._reuse)
             task.choices = [Choice(i, seq_id, TextStream(stop)) for i, seq_id in enumerate(seq_ids)]
+            if task.constraint is not None:
+                for choice in task.choices:
+                    choice.constraint = task.constraint.copy()
             task.prefilled = cached
             self._emit(task.request.request_id, PromptCached(cached))
             self._running.append(task)
@@ -407,8 +410,12 @@ class Engine:
             if needs_processing(params, choice.counts)
             else logits
         )
+        if choice.constraint is not None:
+            processed = choice.constraint.allowed(processed)
         u = coupled_uniform(params.seed, choice.index, choice.generated)
         token = pick_token(processed, params, u)
+        if choice.constraint is not None:
+            choice.constraint.consume(token)
         choice.generated += 1
         choice.counts[token] += 1
         choice.tokens.append(token)

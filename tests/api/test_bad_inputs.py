@@ -99,8 +99,6 @@ def test_missing_required_fields(http: httpx.Client) -> None:
     [
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
         ({"tool_choice": "required"}, "tool_choice"),
-        ({"response_format": {"type": "json_schema", "json_schema": {}}}, "response_format"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
         (
             {
                 "messages": [
@@ -126,6 +124,43 @@ def test_unsupported_features_are_refused_by_name(
     response = http.post("/v1/chat/completions", json={**GOOD, **change})
     assert_openai_error(response, 400, "invalid_request", param)
     assert param.split("[")[0].split(".")[0] in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("response_format", "param", "words"),
+    [
+        ({"type": "xml"}, "response_format.type", "json_schema"),
+        ({"type": "json_schema"}, "response_format", "needs a 'json_schema'"),
+        ({"type": "json_schema", "json_schema": {}}, "response_format.json_schema.name", "name"),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nope"}}},
+            "response_format",
+            "Invalid type: nope",
+        ),
+        (
+            {
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "(("}},
+            },
+            "response_format",
+            "unclosed group",
+        ),
+        (
+            {
+                "type": "json_schema",
+                "json_schema": {"name": "x", "strict": True, "schema": {"not": {}}},
+            },
+            "response_format",
+            "not",
+        ),
+    ],
+)
+def test_a_response_format_that_cannot_be_enforced_is_a_400(
+    http: httpx.Client, response_format: dict[str, Any], param: str, words: str
+) -> None:
+    response = http.post("/v1/chat/completions", json={**GOOD, "response_format": response_format})
+    assert_openai_error(response, 400, "invalid_request", param)
+    assert words in response.json()["error"]["message"]
 
 
 def test_text_response_format_and_tool_choice_none_are_fine(http: httpx.Client) -> None:

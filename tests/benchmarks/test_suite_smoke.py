@@ -112,3 +112,17 @@ def test_weight_types_measures_the_embedded_type_alone(report: str) -> None:
     assert row is not None, report
     assert all(float(value) > 0 for value in row.groups())
     assert re.findall(r"^\| (\w+) \| [0-9]+ \| (?:yes|no) \|", report, re.M) == ["Q4_K_M"]
+
+
+def test_structured_outputs_report_a_constrained_tokens_cost(report: str) -> None:
+    assert "## Structured outputs: the cost of a constrained token" in report
+    for sampling in ("greedy", "T=0.7"):  # smoke: Shard with drafts off alone
+        row = re.search(
+            rf"^\| shard, drafts off \| {re.escape(sampling)} \| ([0-9.]+) \| ([0-9.]+) \| "
+            r"([0-9.]+)x \| [0-9]+/1 \|",
+            report,
+            re.M,
+        )
+        assert row is not None, report
+        assert all(float(value) > 0 for value in row.groups())
+    assert "| shard | greedy |" not in report

@@ -2,6 +2,7 @@
 invariants 1 and 3): the shared oracle drafts, a second one never does, and their outputs
 must be identical."""
 
+import json
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +96,55 @@ def test_drafted_output_is_identical_to_undrafted(
         assert got == want, case["prompt"][:60]
     assert accepted_drafts(oracle) - before > 10, "the copying prompts should accept drafts"
     assert accepted_drafts(no_drafts) == 0
+
+
+RECORD = {
+    "river": "Rhine",
+    "length_km": 1230,
+    "countries": ["Switzerland", "Liechtenstein", "Austria", "Germany", "France", "Netherlands"],
+    "cities": ["Basel", "Strasbourg", "Cologne", "Rotterdam"],
+    "mouth": "North Sea",
+}
+BOUNDED = {
+    "type": "object",
+    "properties": {
+        "river": {"type": "string", "maxLength": 20},
+        "countries": {"type": "array", "items": {"type": "string", "maxLength": 16}, "maxItems": 6},
+    },
+    "required": ["river", "countries"],
+    "additionalProperties": False,
+}
+STRUCTURED: list[dict[str, Any]] = [
+    {
+        # compact, as the grammar writes JSON, so n-gram drafts find it
+        "prompt": f"Repeat this JSON exactly:\n{json.dumps(RECORD, separators=(',', ':'))}",
+        "temperature": 0,
+        "response_format": {"type": "json_object"},
+    },
+    {
+        "prompt": f"Which countries does the river cross? Answer in JSON.\n\n{ARTICLE}",
+        "temperature": 0.8,
+        "seed": 3,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "river", "schema": BOUNDED, "strict": True},
+        },
+    },
+]
+
+
+def test_structured_output_with_drafts_is_identical_to_without(
+    oracle: RunningOracle, client: openai.OpenAI, no_drafts: RunningOracle
+) -> None:
+    """A draft token the grammar forbids is rejected like any other wrong token."""
+    plain = no_drafts.client(max_retries=0, timeout=300)
+    before = accepted_drafts(oracle)
+    drafted = [run(client, case) for case in STRUCTURED]
+    expected = [run(plain, case) for case in STRUCTURED]
+    assert drafted == expected
+    assert accepted_drafts(oracle) - before > 10, "copying the record should accept drafts"
+    copied, _ = drafted[0]
+    assert isinstance(json.loads(copied), dict)
 
 
 def test_a_chats_next_turn_reuses_its_cached_history_and_changes_nothing(
