@@ -5,25 +5,45 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+from shard.api.errors import APIError
 from shard.api.protocol import (
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
+    ChatFinishReason,
     Choice,
     ChoiceLogprobs,
     ChunkChoice,
     CompletionRequest,
     Delta,
+    FunctionCallOut,
+    FunctionDelta,
     PromptTokensDetails,
     TextChoice,
     TextCompletion,
     TokenLogprobOut,
+    ToolCallDelta,
+    ToolCallOut,
     TopLogprob,
     Usage,
     _SamplingRequest,
 )
+from shard.api.tool_calls import (
+    ArgumentsAdded,
+    CallStarted,
+    Content,
+    Function,
+    PastCall,
+    ReadEvent,
+    ToolCallReader,
+    instruction,
+    written_call,
+    written_result,
+)
+from shard.api.tool_calls import grammar as tools_grammar
 from shard.engine.client import Generation
+from shard.engine.constraint import GrammarError, checked_lark
 from shard.engine.types import (
     ChatMessage,
     ChoiceDelta,
@@ -58,10 +78,11 @@ def _sampling(body: _SamplingRequest, logprobs: bool, top_logprobs: int) -> Samp
 
 
 def to_generation_request(body: ChatCompletionRequest, request_id: str) -> GenerationRequest:
+    """The engine's request; raises APIError when the tools' grammar cannot be compiled."""
     limit = body.completion_limit()
     return GenerationRequest(
         request_id=request_id,
-        messages=tuple(ChatMessage(m.role, m.text()) for m in body.messages),
+        messages=_prompt_messages(body),
         sampling=_sampling(body, bool(body.logprobs), body.top_logprobs or 0),
         max_tokens=limit if limit is not None else DEFAULT_MAX_TOKENS,
         shrink_to_fit=limit is None,
@@ -71,9 +92,59 @@ def to_generation_request(body: ChatCompletionRequest, request_id: str) -> Gener
     )
 
 
+def _functions(body: ChatCompletionRequest) -> list[Function]:
+    return [
+        Function(f.name, f.description, f.parameters, bool(f.strict))
+        for f in (tool.function for tool in body.tools or [])
+    ]
+
+
+def _prompt_messages(body: ChatCompletionRequest) -> tuple[ChatMessage, ...]:
+    """The conversation as text messages: earlier tool calls and results written in the
+    generic format (shard.api.tool_calls), and, when calls are allowed, the tools offered
+    in the system message."""
+    messages: list[ChatMessage] = []
+    for index, message in enumerate(body.messages):
+        text = message.text()
+        if message.role == "tool":
+            result = written_result(text)
+            if index and body.messages[index - 1].role == "tool":  # one turn's results together
+                messages[-1] = ChatMessage("user", f"{messages[-1].content}\n{result}")
+            else:
+                messages.append(ChatMessage("user", result))
+            continue
+        if message.tool_calls:
+            calls = [PastCall(c.function.name, c.function.arguments) for c in message.tool_calls]
+            text = "\n".join([text] * bool(text) + [written_call(call) for call in calls])
+        messages.append(ChatMessage(message.role, text))
+    mode = body.tool_mode()
+    if mode is not None:
+        offer = instruction(_functions(body), mode, body.parallel_tool_calls is not False)
+        if messages[0].role in ("system", "developer"):
+            messages[0] = ChatMessage(messages[0].role, f"{offer}\n\n{messages[0].content}")
+        else:
+            messages.insert(0, ChatMessage("system", offer))
+    return tuple(messages)
+
+
 def _output_grammar(body: ChatCompletionRequest) -> OutputGrammar | None:
-    grammar = body.response_format.grammar if body.response_format else None
-    return OutputGrammar(grammar, "response_format") if grammar is not None else None
+    """Calls in the generic format when tools may be called (an answer instead, under
+    `auto`, follows the response format); else the response format's grammar, if any."""
+    mode, response_format = body.tool_mode(), body.response_format
+    if mode is None:
+        grammar = response_format.grammar if response_format else None
+        return OutputGrammar(grammar, "response_format") if grammar is not None else None
+    answer_schema = None
+    if response_format is not None and response_format.type == "json_object":
+        answer_schema = {"type": "object"}
+    elif response_format is not None and response_format.json_schema is not None:
+        answer_schema = response_format.json_schema.json_schema or {}
+    parallel = body.parallel_tool_calls is not False
+    try:
+        text = checked_lark(tools_grammar(_functions(body), mode, parallel, answer_schema))
+    except GrammarError as error:
+        raise APIError(400, f"the tools cannot be used: {error}", param="tools") from error
+    return OutputGrammar(text, "tools")
 
 
 def to_text_generation_request(body: CompletionRequest, request_id: str) -> GenerationRequest:
@@ -109,7 +180,9 @@ def _logprobs_out(items: list[EngineTokenLogprob]) -> ChoiceLogprobs:
 class CompletionBuilder:
     """Accumulates deltas into the non-streaming object (what is returned and stored)."""
 
-    def __init__(self, generation: Generation, completion_id: str, model: str) -> None:
+    def __init__(
+        self, generation: Generation, completion_id: str, model: str, tool_calls: bool = False
+    ) -> None:
         n = generation.request.n
         self._generation = generation
         self._id = completion_id
@@ -119,17 +192,51 @@ class CompletionBuilder:
         self._logprobs: list[list[EngineTokenLogprob]] = [[] for _ in range(n)]
         self._tokens = [0] * n
         self._finish: list[FinishReason] = ["length"] * n
+        self._readers = [ToolCallReader() for _ in range(n)] if tool_calls else None
+        """Each choice's output read into content and calls (same ids streamed and stored)."""
 
     @property
     def created(self) -> int:
         return self._created
 
-    def add(self, delta: ChoiceDelta) -> None:
+    @property
+    def reads_tool_calls(self) -> bool:
+        return self._readers is not None
+
+    def add(self, delta: ChoiceDelta) -> list[ReadEvent]:
+        """Take a delta; what it adds to the choice's content or calls."""
         self._texts[delta.index] += delta.text
         self._logprobs[delta.index].extend(delta.logprobs)
         self._tokens[delta.index] = delta.completion_tokens
         if delta.finish_reason is not None:
             self._finish[delta.index] = delta.finish_reason
+        if self._readers is None:
+            return [Content(delta.text)] if delta.text else []
+        reader = self._readers[delta.index]
+        events = reader.feed(delta.text)
+        return events + reader.finish() if delta.finish_reason is not None else events
+
+    def finish_reason(self, index: int) -> ChatFinishReason:
+        """`tool_calls` when the choice ended on its own after complete calls."""
+        finish = self._finish[index]
+        calls = self._readers[index].calls if self._readers is not None else []
+        if finish == "stop" and calls and all(call.complete for call in calls):
+            return "tool_calls"
+        return finish
+
+    def _message(self, index: int) -> AssistantMessage:
+        if self._readers is None:
+            return AssistantMessage(content=self._texts[index])
+        reader = self._readers[index]
+        calls = [
+            ToolCallOut(
+                id=call.id, function=FunctionCallOut(name=call.name, arguments=call.arguments)
+            )
+            for call in reader.calls
+        ]
+        if not calls:
+            return AssistantMessage(content=reader.content)
+        return AssistantMessage(content=reader.content or None, tool_calls=calls)
 
     def text_result(self) -> TextCompletion:
         """The legacy `text_completion` object."""
@@ -159,11 +266,11 @@ class CompletionBuilder:
         choices = [
             Choice(
                 index=i,
-                message=AssistantMessage(content=text),
+                message=self._message(i),
                 logprobs=_logprobs_out(self._logprobs[i]) if want_logprobs else None,
-                finish_reason=self._finish[i],
+                finish_reason=self.finish_reason(i),
             )
-            for i, text in enumerate(self._texts)
+            for i in range(len(self._texts))
         ]
         return ChatCompletion(
             id=self._id,
@@ -189,23 +296,37 @@ async def stream_chunks(
     for index in range(generation.request.n):
         yield chunk([ChunkChoice(index=index, delta=Delta(role="assistant", content=""))])
     async for delta in generation.deltas():
-        builder.add(delta)
-        if delta.text or delta.logprobs:
-            yield chunk(
-                [
-                    ChunkChoice(
-                        index=delta.index,
-                        delta=Delta(content=delta.text),
-                        logprobs=_logprobs_out(list(delta.logprobs)) if want_logprobs else None,
-                    )
-                ]
-            )
+        events = builder.add(delta)
+        logprobs = _logprobs_out(list(delta.logprobs)) if want_logprobs else None
+        if not events and delta.logprobs and not builder.reads_tool_calls:
+            events = [Content("")]  # logprobs of text held back (it may become a stop string)
+        for event in events:
+            choice = ChunkChoice(index=delta.index, delta=_delta(event), logprobs=logprobs)
+            logprobs = None  # on the first chunk of what this delta adds
+            yield chunk([choice])
         if delta.finish_reason is not None:
-            yield chunk(
-                [ChunkChoice(index=delta.index, delta=Delta(), finish_reason=delta.finish_reason)]
-            )
+            finish = builder.finish_reason(delta.index)
+            yield chunk([ChunkChoice(index=delta.index, delta=Delta(), finish_reason=finish)])
     if include_usage:
         yield chunk([], builder.usage())
+
+
+def _delta(event: ReadEvent) -> Delta:
+    """A chunk's delta, as OpenAI streams content and tool calls."""
+    if isinstance(event, Content):
+        return Delta(content=event.text)
+    call = event.call
+    if isinstance(event, CallStarted):
+        function = FunctionDelta(name=call.name, arguments="")
+        return Delta(
+            tool_calls=[
+                ToolCallDelta(index=call.index, id=call.id, type="function", function=function)
+            ]
+        )
+    assert isinstance(event, ArgumentsAdded)
+    return Delta(
+        tool_calls=[ToolCallDelta(index=call.index, function=FunctionDelta(arguments=event.text))]
+    )
 
 
 async def stream_text_chunks(

@@ -179,6 +179,7 @@ async def respond(
     result_of: Callable[[CompletionBuilder], StoredT],
     chunks_of: Callable[[CompletionBuilder, Generation], AsyncIterator[BaseModel]],
     storing: Storing | None,
+    tool_calls: bool = False,
 ) -> StoredT | StreamingResponse:
     """Run one generation and answer with the whole object (stored first) or an SSE stream.
 
@@ -188,7 +189,7 @@ async def respond(
     exits = AsyncExitStack()
     request = dataclasses.replace(request, owner=caller.id)
     generation = await start_generation(oracle, request, exits)
-    builder = CompletionBuilder(generation, request.request_id, model)
+    builder = CompletionBuilder(generation, request.request_id, model, tool_calls)
     if not stream:
 
         async def collect() -> StoredT:

@@ -12,6 +12,8 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -19,8 +21,8 @@ from pydantic import (
 
 from shard.engine.constraint import GrammarError, json_grammar
 
-Role = Literal["system", "developer", "user", "assistant"]
-_ROLES = ("system", "developer", "user", "assistant")
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+_ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 class _Strict(BaseModel):
@@ -56,16 +58,38 @@ def check_metadata(metadata: dict[str, str] | None) -> dict[str, str] | None:
 Metadata = Annotated[dict[str, str] | None, AfterValidator(check_metadata)]
 
 
+class FunctionCallIn(_Strict):
+    name: str
+    arguments: str
+
+
+class ToolCallIn(_Strict):
+    """A call from an earlier assistant turn, sent back with the conversation."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+
 class ChatMessageIn(_Strict):
     role: Role
-    content: str | list[TextPart]
     name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    """An assistant turn's calls."""
+    tool_call_id: str | None = None
+    """A tool result's call."""
+    content: str | list[TextPart] | None = Field(default=None, validate_default=True)
+    refusal: str | None = None
+    """Sent back as the SDKs serialise an assistant message; not used."""
 
     @field_validator("role", mode="before")
     @classmethod
     def _known_role(cls, role: Any) -> Any:
-        if role in ("tool", "function"):
-            raise ValueError(f"'{role}' messages are not supported: Shard has no tool calling")
+        if role == "function":
+            raise ValueError(
+                "'function' messages (the deprecated functions API) are not supported: use "
+                "tools and 'tool' messages"
+            )
         if role not in _ROLES:
             raise ValueError(f"role must be one of {', '.join(_ROLES)}")
         return role
@@ -73,7 +97,7 @@ class ChatMessageIn(_Strict):
     @field_validator("content", mode="before")
     @classmethod
     def _text_only(cls, content: Any) -> Any:
-        if isinstance(content, str):
+        if content is None or isinstance(content, str):
             return content
         if not isinstance(content, list):
             raise ValueError("content must be a string or a list of text parts")
@@ -87,20 +111,67 @@ class ChatMessageIn(_Strict):
                 raise ValueError("a text part needs a string 'text'")
         return content
 
+    @model_validator(mode="after")
+    def _fields_of_its_role(self) -> "ChatMessageIn":
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a 'tool' message needs the 'tool_call_id' it answers")
+        if self.tool_call_id is not None and self.role != "tool":
+            raise ValueError("only 'tool' messages carry a tool_call_id")
+        return self
+
+    @field_validator("content")
+    @classmethod
+    def _present_unless_calling(cls, content: Any, info: ValidationInfo) -> Any:
+        if content is None and not (
+            info.data.get("role") == "assistant" and info.data.get("tool_calls")
+        ):
+            raise ValueError(
+                "content is required (only an assistant turn with tool_calls may leave it out)"
+            )
+        return content
+
     def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
         return "".join(part.text for part in self.content)
 
     def stored(self) -> dict[str, Any]:
         """As GET /chat/completions/{id}/messages lists it (without its id)."""
-        parts = None if isinstance(self.content, str) else [p.model_dump() for p in self.content]
-        return {
+        parts = [p.model_dump() for p in self.content] if isinstance(self.content, list) else None
+        stored: dict[str, Any] = {
             "role": self.role,
-            "content": self.text(),
+            "content": None if self.content is None else self.text(),
             "name": self.name,
             "content_parts": parts,
         }
+        if self.tool_calls:
+            stored["tool_calls"] = [call.model_dump() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            stored["tool_call_id"] = self.tool_call_id
+        return stored
+
+
+class FunctionDefinition(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolDefinition(_Strict):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class ChosenFunction(_Strict):
+    name: str
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: ChosenFunction
 
 
 class JsonSchemaFormat(_Strict):
@@ -202,9 +273,9 @@ class ChatCompletionRequest(_SamplingRequest):
     parallel_tool_calls: bool | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     # Accepted only in their "off" form; anything else is refused by name below.
-    tools: list[Any] | None = None
-    tool_choice: Any = None
     functions: list[Any] | None = None
     function_call: Any = None
     response_format: ResponseFormat | None = None
@@ -222,19 +293,48 @@ class ChatCompletionRequest(_SamplingRequest):
             raise ValueError("messages must contain at least one message")
         return messages
 
-    @field_validator("tools", "functions")
+    @field_validator("functions")
     @classmethod
-    def _no_tools(cls, tools: list[Any] | None) -> list[Any] | None:
-        if tools:
-            raise ValueError("tool and function calling are not supported by Shard")
+    def _no_functions(cls, functions: list[Any] | None) -> list[Any] | None:
+        if functions:
+            raise ValueError("the deprecated functions API is not supported: use tools")
+        return functions
+
+    @field_validator("function_call")
+    @classmethod
+    def _no_function_call(cls, choice: Any) -> Any:
+        if choice not in (None, "none"):
+            raise ValueError("the deprecated functions API is not supported: use tool_choice")
+        return choice
+
+    @field_validator("tools")
+    @classmethod
+    def _distinct_names(cls, tools: list[ToolDefinition] | None) -> list[ToolDefinition] | None:
+        names = [tool.function.name for tool in tools or []]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"function names must be distinct: {', '.join(repeated)}")
         return tools
 
-    @field_validator("tool_choice", "function_call")
+    @field_validator("tool_choice")
     @classmethod
-    def _no_tool_choice(cls, choice: Any) -> Any:
-        if choice not in (None, "none"):
-            raise ValueError("tool and function calling are not supported by Shard")
+    def _choice_among_tools(cls, choice: Any, info: ValidationInfo) -> Any:
+        tools = info.data.get("tools") or []
+        names = {tool.function.name for tool in tools}
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(f"it names '{choice.function.name}', which is not in tools")
+        if choice == "required" and not names:
+            raise ValueError("'required' needs tools")
         return choice
+
+    def tool_mode(self) -> str | None:
+        """None (no calls), "auto", "required", or the name of the function to call."""
+        choice = self.tool_choice
+        if not self.tools or choice == "none":
+            return None
+        if isinstance(choice, NamedToolChoice):
+            return choice.function.name
+        return choice or "auto"
 
     @field_validator("modalities")
     @classmethod
@@ -313,17 +413,41 @@ class ChoiceLogprobs(BaseModel):
     refusal: None = None
 
 
+class FunctionCallOut(BaseModel):
+    name: str
+    arguments: str
+    """JSON text, as OpenAI sends it."""
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
     refusal: None = None
+    tool_calls: list[ToolCallOut] | None = None
+
+    @model_serializer(mode="wrap")
+    def _calls_only_when_made(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """`tool_calls` appears only on a message that makes calls, as in OpenAI's answers."""
+        data: dict[str, Any] = handler(self)
+        if self.tool_calls is None:
+            data.pop("tool_calls", None)
+        return data
+
+
+ChatFinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class Choice(BaseModel):
     index: int
     message: AssistantMessage
     logprobs: ChoiceLogprobs | None = None
-    finish_reason: Literal["stop", "length"]
+    finish_reason: ChatFinishReason
 
 
 class PromptTokensDetails(BaseModel):
@@ -348,22 +472,50 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+class FunctionDelta(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(BaseModel):
+    """A call's first chunk has its id, type and name; later ones add argument text."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionDelta | None = None
+
+
 class Delta(BaseModel):
     """Only the fields a chunk sets, as OpenAI sends them (`{}` on the finishing chunk)."""
 
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
-    @model_serializer
-    def _set_fields_only(self) -> dict[str, str]:
-        return {k: v for k, v in (("role", self.role), ("content", self.content)) if v is not None}
+    @model_serializer(mode="wrap")
+    def _set_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_nones(handler(self))
+
+
+def _without_nones(value: dict[str, Any]) -> dict[str, Any]:
+    """The dict, and the dicts in it, without their None values."""
+    return {k: _pruned(v) for k, v in value.items() if v is not None}
+
+
+def _pruned(value: Any) -> Any:
+    if isinstance(value, dict):
+        return _without_nones(value)
+    if isinstance(value, list):
+        return [_pruned(item) for item in value]
+    return value
 
 
 class ChunkChoice(BaseModel):
     index: int
     delta: Delta
     logprobs: ChoiceLogprobs | None = None
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: ChatFinishReason | None = None
 
 
 class ChatCompletionChunk(BaseModel):

@@ -38,6 +38,11 @@ def json_grammar(schema: dict[str, Any] | None, strict: bool = True) -> str:
     return checked(grammar)
 
 
+def checked_lark(lark: str) -> str:
+    """A Lark grammar (llguidance's dialect, which embeds JSON schemas as `%json {...}`)."""
+    return checked(llguidance.LLMatcher.grammar_from_lark(lark))
+
+
 def regex_grammar(pattern: str) -> str:
     return checked(llguidance.LLMatcher.grammar_from_regex(pattern))
 

@@ -97,8 +97,8 @@ def test_missing_required_fields(http: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("change", "param"),
     [
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-        ({"tool_choice": "required"}, "tool_choice"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"web_search_options": {}}, "web_search_options"),
         (
             {
                 "messages": [
@@ -111,7 +111,7 @@ def test_missing_required_fields(http: httpx.Client) -> None:
             "messages[0].content",
         ),
         (
-            {"messages": [{"role": "tool", "content": "42", "tool_call_id": "a"}]},
+            {"messages": [{"role": "function", "content": "42", "name": "f"}]},
             "messages[0].role",
         ),
         ({"modalities": ["text", "audio"]}, "modalities"),

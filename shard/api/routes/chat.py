@@ -34,16 +34,18 @@ async def create_chat_completion(
 ) -> ChatCompletion | StreamingResponse:
     model = oracle.resolve_model(body.model)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    request = to_generation_request(body, new_completion_id())
     return await respond(
         oracle,
         caller,
         http_request,
-        to_generation_request(body, new_completion_id()),
+        request,
         model,
         bool(body.stream),
         CompletionBuilder.result,
         lambda builder, generation: stream_chunks(builder, generation, include_usage),
         storing_of(body),
+        tool_calls=body.tool_mode() is not None,
     )
 
 
