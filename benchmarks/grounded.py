@@ -5,6 +5,8 @@ are often already in the context. Shard runs them greedily, one client, in three
 
 - `off`: no drafts at all (`--draft-max 0 --no-ngram-drafts`), the reference;
 - `ngram`: default flags, drafts from n-gram lookup in the context;
+- `prediction`: default flags, and every request carries the grounding text (the original
+  code, the source prose) as its Predicted Outputs `prediction`, as an editor would send it;
 - `scout`: default flags plus one `shard scout` process beside the oracle. The oracle gets
   the cores the scout does not use (one of two here): two sets of llama.cpp threads on the
   same cores slow each other far more than either works, and a real scout has a machine of
@@ -54,16 +56,19 @@ from benchmarks.servers import (
 )
 from benchmarks.workload import WARMUP_PROMPT, TimeLimitExceeded
 
-SHARD_MODES: tuple[str, ...] = ("off", "ngram", "scout")
+SHARD_MODES: tuple[str, ...] = ("off", "ngram", "prediction", "scout")
 PEER_MODES: tuple[str, ...] = ("llama-server", "llama-server-ngram")  # server names as modes
 GROUNDED_MODES: tuple[str, ...] = (*SHARD_MODES, *PEER_MODES)
 REFERENCE_MODE = "off"
 MODE_FLAGS: dict[str, tuple[str, ...]] = {
     "off": ("--draft-max", "0", "--no-ngram-drafts"),
     "ngram": (),
+    "prediction": (),
     "scout": (),
 }
-DRAFT_SOURCES: tuple[str, ...] = ("ngram", "scout")
+DRAFT_SOURCES: tuple[str, ...] = ("ngram", "prediction", "scout")
+PREDICTION_TARGETS = {"off": 3.0, "ngram": 1.3}
+"""The code edit with its prediction, whole request, at least this many times each mode."""
 
 CODE_TEXT = """\
 def process_logits(logits, params, generated_counts):
@@ -115,6 +120,8 @@ class GroundedTask:
     name: str
     description: str
     prompt: str
+    prediction: str
+    """What the `prediction` mode sends as the request's predicted output."""
 
 
 def grounded_tasks() -> list[GroundedTask]:
@@ -132,11 +139,13 @@ def grounded_tasks() -> list[GroundedTask]:
             f"rename `params` to `options` in {lines} lines of Python where it occurs {uses} times",
             "Rewrite this code with every `params` renamed to `options`:\n\n"
             f"```python\n{CODE_TEXT}```",
+            f"```python\n{CODE_TEXT}```",
         ),
         GroundedTask(
             "extraction",
             f"copy the sentences that mention a city from {len(CITY_TEXT)} characters of prose",
             f"Copy every sentence that mentions a city from this text:\n\n{CITY_TEXT}",
+            CITY_TEXT,
         ),
     ]
 
@@ -265,9 +274,12 @@ async def _answer_tasks(
         for run in range(runs):
             for task in tasks:
                 before = await draft_counts(base_url, api_key) if counted else None
+                fields: dict[str, object] = {"temperature": 0}
+                if mode == "prediction":
+                    fields["prediction"] = {"type": "content", "content": task.prediction}
                 try:
                     answer = await asyncio.wait_for(
-                        client.complete(task.prompt, plan.max_tokens), plan.time_limit_s
+                        client.complete(task.prompt, plan.max_tokens, fields), plan.time_limit_s
                     )
                 except TimeoutError:
                     raise TimeLimitExceeded(

@@ -16,6 +16,7 @@ from pathlib import Path
 from benchmarks.grounded import (
     DRAFT_SOURCES,
     PEER_MODES,
+    PREDICTION_TARGETS,
     REFERENCE_MODE,
     SHARD_MODES,
     GroundedOutcome,
@@ -406,7 +407,9 @@ def _grounded(results: SuiteResults, plot: Path | None) -> list[str]:
     lines += [
         "",
         "Modes: `off` = no drafts (`--draft-max 0 --no-ngram-drafts`), the reference; "
-        "`ngram` = default flags (n-gram lookup in the context); `scout` = default flags and "
+        "`ngram` = default flags (n-gram lookup in the context); `prediction` = default "
+        "flags, and each request carries the grounding text (the original code, the source "
+        "prose) as its Predicted Outputs `prediction`; `scout` = default flags and "
         "one `shard scout` beside the oracle. tokens/s is completion tokens over the whole "
         "request, prompt processing included; decode tokens/s leaves out the time to the first "
         "token (prompt processing, which drafts do not change), as in single-stream decode "
@@ -423,9 +426,9 @@ def _grounded(results: SuiteResults, plot: Path | None) -> list[str]:
     if rows:
         lines += [
             "| task | drafts | tokens/s | speedup vs off | decode tokens/s | decode speedup "
-            "| output identical to off | tokens | n-gram acceptance | scout acceptance "
-            "| other CPU |",
-            "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+            "| output identical to off | tokens | n-gram acceptance | prediction acceptance "
+            "| scout acceptance | other CPU |",
+            "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
         ]
         for task in outcome.tasks:
             for row in (r for r in rows if r.task == task.name):
@@ -436,6 +439,7 @@ def _grounded(results: SuiteResults, plot: Path | None) -> list[str]:
                     f"| {_share(outcome.other_cpu.get(row.mode))} |"
                 )
         lines.append("")
+        lines += _prediction_targets(rows)
         lines += _peer_ratios(rows, [task.name for task in outcome.tasks])
         compared = [r for r in rows if r.mode in SHARD_MODES and r.mode != REFERENCE_MODE]
         if any(r.identical is not None for r in compared):
@@ -454,6 +458,25 @@ def _grounded(results: SuiteResults, plot: Path | None) -> list[str]:
             "",
         ]
     return lines
+
+
+def _prediction_targets(rows: Sequence[GroundedRow]) -> list[str]:
+    """The code edit given its prediction against drafts off and n-gram drafts alone."""
+    by_mode = {row.mode: row for row in rows if row.task == "code edit"}
+    predicted = by_mode.get("prediction")
+    if predicted is None:
+        return []
+    parts = []
+    for mode, target in PREDICTION_TARGETS.items():
+        other = by_mode.get(mode)
+        if other is None:
+            continue
+        ratio = predicted.tokens_per_s / other.tokens_per_s
+        met = "met" if ratio >= target else "**not met**"
+        parts.append(f"{ratio:.2f}x `{mode}` (target >= {target:g}x): {met}")
+    if not parts:
+        return []
+    return [f"The code edit with its prediction ran at {'; '.join(parts)}.", ""]
 
 
 def _identical(row: GroundedRow) -> str:

@@ -16,6 +16,7 @@ from shard.api.protocol import (
     ChoiceLogprobs,
     ChunkChoice,
     CompletionRequest,
+    CompletionTokensDetails,
     Delta,
     FunctionCallOut,
     FunctionDelta,
@@ -89,6 +90,7 @@ def to_generation_request(body: ChatCompletionRequest, request_id: str) -> Gener
         stop=body.stop_sequences(),
         n=body.n or 1,
         grammar=_output_grammar(body),
+        prediction=body.prediction.text() if body.prediction is not None else None,
     )
 
 
@@ -252,13 +254,21 @@ class CompletionBuilder:
         )
 
     def usage(self) -> Usage:
-        prompt = self._generation.prompt_tokens
+        generation = self._generation
+        prompt = generation.prompt_tokens
         completion = sum(self._tokens)
+        details = None
+        if generation.request.prediction is not None:
+            details = CompletionTokensDetails(
+                accepted_prediction_tokens=generation.prediction_accepted,
+                rejected_prediction_tokens=generation.prediction_rejected,
+            )
         return Usage(
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=prompt + completion,
-            prompt_tokens_details=PromptTokensDetails(cached_tokens=self._generation.cached_tokens),
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=generation.cached_tokens),
+            completion_tokens_details=details,
         )
 
     def result(self) -> ChatCompletion:

@@ -153,6 +153,18 @@ class ChatMessageIn(_Strict):
         return stored
 
 
+class Prediction(_Strict):
+    """Predicted Outputs: text the answer is expected to repeat, as a string or text parts."""
+
+    type: Literal["content"]
+    content: str | list[TextPart]
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
 class FunctionDefinition(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str | None = None
@@ -281,7 +293,7 @@ class ChatCompletionRequest(_SamplingRequest):
     response_format: ResponseFormat | None = None
     modalities: list[str] | None = None
     audio: Any = None
-    prediction: Any = None
+    prediction: Prediction | None = None
     web_search_options: Any = None
     reasoning_effort: Any = None
     verbosity: Any = None
@@ -343,7 +355,7 @@ class ChatCompletionRequest(_SamplingRequest):
             raise ValueError("only the 'text' modality is supported")
         return modalities
 
-    @field_validator("audio", "prediction", "web_search_options", "reasoning_effort", "verbosity")
+    @field_validator("audio", "web_search_options", "reasoning_effort", "verbosity")
     @classmethod
     def _unsupported(cls, value: Any) -> Any:
         if value is not None:
@@ -455,11 +467,20 @@ class PromptTokensDetails(BaseModel):
     """Prompt tokens reused from the prefix cache instead of computed again."""
 
 
+class CompletionTokensDetails(BaseModel):
+    accepted_prediction_tokens: int = 0
+    """Prediction tokens that verification accepted into the completion."""
+    rejected_prediction_tokens: int = 0
+    """Prediction tokens that were verified and did not match."""
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+    """Set when the request carried a prediction."""
 
 
 class ChatCompletion(BaseModel):

@@ -55,4 +55,9 @@ def prepare(
             constraint = TokenConstraint(model.grammar_tokenizer(), request.grammar.grammar)
         except GrammarError as error:
             return Rejected("invalid_request", str(error), request.grammar.param)
-    return Task(request, prompt, min(request.max_tokens, room), constraint=constraint)
+    prediction = model.tokenize(request.prediction) if request.prediction else []
+    if prediction and prediction[0] == model.bos_token:
+        prediction = prediction[1:]  # tokenize starts a document; this continues one
+    task = Task(request, prompt, min(request.max_tokens, room), constraint=constraint)
+    task.prediction = prediction
+    return task

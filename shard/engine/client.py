@@ -19,6 +19,7 @@ from shard.engine.types import (
     EngineEvent,
     EngineStatus,
     GenerationRequest,
+    PredictionUsed,
     Progress,
     PromptCached,
     Rejected,
@@ -60,6 +61,10 @@ class Generation:
         self.finished = False
         self.admitted_at = time.monotonic()
         self.first_token_at: float | None = None
+        self.prediction_accepted = 0
+        self.prediction_rejected = 0
+        """Prediction tokens verification accepted and rejected, all choices (known once
+        every choice has finished)."""
 
     async def deltas(self) -> AsyncIterator[ChoiceDelta]:
         """Every delta of every choice, in order, until all choices have finished."""
@@ -70,13 +75,21 @@ class Generation:
                 raise RequestRejectedError(event)
             if isinstance(event, PromptCached):
                 self.cached_tokens = event.tokens
+            self._tally(event)
             if isinstance(event, ChoiceDelta):
                 if self.first_token_at is None:
                     self.first_token_at = time.monotonic()
                 if event.finish_reason is not None:
                     open_choices -= 1
                 yield event
+        while not self.queue.empty():  # what the engine said after the last delta, same step
+            self._tally(self.queue.get_nowait())
         self.finished = True
+
+    def _tally(self, event: EngineEvent) -> None:
+        if isinstance(event, PredictionUsed):
+            self.prediction_accepted += event.accepted
+            self.prediction_rejected += event.rejected
 
 
 class EngineClient:

@@ -22,6 +22,8 @@ class StepDraft:
     proposer: Proposer | None = None
     proposal: Proposal = NO_PROPOSAL
     tokens: list[int] = field(default_factory=list)
+    others: list[tuple[Proposer, Proposal]] = field(default_factory=list)
+    """The offers that lost, scored for free once the step has decided."""
 
     @property
     def decoded_from_proposal(self) -> int:
@@ -53,6 +55,10 @@ class Choice:
     """How many of `tokens` the progress feed has been told about."""
     constraint: TokenConstraint | None = None
     """Structured output: where the choice is in the request's grammar."""
+    prediction: list[int] = field(default_factory=list)
+    """The request's predicted output, tokenized (a draft source)."""
+    prediction_accepted: int = 0
+    prediction_rejected: int = 0
 
 
 @dataclass(eq=False)
@@ -67,6 +73,7 @@ class Task:
     logits_index: int = -1
     constraint: TokenConstraint | None = None
     """The request's grammar at its start; each choice follows a copy."""
+    prediction: list[int] = field(default_factory=list)
 
     @property
     def lead(self) -> Choice:

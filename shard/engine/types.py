@@ -62,6 +62,8 @@ class GenerationRequest:
     """Report prompt and completion token ids (golden tickets need them)."""
     grammar: OutputGrammar | None = None
     """Structured output: tokens the grammar forbids are never sampled."""
+    prediction: str | None = None
+    """Predicted Outputs: text the answer is expected to repeat, a draft source."""
 
 
 @dataclass(frozen=True)
@@ -109,12 +111,23 @@ class ChoiceDelta:
     token_ids: tuple[int, ...] = ()
 
 
-EngineEvent = Admitted | PromptCached | Rejected | ChoiceDelta
+@dataclass(frozen=True)
+class PredictionUsed:
+    """At a choice's end: its prediction tokens that verification accepted, and those it
+    verified and rejected."""
+
+    index: int
+    accepted: int
+    rejected: int
 
 
-DraftSource = Literal["ngram", "scout"]
+EngineEvent = Admitted | PromptCached | Rejected | ChoiceDelta | PredictionUsed
+
+
+DraftSource = Literal["ngram", "scout", "prediction"]
 NGRAM: DraftSource = "ngram"
 SCOUT: DraftSource = "scout"
+PREDICTION: DraftSource = "prediction"
 
 
 @dataclass(frozen=True)

@@ -36,17 +36,25 @@ from shard.engine.sequence import Choice, StepDraft, Task
 from shard.engine.spec.calibration import CalibrationCache, calibration_key
 from shard.engine.spec.exactness import drafts_are_exact
 from shard.engine.spec.planner import DraftPlanner, best_offer, padded_draft
-from shard.engine.spec.proposers import NgramProposer, Proposal, Proposer, ScoutProposer
+from shard.engine.spec.proposers import (
+    NgramProposer,
+    PredictionProposer,
+    Proposal,
+    Proposer,
+    ScoutProposer,
+)
 from shard.engine.spec.scout_drafts import DraftSink
 from shard.engine.spec.verify import accepted_count
 from shard.engine.text_stream import TextStream
 from shard.engine.types import (
+    PREDICTION,
     Admitted,
     ChoiceDelta,
     EngineEvent,
     EngineStatus,
     FinishReason,
     GenerationRequest,
+    PredictionUsed,
     PromptCached,
     Rejected,
     TokenLogprob,
@@ -188,6 +196,8 @@ class Engine:
             self.drafts, config.draft_max, config.draft_min_acceptance, model.n_vocab, report
         )
         self._proposers: list[Proposer] = [scouts]  # scouts first: they win ties
+        if config.draft_max > 0:  # a prediction is the client's own draft: always taken
+            self._proposers.append(PredictionProposer(config.draft_max, report))
         if config.ngram_drafts and config.draft_max > 0:
             self._proposers.append(NgramProposer(config.draft_max, report))
         if config.draft_max > 0:
@@ -274,8 +284,9 @@ class Engine:
             n, stop = task.request.n, task.request.stop
             seq_ids, cached = self._pool.assign(self._model, task.prompt, n, self._reuse)
             task.choices = [Choice(i, seq_id, TextStream(stop)) for i, seq_id in enumerate(seq_ids)]
-            if task.constraint is not None:
-                for choice in task.choices:
+            for choice in task.choices:
+                choice.prediction = task.prediction
+                if task.constraint is not None:
                     choice.constraint = task.constraint.copy()
             task.prefilled = cached
             self._emit(task.request.request_id, PromptCached(cached))
@@ -293,6 +304,12 @@ class Engine:
                 return
 
     def _retire(self, task: Task, failed: bool = False) -> None:
+        if task.request.prediction is not None and not failed:
+            for choice in task.choices:  # after the choice's last delta, in the same step
+                used = PredictionUsed(
+                    choice.index, choice.prediction_accepted, choice.prediction_rejected
+                )
+                self._emit(task.request.request_id, used)
         for choice in task.choices:
             self._pool.release(self._model, choice, keep=self._reuse and not failed)
             for proposer in self._proposers:
@@ -354,19 +371,24 @@ class Engine:
         """Every choice's best proposal, then one draft length k for all of them."""
         share = budget // max(1, len(decoding))
         winners: list[tuple[Proposer | None, Proposal]] = []
+        losers: list[list[tuple[Proposer, Proposal]]] = []
         for task, choice in decoding:
             room = min(share, task.draft_room(choice, self.config.n_ctx))
-            winners.append(best_offer([(p, p.propose(choice, room)) for p in self._proposers]))
+            offers = [(p, p.propose(choice, room)) for p in self._proposers]
+            winners.append(best_offer(offers))
+            losers.append([o for o in offers if o[1].tokens and o[1] is not winners[-1][1]])
         k = self._planner.draft_length([proposal for _, proposal in winners])
         pad = self._pad_single_rows and len(decoding) == 1
-        for (task, choice), (proposer, proposal) in zip(decoding, winners, strict=True):
+        for (task, choice), (proposer, proposal), others in zip(
+            decoding, winners, losers, strict=True
+        ):
             room = task.draft_room(choice, self.config.n_ctx)
             assert choice.next_token is not None
             tokens = padded_draft(proposal.tokens, k, room, choice.next_token)
             if pad and not tokens and choice.position + 1 < self.config.n_ctx:
                 # a second row with logits, so that this step takes the kernel for many
                 tokens = proposal.tokens[:1] or [choice.next_token]
-            choice.draft = StepDraft(proposer, proposal, tokens)
+            choice.draft = StepDraft(proposer, proposal, tokens, others)
 
     def _verify(self, task: Task, choice: Choice) -> None:
         """Sample the target's token at each drafted position, as far as the draft holds; the
@@ -383,14 +405,20 @@ class Engine:
         choice.position = start + 1 + accepted
         if not choice.finished and accepted < len(draft.tokens):
             self._model.forget(choice.seq_id, choice.position)
+        decided = choice.tokens[sampled_before:]
+        for loser, offer in draft.others:  # so every source learns, not only the winner
+            loser.unverified(choice, offer, decided)
         proposer, proposal = draft.proposer, draft.proposal
         if proposer is None:  # no proposal (any draft tokens were padding)
             return
         decoded = draft.decoded_from_proposal
         if not draft.tokens:  # not worth verifying now; the proposer may score it for free
-            proposer.unverified(choice, proposal, choice.tokens[sampled_before])
+            proposer.unverified(choice, proposal, decided)
         elif decoded:
             proposer.verified(choice, proposal, decoded, min(accepted, decoded))
+            if proposal.source == PREDICTION:
+                choice.prediction_accepted += min(accepted, decoded)
+                choice.prediction_rejected += decoded - min(accepted, decoded)
 
     def _start_choices(self, task: Task) -> None:
         """The prompt is cached: share it with the other choices, then sample first tokens."""

@@ -125,6 +125,20 @@ def test_grounded_speedup_identity_and_acceptance(results: SuiteResults) -> None
     assert "In the `scout` mode" not in text  # it did not run
 
 
+def test_the_code_edit_with_its_prediction_is_held_to_its_targets(results: SuiteResults) -> None:
+    assert results.grounded is not None
+    predicted = DraftCounts({"prediction": 60.0}, {"prediction": 60.0})
+    code_edit = results.grounded.tasks[0].name
+    results.grounded.samples.append(sample("prediction", code_edit, "same", 0.6, predicted))
+    text = markdown(results, {})
+    assert "| code edit | prediction | 166.7 | 3.33x |" in text
+    assert "| none proposed | 100% (60/60) | none proposed |" in text
+    assert (
+        "The code edit with its prediction ran at 3.33x `off` (target >= 3x): met; "
+        "1.67x `ngram` (target >= 1.3x): met." in text
+    )
+
+
 def test_grounded_scout_mode_says_where_the_scout_ran(results: SuiteResults) -> None:
     assert results.grounded is not None
     results.grounded.scout_oracle_threads = 1

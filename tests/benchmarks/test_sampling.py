@@ -66,7 +66,7 @@ def test_smoke_runs_greedy_and_sampled_and_a_short_chat() -> None:
     assert args.samplings == ["greedy", "sampled"]
     assert (args.clients, args.processed_clients) == ([1], [1])
     assert (args.turns, args.multi_turn_max_tokens, args.runs) == (2, 16, 1)
-    assert args.grounded_modes == ["off", "ngram", "scout"]  # peers only with --servers
+    assert args.grounded_modes == ["off", "ngram", "prediction", "scout"]  # peers: --servers
     full = parse_args([])
     assert full.samplings == ["greedy", "sampled", "top-p", "presence"]
     assert (full.processed_clients, full.turns, full.multi_turn_max_tokens) == ([1, 8], 8, 150)
@@ -75,6 +75,7 @@ def test_smoke_runs_greedy_and_sampled_and_a_short_chat() -> None:
         "multi-turn",
         "grounded",
         "scout-failures",
+        "structured",
         "weight-types",
         "testbed",
     ]

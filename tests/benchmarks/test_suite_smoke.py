@@ -22,7 +22,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> str:
     # the grounded `scout` mode is left to full runs (scouts run in the failures section)
     command = [
         *(sys.executable, "-m", "benchmarks.suite", "--smoke", "--servers", "shard"),
-        *("--grounded-modes", "off,ngram"),
+        *("--grounded-modes", "off,ngram,prediction"),
     ]
     result = subprocess.run(
         [*command, "--output", str(output), "--cache-dir", str(work)],
@@ -75,7 +75,7 @@ def test_multi_turn_reports_time_to_first_token_per_turn(report: str) -> None:
 
 
 def test_grounded_output_is_byte_identical_with_drafts(report: str) -> None:
-    modes = ["ngram"]
+    modes = ["ngram", "prediction"]
     for task in ("code edit", "extraction"):
         off = rf"^\| {task} \| off \| [0-9.]+ \| 1\.00x \| [0-9.]+ \| 1\.00x \| yes \|"
         assert re.search(off, report, re.M)

@@ -107,7 +107,7 @@ async def system_cluster(
                 "with the fewest sequences; scouts reserved by other keys are never used"
             ),
             "scouts_per_request": hub.settings.scouts_per_request if hub else 0,
-            "draft_sources": ["scout", "ngram"],
+            "draft_sources": ["scout", "prediction", "ngram"],
         },
     }
 

@@ -6,15 +6,16 @@ on the engine thread. What a proposal is worth is its `chances`: for j = 1..n, t
 that its first j tokens are all accepted, which the planner weighs against the step's cost.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from shard.engine.spec.acceptance import DraftLength, MatchAcceptance
 from shard.engine.spec.ngram import NgramIndex
+from shard.engine.spec.prediction import PredictionAlignment
 from shard.engine.spec.scout_drafts import DraftSink, usable_part
 from shard.engine.spec.verify import tried_tokens
-from shard.engine.types import NGRAM, SCOUT, DraftOutcome, DraftSource, ScoutDraft
+from shard.engine.types import NGRAM, PREDICTION, SCOUT, DraftOutcome, DraftSource, ScoutDraft
 
 ReportOutcome = Callable[[DraftOutcome], None]
 """Where a proposer's scored draft tokens go (the engine's progress feed)."""
@@ -28,7 +29,7 @@ class Proposal:
     tokens: list[int] = field(default_factory=list)
     chances: list[float] = field(default_factory=list)
     match_length: int = 0
-    """The match behind an n-gram draft."""
+    """The match behind an n-gram or prediction draft."""
     scout_id: str | None = None
 
 
@@ -46,6 +47,16 @@ class DraftedSequence(Protocol):
         """The prompt and every token sampled so far, the next (undecoded) one included."""
         ...
 
+    @property
+    def generated(self) -> int:
+        """How many of `tokens` were sampled (the rest is the prompt)."""
+        ...
+
+    @property
+    def prediction(self) -> list[int]:
+        """The client's predicted output (Predicted Outputs), tokenized; empty without."""
+        ...
+
 
 class Proposer(Protocol):
     source: DraftSource
@@ -60,11 +71,23 @@ class Proposer(Protocol):
         """`decoded` tokens of the proposal were verified; the first `accepted` matched."""
         ...
 
-    def unverified(self, sequence: DraftedSequence, proposal: Proposal, target: int) -> None:
-        """The proposal won but no draft was worth verifying; `target` is what came next."""
+    def unverified(
+        self, sequence: DraftedSequence, proposal: Proposal, decided: Sequence[int]
+    ) -> None:
+        """The proposal was not verified (another won, or no draft was worth it); `decided`
+        are the tokens the step decided at the proposal's positions, to score it for free."""
         ...
 
     def forget(self, key: str) -> None: ...
+
+
+def shadow_score(tokens: Sequence[int], decided: Sequence[int]) -> tuple[int, int]:
+    """(tried, accepted) had `tokens` been verified where `decided` came out: tokens up to
+    the first that differs, within what was decided."""
+    accepted = 0
+    while accepted < min(len(tokens), len(decided)) and tokens[accepted] == decided[accepted]:
+        accepted += 1
+    return min(len(tokens), len(decided), accepted + 1), accepted
 
 
 class NgramProposer:
@@ -91,12 +114,56 @@ class NgramProposer:
         self.acceptance.record(proposal.match_length, tried_tokens(decoded, accepted), accepted)
         self._report(DraftOutcome(NGRAM, None, decoded, accepted))
 
-    def unverified(self, sequence: DraftedSequence, proposal: Proposal, target: int) -> None:
-        """Score the first token for free, so the table learns without paying for drafts."""
-        self.acceptance.record(proposal.match_length, 1, int(target == proposal.tokens[0]))
+    def unverified(
+        self, sequence: DraftedSequence, proposal: Proposal, decided: Sequence[int]
+    ) -> None:
+        """Score it against what was decided, so the table learns without paying for drafts."""
+        self.acceptance.record(proposal.match_length, *shadow_score(proposal.tokens, decided))
 
     def forget(self, key: str) -> None:
         self._indexes.pop(key, None)
+
+
+class PredictionProposer:
+    """Predicted Outputs: the prediction's next tokens, from where the output stands in it
+    (`PredictionAlignment`), weighed like n-gram drafts by the run of tokens behind them."""
+
+    source: DraftSource = PREDICTION
+
+    def __init__(self, k_max: int, report: ReportOutcome) -> None:
+        self.k_max = k_max
+        self._report = report
+        self._alignments: dict[str, PredictionAlignment] = {}
+        # a client's own prediction starts trusted a little more than a lookup in the context
+        self.acceptance = MatchAcceptance(prior=0.97)
+
+    def propose(self, sequence: DraftedSequence, k: int) -> Proposal:
+        if not sequence.prediction:
+            return NO_PROPOSAL
+        alignment = self._alignments.get(sequence.key)
+        if alignment is None:
+            alignment = self._alignments[sequence.key] = PredictionAlignment(sequence.prediction)
+        output = sequence.tokens[len(sequence.tokens) - sequence.generated :]
+        for token in output[len(alignment.output) :]:
+            alignment.advance(token)
+        tokens = alignment.draft(min(k, self.k_max))
+        run = alignment.run
+        return Proposal(PREDICTION, tokens, self.acceptance.chances(run, len(tokens)), run)
+
+    def verified(
+        self, sequence: DraftedSequence, proposal: Proposal, decoded: int, accepted: int
+    ) -> None:
+        self.acceptance.record(proposal.match_length, tried_tokens(decoded, accepted), accepted)
+        self._report(DraftOutcome(PREDICTION, None, decoded, accepted))
+
+    def unverified(
+        self, sequence: DraftedSequence, proposal: Proposal, decided: Sequence[int]
+    ) -> None:
+        """Score it against what was decided, as n-gram drafts are."""
+        self.acceptance.record(proposal.match_length, *shadow_score(proposal.tokens, decided))
+
+    def forget(self, key: str) -> None:
+        self._alignments.pop(key, None)
 
 
 @dataclass
@@ -215,7 +282,9 @@ class ScoutProposer:
         track.length.record(tried, accepted)
         self._report(DraftOutcome(SCOUT, proposal.scout_id, decoded, accepted))
 
-    def unverified(self, sequence: DraftedSequence, proposal: Proposal, target: int) -> None:
+    def unverified(
+        self, sequence: DraftedSequence, proposal: Proposal, decided: Sequence[int]
+    ) -> None:
         """Nothing to do: the draft is scored once the oracle has decided its positions."""
 
     def forget(self, key: str) -> None:

@@ -3,15 +3,23 @@
 from dataclasses import dataclass, field
 
 from shard.engine.spec.planner import best_offer, padded_draft
-from shard.engine.spec.proposers import NgramProposer, Proposal, ScoutProposer
+from shard.engine.spec.proposers import (
+    NgramProposer,
+    PredictionProposer,
+    Proposal,
+    ScoutProposer,
+    shadow_score,
+)
 from shard.engine.spec.scout_drafts import DraftSink
-from shard.engine.types import NGRAM, SCOUT, DraftOutcome, ScoutDraft
+from shard.engine.types import NGRAM, PREDICTION, SCOUT, DraftOutcome, ScoutDraft
 
 
 @dataclass
 class Sequence:
     key: str
     tokens: list[int] = field(default_factory=list)
+    generated: int = 0
+    prediction: list[int] = field(default_factory=list)
 
 
 def test_ngram_proposer_follows_the_sequence_as_it_grows() -> None:
@@ -27,6 +35,21 @@ def test_ngram_proposer_follows_the_sequence_as_it_grows() -> None:
     assert reports == [DraftOutcome(NGRAM, None, 3, 1)]
     proposer.forget("a")
     assert proposer.propose(Sequence("a", [5, 6]), 3).tokens == []
+
+
+def test_prediction_proposer_drafts_from_where_the_output_stands() -> None:
+    reports: list[DraftOutcome] = []
+    proposer = PredictionProposer(k_max=3, report=reports.append)
+    prompt = [90, 91]
+    sequence = Sequence("p", [*prompt, 1], generated=1, prediction=[1, 2, 3, 4, 5, 6])
+    proposal = proposer.propose(sequence, 8)
+    assert (proposal.source, proposal.tokens, proposal.match_length) == (PREDICTION, [2, 3, 4], 1)
+    sequence.tokens += [2, 9]  # the output leaves the prediction: no place, no draft
+    sequence.generated += 2
+    assert proposer.propose(sequence, 8).tokens == []
+    proposer.verified(sequence, proposal, decoded=3, accepted=1)
+    assert reports == [DraftOutcome(PREDICTION, None, 3, 1)]
+    assert proposer.propose(Sequence("q", [1], generated=1), 3).tokens == []  # no prediction
 
 
 def test_scout_proposer_credits_only_drafts_that_were_ahead_of_the_sequence() -> None:
@@ -71,3 +94,10 @@ def test_padded_draft_takes_k_tokens_within_room() -> None:
     assert padded_draft([5], k=3, room=10, next_token=1) == [5, 5, 5]
     assert padded_draft([], k=2, room=10, next_token=1) == [1, 1]
     assert padded_draft([5, 6, 7], k=3, room=1, next_token=1) == [5]
+
+
+def test_a_proposal_that_was_not_verified_is_scored_against_what_was_decided() -> None:
+    assert shadow_score([5, 6, 7], [5, 6, 7, 8]) == (3, 3)
+    assert shadow_score([5, 6, 7], [5, 9, 7, 8]) == (2, 1)  # up to the first miss
+    assert shadow_score([5, 6, 7], [5]) == (1, 1)  # only what the step decided
+    assert shadow_score([5, 6, 7], [4]) == (1, 0)

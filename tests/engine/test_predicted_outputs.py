@@ -1,0 +1,61 @@
+"""Predicted Outputs on the fake model: a right prediction is drafted and accepted, a wrong
+one rejected, and neither changes the output; what was accepted and rejected is counted."""
+
+from dataclasses import replace
+
+from shard.engine.client import EngineClient
+from shard.engine.types import GenerationRequest
+from tests.engine.test_worker import config, request, run
+from tests.fake_model import FIRST_TEXT_TOKEN, FakeModel
+
+SPAN = 32 - FIRST_TEXT_TOKEN
+"""FakeModel(n_vocab=32).tokenize maps a character c to FIRST_TEXT_TOKEN + ord(c) % SPAN."""
+
+
+def text_for(tokens: list[int]) -> str:
+    """Text the fake model tokenizes into exactly `tokens`."""
+    return "".join(chr(3 * SPAN + token - FIRST_TEXT_TOKEN) for token in tokens)
+
+
+async def generate(
+    client: EngineClient, generation_request: GenerationRequest
+) -> dict[str, object]:
+    text, ids = "", []
+    async with client.generate(generation_request) as generation:
+        async for delta in generation.deltas():
+            text += delta.text
+            ids += list(delta.token_ids)
+    return {
+        "text": text,
+        "ids": ids,
+        "accepted": generation.prediction_accepted,
+        "rejected": generation.prediction_rejected,
+    }
+
+
+CASES = [
+    replace(request("Copy: abcabc", max_tokens=60), token_ids=True),
+    replace(request("Sampled", max_tokens=60, temperature=0.9, seed=4), token_ids=True),
+]
+
+
+def test_a_prediction_drafts_without_changing_the_output() -> None:
+    async def scenario(client: EngineClient) -> list[dict[str, object]]:
+        outcomes = []
+        for case in CASES:
+            plain = await generate(client, case)
+            ids = list(plain["ids"])  # type: ignore[call-overload]
+            right = await generate(client, replace(case, prediction=text_for(ids)))
+            edited = ids[:20] + [FIRST_TEXT_TOKEN + 5] * 6 + ids[26:]
+            close = await generate(client, replace(case, prediction=text_for(edited)))
+            wrong = await generate(client, replace(case, prediction=text_for([7, 9, 11] * 20)))
+            outcomes += [plain, right, close, wrong]
+        return outcomes
+
+    outcomes = run(scenario, FakeModel(), config(draft_max=8, ngram_drafts=False))
+    for plain, right, close, wrong in (outcomes[:4], outcomes[4:]):
+        assert right["text"] == close["text"] == wrong["text"] == plain["text"]
+        assert (plain["accepted"], plain["rejected"]) == (0, 0)  # no prediction, no counts
+        assert right["accepted"] >= 40, right  # nearly all of it drafted and accepted
+        assert close["accepted"] > 20 and close["rejected"] > 0, close  # found again after the edit
+        assert wrong["accepted"] < 10, wrong
