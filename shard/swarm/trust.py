@@ -1,7 +1,10 @@
 """The hub's memory of scout keys: identity, reputation, bans and contribution credit.
 
 Kept in the store (docs/architecture.md, invariant 6) so none of it is shed by a restart or by
-reconnecting under a new scout id. Live counters are cached here and written in batches.
+reconnecting under a new scout id, and shared by every oracle on that store: each writes what
+it counted as increments (never a snapshot over another's), bans as soon as they happen, and
+reads the records back on every write, so a ban or an unban made through one oracle holds on
+all of them within a flush (a second) and is checked afresh at every connect.
 
 Two kinds of caller, two kinds of method:
 - the event loop records drafts and tickets and reads cached reputations: memory only, never
@@ -10,7 +13,7 @@ Two kinds of caller, two kinds of method:
   bans and unbans, owner lookups.
 
 `_lock` guards the caches for both and is never held across a store call; `_writing` keeps
-writes in the order their snapshots were taken, so an older snapshot never lands last.
+one write at a time.
 """
 
 import logging
@@ -18,7 +21,12 @@ import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from shard.store.scout_records import ContributionStore, ScoutRecordStore
+from shard.store.scout_records import (
+    ContributionStore,
+    ReputationChange,
+    ReputationRecord,
+    ScoutRecordStore,
+)
 from shard.swarm.protocol import CLOSE_BANNED, CLOSE_PROTOCOL_ERROR
 from shard.swarm.reputation import BanPolicy, Reputation
 
@@ -35,18 +43,23 @@ class Trust:
         self._lock = threading.Lock()
         self._writing = threading.Lock()
         self._reputations: dict[str, Reputation] = {}
+        """What the store held at the last read, plus what this oracle counted since."""
+        self._pending: dict[str, ReputationChange] = {}
+        """What this oracle counted and has not written yet."""
         self._credits: dict[str, int] = {}
-        self._dirty: set[str] = set()
 
     # -- store work: call these from a worker thread ----------------------------------------
 
     def refusal(self, scout_id: str, key_id: str) -> tuple[int, str] | None:
-        """Why a scout may not join (its id is another key's, or its key is banned). Caches
+        """Why a scout may not join (its id is another key's, or its key is banned), from
+        the store as it is now (another oracle may have banned or unbanned the key). Caches
         the key's reputation, so the event loop finds it there from now on."""
         owner = self._records.claim(scout_id, key_id)
         if owner != key_id:
             return CLOSE_PROTOCOL_ERROR, f"scout id {scout_id} belongs to another key"
-        reputation = self._load(key_id)
+        self._reload({key_id: self._records.reputation(key_id)})
+        reputation = self.known(key_id)
+        assert reputation is not None
         if reputation.banned(datetime.now(UTC)):
             until = (
                 f"until {reputation.banned_until.isoformat(timespec='seconds')}"
@@ -56,36 +69,53 @@ class Trust:
             return CLOSE_BANNED, f"banned {until}: {reputation.ban_reason}"
         return None
 
-    def _load(self, key_id: str) -> Reputation:
-        with self._lock:
-            cached = self._reputations.get(key_id)
-            if cached is not None:
-                return replace(cached)
-        stored = Reputation.of(self._records.reputation(key_id))
-        with self._lock:  # the loop may have cached it meanwhile; the cache wins
-            return replace(self._reputations.setdefault(key_id, stored))
-
-    def flush(self) -> None:
-        """Write changed reputations and contribution credit; what fails is kept for later."""
+    def flush(self) -> list[Reputation]:
+        """Write what was counted, then read every cached key's record back; returns the
+        keys that turn out banned through another oracle since the last read. What fails to
+        be written is kept for the next flush."""
         with self._writing:
             with self._lock:
-                dirty = [replace(self._reputations[key_id]) for key_id in self._dirty]
-                self._dirty.clear()
+                pending, self._pending = list(self._pending.values()), {}
                 credits, self._credits = self._credits, {}
+                cached = list(self._reputations)
             try:
-                while dirty:
-                    self._records.save(dirty[-1])
-                    dirty.pop()
+                while pending:
+                    self._records.add(pending[-1])
+                    pending.pop()
                 while credits:
                     key_id, tokens = next(iter(credits.items()))
                     self._contributions.add(key_id, tokens)
                     del credits[key_id]
             finally:
-                if dirty or credits:
+                if pending or credits:
                     with self._lock:
-                        self._dirty.update(reputation.key_id for reputation in dirty)
+                        for change in pending:
+                            self._pending_for(change.key_id).add(change)
                         for key_id, tokens in credits.items():
                             self._credits[key_id] = self._credits.get(key_id, 0) + tokens
+            return self._reload(self._records.reputations(cached)) if cached else []
+
+    def _reload(self, stored: dict[str, ReputationRecord]) -> list[Reputation]:
+        """Take the store's records, with what was counted here since, as the cache; the
+        keys that became banned by it."""
+        now, newly_banned = datetime.now(UTC), []
+        with self._lock:
+            for key_id, record in stored.items():
+                fresh = Reputation.of(record)
+                change = self._pending.get(key_id)
+                if change is not None:
+                    _apply(fresh, change)
+                before = self._reputations.get(key_id)
+                if before is not None and not before.banned(now) and fresh.banned(now):
+                    newly_banned.append(replace(fresh))
+                self._reputations[key_id] = fresh
+        return newly_banned
+
+    def _pending_for(self, key_id: str) -> ReputationChange:
+        change = self._pending.get(key_id)
+        if change is None:
+            change = self._pending[key_id] = ReputationChange(key_id)
+        return change
 
     def unban(self, key_id: str) -> Reputation:
         """Lift a ban and start the record afresh (old tickets would ban it again at once)."""
@@ -93,7 +123,7 @@ class Trust:
             fresh = Reputation(key_id)
             with self._lock:
                 self._reputations[key_id] = fresh
-                self._dirty.discard(key_id)
+                self._pending.pop(key_id, None)
                 snapshot = replace(fresh)
             self._records.save(snapshot)
         return snapshot
@@ -124,9 +154,9 @@ class Trust:
             if reputation is None:  # cached by the scout's handshake, so never in practice
                 log.warning("draft outcome for key %s, whose reputation is not loaded", key_id)
                 return
-            reputation.draft_tokens += verified
-            reputation.accepted_tokens += accepted
-            self._dirty.add(key_id)
+            change = ReputationChange(key_id, draft_tokens=verified, accepted_tokens=accepted)
+            _apply(reputation, change)
+            self._pending_for(key_id).add(change)
             if accepted:
                 self._credits[key_id] = self._credits.get(key_id, 0) + accepted
 
@@ -139,16 +169,27 @@ class Trust:
             if reputation is None:  # cached by the scout's handshake, so never in practice
                 log.warning("golden ticket for key %s, whose reputation is not loaded", key_id)
                 return None
-            reputation.tickets += 1
-            reputation.ticket_score_sum += score
-            self._dirty.add(key_id)
+            change = ReputationChange(key_id, tickets=1, ticket_score_sum=score)
+            _apply(reputation, change)
+            pending = self._pending_for(key_id)
+            pending.add(change)
             if reputation.banned(now) or not self.policy.should_ban(reputation):
                 return None
             seconds = self.policy.ban_seconds
-            reputation.banned_at = now
-            reputation.banned_until = now + timedelta(seconds=seconds) if seconds else None
-            reputation.ban_reason = (
+            until = now + timedelta(seconds=seconds) if seconds else None
+            reason = (
                 f"reputation {reputation.score:.2f} below {self.policy.threshold} after "
                 f"{reputation.tickets} golden tickets"
             )
-            return reputation.ban_reason
+            pending.ban = (now, until, reason)
+            reputation.banned_at, reputation.banned_until, reputation.ban_reason = pending.ban
+            return reason
+
+
+def _apply(reputation: Reputation, change: ReputationChange) -> None:
+    reputation.tickets += change.tickets
+    reputation.ticket_score_sum += change.ticket_score_sum
+    reputation.draft_tokens += change.draft_tokens
+    reputation.accepted_tokens += change.accepted_tokens
+    if change.ban is not None:
+        reputation.banned_at, reputation.banned_until, reputation.ban_reason = change.ban

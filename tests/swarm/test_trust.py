@@ -1,16 +1,18 @@
 """Trust's figures reach the store: batched each second, a ban at once, everything at stop;
-nothing lost when the event loop and worker threads use it together or a write fails."""
+nothing lost when the event loop and worker threads use it together or a write fails, or
+when several oracles share the store."""
 
 import asyncio
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from shard.api.oracle_state import ScoutTier
 from shard.engine.types import DraftOutcome
 from shard.store.api_keys import KeyStore
 from shard.store.database import Database
-from shard.store.scout_records import ContributionStore, ReputationRecord, ScoutRecordStore
-from shard.swarm.reputation import BanPolicy
+from shard.store.scout_records import ContributionStore, ReputationChange, ScoutRecordStore
+from shard.swarm.reputation import BanPolicy, Reputation
 from shard.swarm.trust import Trust
 from tests.swarm.fakes import Rig, run_with_rig
 from tests.swarm.test_tickets import CONTINUATION, run_answering
@@ -55,11 +57,11 @@ def test_the_running_hub_writes_each_second_and_a_ban_at_once(tmp_path: Path) ->
 class FlakyRecords(ScoutRecordStore):
     failures = 1
 
-    def save(self, reputation: ReputationRecord) -> None:
+    def add(self, change: ReputationChange) -> None:
         if self.failures:
             self.failures -= 1
             raise OSError("disk full")
-        super().save(reputation)
+        super().add(change)
 
 
 def test_a_failed_write_is_kept_for_the_next_flush(tmp_path: Path) -> None:
@@ -102,4 +104,42 @@ def test_the_loop_and_worker_threads_lose_no_counts(tmp_path: Path) -> None:
     trust.flush()
     assert records.reputation(key.id).draft_tokens == 3000
     assert contributions.recent(key.id, HOUR) == 3000
+    database.close()
+
+
+def test_oracles_sharing_a_store_share_counts_bans_unbans_and_credit(tmp_path: Path) -> None:
+    """Two oracles' Trust on one database: counts add up (neither writes over the other), a
+    ban made through one is refused at the other's next connect and reported by its next
+    flush, an unban through either lifts it on both, and credit earned through one reaches
+    the scout tier on the other."""
+    database = Database(f"sqlite:///{tmp_path / 'shared.db'}")
+    _, key = KeyStore(database).create("k")
+    policy = BanPolicy(threshold=0.5, min_tickets=2, ban_seconds=0)
+    first, second = (
+        Trust(ScoutRecordStore(database), ContributionStore(database), policy) for _ in (1, 2)
+    )
+    assert first.refusal("s1", key.id) is None and second.refusal("s2", key.id) is None
+    first.record_drafts(key.id, 10, 8)
+    second.record_drafts(key.id, 20, 12)
+    first.flush()
+    second.flush()
+    assert first.flush() == [] and first.known(key.id).accepted_tokens == 20  # type: ignore[union-attr]
+    assert ScoutRecordStore(database).reputation(key.id).draft_tokens == 30
+    tier = ScoutTier(min_tokens=20, window_minutes=60)
+    assert tier.tier_of(key.id, ContributionStore(database)) == "scout"  # 8 here, 12 there
+
+    first.record_ticket(key.id, 0.0)
+    assert first.record_ticket(key.id, 0.0) is not None  # banned through the first
+    first.flush()
+    assert second.refusal("s2", key.id) is not None  # refused at the second's next connect
+    third = Trust(ScoutRecordStore(database), ContributionStore(database), policy)
+    assert third.refusal("s3", key.id) is not None
+    watching = Trust(ScoutRecordStore(database), ContributionStore(database), policy)
+    watching._reputations[key.id] = Reputation(key.id)  # cached before the ban, as if connected
+    assert [r.key_id for r in watching.flush()] == [key.id]  # its hub drops the key's scouts
+
+    second.unban(key.id)  # through the other one
+    assert first.refusal("s1", key.id) is None
+    first.flush()
+    assert not first.known(key.id).banned(datetime.now(UTC))  # type: ignore[union-attr]
     database.close()
