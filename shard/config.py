@@ -38,6 +38,13 @@ class OracleSettings(BaseSettings):
         default=2048, ge=64, description="context length of one sequence (prompt + completion)"
     )
     threads: int = Field(default=0, ge=0, description="llama.cpp CPU threads; 0 means all cores")
+    n_gpu_layers: int | None = Field(
+        default=None,
+        ge=-1,
+        description="model layers on the GPU, -1 for all; default: all when llama.cpp was "
+        "built with a GPU backend (CUDA, Metal, Vulkan, ...), else 0",
+    )
+    main_gpu: int = Field(default=0, ge=0, description="the GPU that holds the model")
     parallel: int = Field(
         default=8, ge=1, le=64, description="sequences decoded together in one batch"
     )
@@ -196,6 +203,13 @@ class ScoutSettings(BaseSettings):
         description="llama.cpp CPU threads; 0: all cores, or 1 at idle priority when the "
         "oracle runs on this machine",
     )
+    n_gpu_layers: int | None = Field(
+        default=None,
+        ge=-1,
+        description="model layers on the GPU, -1 for all; default: all when llama.cpp was "
+        "built with a GPU backend (CUDA, Metal, Vulkan, ...), else 0",
+    )
+    main_gpu: int = Field(default=0, ge=0, description="the GPU that holds the model")
     slots: int = Field(default=8, ge=1, le=64, description="sequences whose state is kept")
     n_ctx: int = Field(default=2048, ge=64, description="context length of one sequence")
     reconnect_max_s: float = Field(

@@ -92,6 +92,10 @@ class FakeModel:
     def bos_token(self) -> int:
         return BOS
 
+    @property
+    def gpu_layers(self) -> int:
+        return 0
+
     def new_batch(self, capacity: int) -> TokenBatch:
         return FakeBatch(capacity)
 

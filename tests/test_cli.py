@@ -60,10 +60,16 @@ def test_first_start_prints_one_admin_key_once(tmp_path: Path) -> None:
 
 
 def test_env_vars_configure_the_oracle(tmp_path: Path) -> None:
-    running = start_oracle(
-        tmp_path, env={"SHARD_SERVED_MODEL_NAME": "alpha, beta", "SHARD_METRICS_REQUIRE_ADMIN": "1"}
-    )
+    env = {
+        "SHARD_SERVED_MODEL_NAME": "alpha, beta",
+        "SHARD_METRICS_REQUIRE_ADMIN": "1",
+        "SHARD_N_GPU_LAYERS": "4",
+    }
+    running = start_oracle(tmp_path, env=env)
     try:
+        status = httpx.get(running.base_url + "/system/status", headers=auth(ADMIN_KEY)).json()
+        assert status["compute"]["gpu_layers"] == 0  # asked for 4, on a build without a GPU
+        assert "--n-gpu-layers 4: this llama.cpp build has no GPU backend" in running.log()
         assert httpx.get(running.base_url + "/metrics").status_code == 401
         assert httpx.get(running.base_url + "/metrics", headers=auth(ADMIN_KEY)).status_code == 200
         models = httpx.get(running.base_url + "/v1/models", headers=auth(ADMIN_KEY)).json()

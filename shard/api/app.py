@@ -28,6 +28,7 @@ from shard.api.routes import (
     text_completions,
 )
 from shard.config import OracleSettings
+from shard.engine.devices import GpuOffload
 from shard.engine.worker import EngineConfig, LoadModel, load_llama_model
 from shard.store.api_keys import KeyStore
 from shard.store.completions import CompletionStore
@@ -59,6 +60,7 @@ def engine_config(settings: OracleSettings, model_path: Path) -> EngineConfig:
         calibration_cache=(
             None if settings.calibration_cache in ("", "off") else Path(settings.calibration_cache)
         ),
+        gpu=GpuOffload(settings.n_gpu_layers, settings.main_gpu),
     )
 
 

@@ -16,6 +16,7 @@ import llguidance
 import llguidance.llamacpp
 import numpy as np
 
+from shard.engine.devices import GpuOffload, gpu_backend, offloaded_layers, requested_layers
 from shard.engine.model import TokenBatch
 from shard.engine.sampling import Logits
 
@@ -51,7 +52,7 @@ def _quiet_llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> Non
 class LlamaModel:
     """A loaded GGUF with one context of `n_seq` independent KV streams."""
 
-    def __init__(self, path: Path, shape: ContextShape) -> None:
+    def __init__(self, path: Path, shape: ContextShape, gpu: GpuOffload | None = None) -> None:
         # ggml's tiled K-quant matmul runs only for 8+ rows and rounds differently from the
         # row-by-row kernel, so a sequence's logits would depend on how many others share its
         # batch. Greedy outputs must not (concurrency, draft verification): keep it off. It
@@ -61,10 +62,18 @@ class LlamaModel:
         llama_cpp.llama_backend_init()
         model_params = llama_cpp.llama_model_default_params()
         model_params.use_extra_bufts = shape.repack_weights
+        gpu = gpu or GpuOffload()
+        requested = requested_layers(gpu)
+        model_params.n_gpu_layers = requested
+        model_params.main_gpu = gpu.main_gpu
+        if requested and not gpu_backend():
+            log.warning("--n-gpu-layers %d: this llama.cpp build has no GPU backend", requested)
         model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
         if not model:
             raise ValueError(f"llama.cpp could not load the model at {path}")
         self._model = model
+        self.gpu_layers = offloaded_layers(requested, llama_cpp.llama_model_n_layer(model))
+        """Layers llama.cpp put on a GPU."""
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.path = path

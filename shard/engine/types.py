@@ -168,6 +168,16 @@ Progress = SequenceUpdate | DraftOutcome
 
 
 @dataclass(frozen=True)
+class Device:
+    """A device llama.cpp can compute on."""
+
+    name: str
+    description: str
+    kind: str
+    """cpu, gpu, igpu (integrated) or accel, as ggml classes it."""
+
+
+@dataclass(frozen=True)
 class EngineStatus:
     """What the rest of the oracle may know about the loaded engine (read-only)."""
 
@@ -185,3 +195,8 @@ class EngineStatus:
     with another kernel than several; `drafts_exact` is then measured with the padding."""
     prefix_cache_tokens: int = 0
     """Most prompt tokens the prefix cache keeps; 0: the cache is off."""
+    backend: str = "CPU"
+    """What computes: CPU, or the GPU backend's name (CUDA, Metal, Vulkan, ...)."""
+    devices: tuple[Device, ...] = ()
+    gpu_layers: int = 0
+    """Layers llama.cpp put on a GPU."""

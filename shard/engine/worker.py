@@ -14,12 +14,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shard.engine.admission import prepare
 from shard.engine.batching import fill_batch, plan_prompt_chunks
 from shard.engine.chat_template import ChatTemplate
+from shard.engine.devices import GpuOffload, backend_of, devices
 from shard.engine.llama_model import ContextShape, LlamaModel
 from shard.engine.model import Model
 from shard.engine.prefix_cache import SequencePool
@@ -89,6 +90,7 @@ class EngineConfig:
     prefix_cache_tokens: int | None = None
     """Most tokens free sequences keep cached together; None: all that `n_seq` streams of
     `n_ctx` hold."""
+    gpu: GpuOffload = field(default_factory=GpuOffload)
 
 
 LoadModel = Callable[[EngineConfig], Model]
@@ -97,7 +99,7 @@ LoadModel = Callable[[EngineConfig], Model]
 
 def load_llama_model(config: EngineConfig) -> Model:
     shape = ContextShape(config.n_ctx, config.n_seq, config.n_batch, config.threads)
-    return LlamaModel(config.model_path, shape)
+    return LlamaModel(config.model_path, shape, config.gpu)
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,9 @@ class Engine:
             prefix_cache_tokens=(
                 (config.prefix_cache_tokens or config.n_ctx * config.n_seq) if self._reuse else 0
             ),
+            backend=backend_of(found := devices()),
+            devices=tuple(found),
+            gpu_layers=model.gpu_layers,
         )
         log.info(
             "model loaded: %s, chat template %s, drafts %s",

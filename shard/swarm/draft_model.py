@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shard.engine.devices import GpuOffload
 from shard.engine.llama_model import Batch, ContextShape, LlamaModel
 
 _N_BATCH = 512
@@ -47,8 +48,10 @@ class DraftModel:
     token is being drafted; a rewind just lowers `cached`, and the model thread drops the
     stale cache before it next decodes that slot."""
 
-    def __init__(self, path: Path, n_ctx: int, slots: int, threads: int) -> None:
-        self.model = LlamaModel(path, ContextShape(n_ctx, slots, _N_BATCH, threads))
+    def __init__(
+        self, path: Path, n_ctx: int, slots: int, threads: int, gpu: GpuOffload | None = None
+    ) -> None:
+        self.model = LlamaModel(path, ContextShape(n_ctx, slots, _N_BATCH, threads), gpu)
         self.n_ctx = n_ctx
         self.fingerprint = self.model.tokenizer_fingerprint()
         self.n_vocab = self.model.n_vocab

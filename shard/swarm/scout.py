@@ -24,6 +24,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from shard.config import ScoutSettings
+from shard.engine.devices import GpuOffload
 from shard.swarm.draft_model import DraftModel, NeedsResync
 from shard.swarm.placement import place, yield_to_the_oracle
 from shard.swarm.protocol import (
@@ -276,7 +277,8 @@ def run_scout(settings: ScoutSettings) -> None:
         log.warning("scout: %s", placement.advice)
     if placement.idle_priority:
         yield_to_the_oracle()
-    model = DraftModel(path, settings.n_ctx, settings.slots, placement.threads)
+    gpu = GpuOffload(settings.n_gpu_layers, settings.main_gpu)
+    model = DraftModel(path, settings.n_ctx, settings.slots, placement.threads, gpu)
     scout = Scout(settings, model)
     log.info("scout %s: draft model %s, oracle %s", scout.scout_id, path, settings.oracle)
     try:

@@ -60,6 +60,9 @@ def test_system_status_reports_model_and_performance(
     assert body["model"]["drafts_exact"] is True  # Q4_K_M on this build: measured at start
     assert body["model"]["prefix_cache_tokens"] == 4 * 2048  # on: all 4 sequences may keep
     assert body["scouts"]["connected"] == 0
+    compute = body["compute"]  # this machine's build has no GPU backend
+    assert (compute["backend"], compute["gpu_layers"]) == ("CPU", 0)
+    assert "cpu" in {device["type"] for device in compute["devices"]}
     performance = body["performance"]
     assert performance["requests_per_minute"] >= 1
     assert performance["tokens_per_second"] > 0

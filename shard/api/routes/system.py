@@ -57,6 +57,14 @@ async def system_status(
             "single_rows_padded": status.single_rows_padded if status else None,
             "prefix_cache_tokens": status.prefix_cache_tokens if status else None,
         },
+        "compute": {
+            "backend": status.backend if status else None,
+            "devices": [
+                {"name": d.name, "description": d.description, "type": d.kind}
+                for d in (status.devices if status else ())
+            ],
+            "gpu_layers": status.gpu_layers if status else None,
+        },
         "scouts": {"connected": len(oracle.hub.connected) if oracle.hub else 0},
         "load": {
             "requests_in_flight": engine.in_flight if engine else 0,
