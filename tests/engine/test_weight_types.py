@@ -4,8 +4,9 @@ llama.cpp's quantize (docs/architecture.md, invariant 1).
 The real model runs in-process on the engine, once with `--draft-max 0`, then with drafts:
 from its n-gram index, and from a scout that knows the first run's answer and drafts the next
 8 tokens of it after every step (so that a model whose text has nothing to copy, like the
-ternary ones, verifies drafts all along). F16 (exact only with single rows padded) and the
-embedded Q4_K_M run in the normal suite; every other type with `-m slow`
+ternary ones, verifies drafts all along). F16 (exact only with single rows padded), the
+embedded Q4_K_M and the ternary TQ1_0 and TQ2_0 run in the normal suite, the ternary ones
+also served under the spec's model name; every other type with `-m slow`
 (`python -m pytest -m slow tests/engine/test_weight_types.py`, about 2 minutes on 2 cores).
 The served Q4_K_M is checked end to end in tests/engine/test_speculation.py.
 """
@@ -32,7 +33,7 @@ from shard.engine.types import (
     SequenceUpdate,
 )
 from shard.engine.worker import EngineConfig
-from tests.conftest import TEST_DECODE_TIMINGS
+from tests.conftest import TEST_DECODE_TIMINGS, start_oracle, stop_oracle
 
 FILE_TYPES: dict[str, int] = {
     "F32": llama_cpp.LLAMA_FTYPE_ALL_F32,
@@ -46,7 +47,9 @@ FILE_TYPES: dict[str, int] = {
     "TQ1_0": llama_cpp.LLAMA_FTYPE_MOSTLY_TQ1_0,
     "TQ2_0": llama_cpp.LLAMA_FTYPE_MOSTLY_TQ2_0,
 }
-IN_THE_SUITE = ("F16", "Q4_K_M")
+IN_THE_SUITE = ("F16", "Q4_K_M", "TQ1_0", "TQ2_0")
+TERNARY = ("TQ1_0", "TQ2_0")
+SPEC_NAME = "llama-3-70b-bitnet"
 COPY_PROMPT = (
     "Repeat this list exactly, twice: red apple, green pear, yellow lemon, purple plum, "
     "orange peach, brown fig, black cherry."
@@ -134,6 +137,10 @@ def answers(config: EngineConfig, teach: Expected | None = None) -> tuple[Expect
     return ids, verified, exact
 
 
+PLAIN: dict[str, Expected] = {}
+"""Each type's answers without drafts, kept for the served ternary models to match."""
+
+
 def check_identical(name: str, directory: Path, calibration: Path) -> None:
     config = EngineConfig(
         quantized(name, directory),
@@ -146,6 +153,7 @@ def check_identical(name: str, directory: Path, calibration: Path) -> None:
         draft_min_acceptance=0.0,
     )
     plain, _, _ = answers(replace(config, draft_max=0, ngram_drafts=False))
+    PLAIN[name] = plain
     drafted, verified, exact = answers(config, teach=plain)
     assert verified > 20, f"{name}: too few draft tokens were verified ({verified})"
     assert drafted == plain, f"{name}: output with drafts differs from output without"
@@ -173,6 +181,40 @@ def test_drafts_change_no_output_for_every_other_type(
     name: str, model_dir: Path, calibration: Path
 ) -> None:
     check_identical(name, model_dir, calibration)
+
+
+@pytest.mark.parametrize("name", TERNARY)
+def test_a_ternary_model_serves_under_the_spec_name_as_it_answers_without_drafts(
+    name: str, model_dir: Path, calibration: Path, tmp_path: Path
+) -> None:
+    """`shard oracle --model <TQ file> --served-model-name llama-3-70b-bitnet`, n-gram drafts
+    on (the default): the OpenAI client gets the text of the engine's answers without drafts
+    (test_drafts_change_no_output), greedy and seeded."""
+    if name not in PLAIN:
+        check_identical(name, model_dir, calibration)
+    path = quantized(name, model_dir)
+    flags = ("--model", str(path), "--served-model-name", SPEC_NAME, "--n-ctx", "512")
+    oracle = start_oracle(tmp_path, *flags, "--parallel", "2", "--chat-template", "gemma")
+    reader = LlamaModel(path, ContextShape(64, 1, 64, 1))  # to turn the ids into text
+    try:
+        client = oracle.client(max_retries=0, timeout=120)
+        assert SPEC_NAME in [model.id for model in client.models.list()]
+        for request in REQUESTS:
+            sampling = request.sampling
+            served = client.chat.completions.create(
+                model=SPEC_NAME,
+                messages=[{"role": "user", "content": COPY_PROMPT}],
+                temperature=sampling.temperature,
+                seed=sampling.seed,
+                max_tokens=request.max_tokens,
+            )
+            ids = PLAIN[name][request.request_id]
+            completion = ids[served.usage.prompt_tokens :]  # type: ignore[union-attr]
+            text = b"".join(reader.piece(token) for token in completion).decode()
+            assert served.choices[0].message.content == text, (name, request.request_id)
+    finally:
+        reader.close()
+        stop_oracle(oracle)
 
 
 def test_f16_is_exact_only_with_two_rows_with_logits_on_llamafile_builds(model_dir: Path) -> None:
