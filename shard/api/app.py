@@ -19,6 +19,7 @@ from shard.api.oracle_state import OracleState, ScoutTier
 from shard.api.rate_limits import RateLimiter
 from shard.api.routes import (
     chat,
+    dashboard,
     health,
     keys,
     models,
@@ -159,6 +160,7 @@ def create_app(
         routes = (chat, text_completions, stored_completions, models, keys, health, system, scouts)
         for module in routes:
             app.include_router(module.router, prefix=prefix)
+    app.include_router(dashboard.router)
     return app
 
 

@@ -21,6 +21,19 @@ class _Finished:
     completion_tokens: int
 
 
+_HISTORY_MINUTES = 10
+
+
+@dataclass
+class MinuteCount:
+    """Requests finished and completion tokens made in one wall-clock minute."""
+
+    minute: int
+    """Unix time of the minute's start."""
+    requests: int = 0
+    tokens: int = 0
+
+
 @dataclass(frozen=True)
 class RecentPerformance:
     """The last minute, as /system/status reports it."""
@@ -76,6 +89,7 @@ class OracleMetrics:
             "shard_requests_in_flight", "Requests admitted and not finished", registry=self.registry
         )
         self._recent: deque[_Finished] = deque()
+        self._minutes: deque[MinuteCount] = deque(maxlen=_HISTORY_MINUTES)
         self.draft_totals = [0, 0]
         """Draft tokens verified and accepted since start, every source together."""
         self.started = time.time()
@@ -100,7 +114,33 @@ class OracleMetrics:
         self.latency.observe(latency)
         self.prompt_tokens.inc(prompt_tokens)
         self.completion_tokens.inc(completion_tokens)
-        self._recent.append(_Finished(time.time(), latency, completion_tokens))
+        now = time.time()
+        self._recent.append(_Finished(now, latency, completion_tokens))
+        minute = int(now // 60 * 60)
+        if not self._minutes or self._minutes[-1].minute != minute:
+            self._minutes.append(MinuteCount(minute))
+        self._minutes[-1].requests += 1
+        self._minutes[-1].tokens += completion_tokens
+
+    def history(self) -> list[MinuteCount]:
+        """The last ten minutes, oldest first, one entry a minute (zero where idle)."""
+        now = int(time.time() // 60 * 60)
+        counted = {count.minute: count for count in self._minutes}
+        minutes = range(now - 60 * (_HISTORY_MINUTES - 1), now + 1, 60)
+        return [counted.get(minute, MinuteCount(minute)) for minute in minutes]
+
+    def drafts_by_source(self) -> dict[str, dict[str, float]]:
+        """Timely draft tokens proposed and accepted since start, per source."""
+        found: dict[str, dict[str, float]] = {}
+        for counter, field in (
+            (self.drafts_proposed, "proposed"),
+            (self.drafts_accepted, "accepted"),
+        ):
+            for metric in counter.collect():
+                for sample in metric.samples:
+                    if sample.name.endswith("_total"):
+                        found.setdefault(sample.labels["source"], {})[field] = sample.value
+        return found
 
     def failed(self, outcome: str) -> None:
         self.requests.labels(outcome).inc()

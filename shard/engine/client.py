@@ -124,6 +124,11 @@ class EngineClient:
     def in_flight(self) -> int:
         return len(self._generations)
 
+    @property
+    def sequences(self) -> tuple[int, int]:
+        """(sequences decoding, requests queued for a sequence), as of the last step."""
+        return self._engine.sequences
+
     async def start(self) -> None:
         """Start the engine thread and wait (without blocking the loop) for the model."""
         self._engine.start()

@@ -141,6 +141,9 @@ class Engine:
         self._thread = threading.Thread(target=self._main, name="shard-engine", daemon=True)
         self._waiting: deque[Task] = deque()
         self._running: list[Task] = []
+        self.sequences = (0, 0)
+        """(sequences decoding, requests waiting for sequences), as of the last step; set by
+        the engine thread, read from any thread."""
         self._outbox: list[tuple[str, EngineEvent]] = []
 
     # -- any thread -------------------------------------------------------------------------
@@ -175,6 +178,8 @@ class Engine:
                 self._admit_waiting()
                 if self._running:
                     self._guarded_step()
+                running = sum(len(task.choices) for task in self._running)
+                self.sequences = (running, len(self._waiting))
                 self._flush()
         finally:
             self._batch.free()

@@ -40,6 +40,11 @@ class Reservations:
         """The key holding the scout, if any."""
         return self._held_by.get(scout_id)
 
+    async def active(self, key_id: str | None) -> list[Reservation]:
+        """Reservations holding scouts now: the key's own, or everyone's for None."""
+        found = await asyncio.to_thread(self._store.active)
+        return [r for r in found if key_id is None or r.key_id == key_id]
+
     async def refresh(self) -> None:
         """Reload who holds which scout (reservations expire by time, so this runs often)."""
         async with self._lock:

@@ -63,6 +63,13 @@ def test_system_status_reports_model_and_performance(
     compute = body["compute"]  # this machine's build has no GPU backend
     assert (compute["backend"], compute["gpu_layers"]) == ("CPU", 0)
     assert "cpu" in {device["type"] for device in compute["devices"]}
+    load = body["load"]
+    assert load["running_sequences"] >= 0 and load["queued_requests"] >= 0
+    history = body["history"]  # the dashboard's chart: ten minutes, this one last
+    assert len(history) == 10 and history[-1]["requests"] >= 1 and history[-1]["tokens"] >= 3
+    assert [m["minute"] for m in history] == sorted(m["minute"] for m in history)
+    for counts in body["drafts"].values():
+        assert counts["accepted"] <= counts["proposed"]
     performance = body["performance"]
     assert performance["requests_per_minute"] >= 1
     assert performance["tokens_per_second"] > 0

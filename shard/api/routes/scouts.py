@@ -92,6 +92,14 @@ async def list_scouts(_: Caller, oracle: Oracle) -> dict[str, Any]:
     return {"object": "list", "data": views.scout_statuses(hub)}
 
 
+@router.get("/scouts/reservations", responses=error_responses(503, *KEYED))
+async def list_reservations(caller: Caller, oracle: Oracle) -> dict[str, Any]:
+    """Reservations holding scouts now: the caller's own (an admin sees all)."""
+    hub = _hub(oracle)
+    found = await hub.reservations.active(None if caller.is_admin else caller.id)
+    return {"object": "list", "data": [views.reservation_view(r) for r in found]}
+
+
 @router.get("/scouts/{scout_id}/status", responses=error_responses(404, 503, *KEYED))
 async def scout_status(scout_id: str, _: Caller, oracle: Oracle) -> dict[str, Any]:
     hub = _hub(oracle)

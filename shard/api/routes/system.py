@@ -69,7 +69,17 @@ async def system_status(
         "load": {
             "requests_in_flight": engine.in_flight if engine else 0,
             "capacity": engine.capacity if engine else 0,
+            "running_sequences": engine.sequences[0] if engine else 0,
+            "queued_requests": engine.sequences[1] if engine else 0,
         },
+        "drafts": {
+            source: {**counts, "acceptance_rate": _share(counts)}
+            for source, counts in oracle.metrics.drafts_by_source().items()
+        },
+        "history": [
+            {"minute": count.minute, "requests": count.requests, "tokens": count.tokens}
+            for count in oracle.metrics.history()
+        ],
         "performance": {
             "average_latency_ms": recent.average_latency_ms,
             "requests_per_minute": recent.requests_per_minute,
@@ -132,3 +142,8 @@ async def system_restart(
         {"status": "restarting", "message": "draining requests, reloading the model"},
         status_code=202,
     )
+
+
+def _share(counts: dict[str, float]) -> float | None:
+    proposed = counts.get("proposed", 0.0)
+    return round(counts.get("accepted", 0.0) / proposed, 4) if proposed else None
