@@ -42,6 +42,7 @@ def browser() -> Iterator[object]:
         driver.quit()
 
 
+@pytest.mark.usefixtures("solo_outputs")  # taken before any scout joins the shared oracle
 def test_the_dashboard_shows_a_live_scout_to_the_right_key(
     swarm: RunningOracle, swarm_client: openai.OpenAI, browser: object, tmp_path: Path
 ) -> None:
@@ -88,3 +89,4 @@ def test_the_dashboard_shows_a_live_scout_to_the_right_key(
         driver.save_screenshot(str(ROOT / "docs" / "dashboard.png"))
     finally:
         scout.stop()
+    wait_for(lambda: not scout_status(swarm, "dashboard-1")["connected"], 30, "scout to leave")
