@@ -469,9 +469,9 @@ class PromptTokensDetails(BaseModel):
 
 class CompletionTokensDetails(BaseModel):
     accepted_prediction_tokens: int = 0
-    """Prediction tokens that verification accepted into the completion."""
+    """Prediction tokens that appeared in the completion, in order."""
     rejected_prediction_tokens: int = 0
-    """Prediction tokens that were verified and did not match."""
+    """Prediction tokens that did not."""
 
 
 class Usage(BaseModel):

@@ -90,10 +90,13 @@ def grammar(
     required; under `auto`, calls or an answer (any text not starting with "<", or JSON
     matching `answer_schema` when the request also has a response format)."""
     offered = [f for f in functions if choice in ("auto", "required") or f.name == choice]
-    call_schemas = [_call_schema(function) for function in offered]
+    definitions: dict[str, Any] = {}
+    call_schemas = [_call_schema(f, f"f{i}_", definitions) for i, f in enumerate(offered)]
     any_call: dict[str, Any] = (
-        call_schemas[0] if len(call_schemas) == 1 else {"anyOf": call_schemas}
+        dict(call_schemas[0]) if len(call_schemas) == 1 else {"anyOf": call_schemas}
     )
+    if definitions:
+        any_call["$defs"] = definitions
     # llguidance reads its options at the top of each %json schema: compact, and lenient
     # (unimplemented keywords ignored) unless every function is strict
     lenient = not all(function.strict for function in offered)
@@ -110,14 +113,37 @@ def grammar(
     return "\n".join(["start: calls | ANSWER", *rules, r"ANSWER: /[^<](.|\n)*/"])
 
 
-def _call_schema(function: Function) -> dict[str, Any]:
-    parameters = function.parameters or {"type": "object"}
+def _call_schema(function: Function, prefix: str, definitions: dict[str, Any]) -> dict[str, Any]:
+    """One function's call as a JSON schema. Its parameters sit under `arguments`, so the
+    definitions they refer to (`$defs`, `definitions`, as pydantic writes nested models) move
+    to the grammar's root, renamed with `prefix` so that functions' names never clash."""
+    parameters = dict(function.parameters or {"type": "object"})
+    local = {**parameters.pop("definitions", {}), **parameters.pop("$defs", {})}
+    renamed = {f"#/{kind}/{name}": f"#/$defs/{prefix}{name}" for kind in ("$defs", "definitions") for name in local}
+    for name, schema in local.items():
+        definitions[prefix + name] = _with_refs(schema, renamed)
     return {
         "type": "object",
-        "properties": {"name": {"const": function.name}, "arguments": parameters},
+        "properties": {
+            "name": {"const": function.name},
+            "arguments": _with_refs(parameters, renamed),
+        },
         "required": ["name", "arguments"],
         "additionalProperties": False,
     }
+
+
+def _with_refs(schema: Any, renamed: dict[str, str]) -> Any:
+    """A copy of `schema` with every `$ref` found in `renamed` replaced."""
+    if isinstance(schema, dict):
+        return {
+            key: renamed.get(value, value) if key == "$ref" and isinstance(value, str)
+            else _with_refs(value, renamed)
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_with_refs(item, renamed) for item in schema]
+    return schema
 
 
 @dataclass
@@ -159,7 +185,8 @@ class ToolCallReader:
         self.calls: list[ToolCall] = []
         self._mode: Literal["undecided", "content", "calls"] = "undecided"
         self._held = ""
-        self._phase: Literal["open", "name", "arguments"] = "open"
+        self._phase: Literal["open", "name", "arguments", "close"] = "open"
+        self._json = _JsonEnd()
 
     def feed(self, text: str) -> list[ReadEvent]:
         self._held += text
@@ -173,9 +200,6 @@ class ToolCallReader:
 
     def finish(self) -> list[ReadEvent]:
         """The output ended: what is still held goes out (a cut-off call stays incomplete)."""
-        if self._mode == "calls" and self._phase == "arguments" and self.calls:
-            rest, self._held = self._held, ""
-            return self._arguments(rest)
         return self._as_content() if self._mode != "calls" else []
 
     def _as_content(self) -> list[ReadEvent]:
@@ -203,16 +227,22 @@ class ToolCallReader:
                 events.append(CallStarted(call))
                 self._held = self._held[end + len(_ARGUMENTS_START) :]
                 self._phase = "arguments"
+            elif self._phase == "arguments":  # JSON, read to its end (strings may hold "}")
+                end = self._json.end_in(self._held)
+                text = self._held if end is None else self._held[:end]
+                self._held = self._held[len(text) :]
+                events += self._arguments(text)
+                if end is None:
+                    return events
+                self._json = _JsonEnd()
+                self._phase = "close"
             else:
-                end = self._held.find(_CALL_END)
-                if end < 0:
-                    keep = _longest_prefix_suffix(self._held, _CALL_END)
-                    text = self._held[: len(self._held) - keep]
-                    self._held = self._held[len(text) :]
-                    return events + self._arguments(text)
-                events += self._arguments(self._held[:end])
+                if _CALL_END.startswith(self._held):
+                    return events
+                if not self._held.startswith(_CALL_END):
+                    return events + self._as_content()
                 self.calls[-1].complete = True
-                self._held = self._held[end + len(_CALL_END) :]
+                self._held = self._held[len(_CALL_END) :]
                 self._phase = "open"
 
     def _arguments(self, text: str) -> list[ReadEvent]:
@@ -223,9 +253,31 @@ class ToolCallReader:
         return [ArgumentsAdded(call, text)]
 
 
-def _longest_prefix_suffix(text: str, marker: str) -> int:
-    """How many of `text`'s last characters could begin `marker` (held back, undecided)."""
-    for size in range(min(len(text), len(marker) - 1), 0, -1):
-        if marker.startswith(text[-size:]):
-            return size
-    return 0
+class _JsonEnd:
+    """Finds where a JSON object or array ends in text that arrives in pieces: brackets are
+    counted outside strings only, so a `}` or a closing tag inside a string is no end."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False
+
+    def end_in(self, text: str) -> int | None:
+        """The index just past the value's last character, if it is in `text`."""
+        for index, char in enumerate(text):
+            if self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif char == "\\":
+                    self.escaped = True
+                elif char == '"':
+                    self.in_string = False
+            elif char == '"':
+                self.in_string = True
+            elif char in "{[":
+                self.depth += 1
+            elif char in "}]":
+                self.depth -= 1
+                if self.depth == 0:
+                    return index + 1
+        return None

@@ -58,6 +58,7 @@ def prepare(
     prediction = model.tokenize(request.prediction) if request.prediction else []
     if prediction and prediction[0] == model.bos_token:
         prediction = prediction[1:]  # tokenize starts a document; this continues one
+    prediction = prediction[:n_ctx]  # no answer is longer; a longer one costs its index
     task = Task(request, prompt, min(request.max_tokens, room), constraint=constraint)
     task.prediction = prediction
     return task

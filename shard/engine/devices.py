@@ -37,10 +37,16 @@ def gpu_backend() -> bool:
 
 
 def requested_layers(offload: GpuOffload) -> int:
-    """The n_gpu_layers given to llama.cpp: the setting, or all layers on a GPU build."""
+    """The n_gpu_layers the setting asks for: the setting, or all layers on a GPU build."""
     if offload.layers is not None:
         return offload.layers
     return ALL_LAYERS if gpu_backend() else 0
+
+
+def llama_layers(requested: int) -> int:
+    """As llama.cpp takes it: "all" as the largest int32, as llama-cpp-python's own `Llama`
+    passes it (older llama.cpp read a negative count as none)."""
+    return 0x7FFFFFFF if requested < 0 else requested
 
 
 def offloaded_layers(requested: int, model_layers: int) -> int:
@@ -54,7 +60,11 @@ def offloaded_layers(requested: int, model_layers: int) -> int:
 
 def devices() -> list[Device]:
     """ggml's backend devices (llama_backend_init must have run); empty if unreadable."""
-    library = _libggml()
+    try:
+        library = _libggml()
+    except AttributeError:  # a libggml without the device registry
+        log.warning("this libggml lists no compute devices")
+        return []
     if library is None:
         return []
     found = []

@@ -16,7 +16,13 @@ import llguidance
 import llguidance.llamacpp
 import numpy as np
 
-from shard.engine.devices import GpuOffload, gpu_backend, offloaded_layers, requested_layers
+from shard.engine.devices import (
+    GpuOffload,
+    gpu_backend,
+    llama_layers,
+    offloaded_layers,
+    requested_layers,
+)
 from shard.engine.model import TokenBatch
 from shard.engine.sampling import Logits
 
@@ -64,7 +70,7 @@ class LlamaModel:
         model_params.use_extra_bufts = shape.repack_weights
         gpu = gpu or GpuOffload()
         requested = requested_layers(gpu)
-        model_params.n_gpu_layers = requested
+        model_params.n_gpu_layers = llama_layers(requested)
         model_params.main_gpu = gpu.main_gpu
         if requested and not gpu_backend():
             log.warning("--n-gpu-layers %d: this llama.cpp build has no GPU backend", requested)

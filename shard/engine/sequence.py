@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from shard.engine.constraint import TokenConstraint
+from shard.engine.spec.prediction import PredictionAlignment
 from shard.engine.spec.proposers import NO_PROPOSAL, Proposal, Proposer
 from shard.engine.text_stream import TextStream
 from shard.engine.types import GenerationRequest
@@ -55,10 +56,8 @@ class Choice:
     """How many of `tokens` the progress feed has been told about."""
     constraint: TokenConstraint | None = None
     """Structured output: where the choice is in the request's grammar."""
-    prediction: list[int] = field(default_factory=list)
-    """The request's predicted output, tokenized (a draft source)."""
-    prediction_accepted: int = 0
-    prediction_rejected: int = 0
+    alignment: PredictionAlignment | None = None
+    """Where the output stands in the request's predicted output, if it has one."""
 
 
 @dataclass(eq=False)

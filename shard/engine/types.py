@@ -113,8 +113,8 @@ class ChoiceDelta:
 
 @dataclass(frozen=True)
 class PredictionUsed:
-    """At a choice's end: its prediction tokens that verification accepted, and those it
-    verified and rejected."""
+    """At a choice's end: its prediction tokens that appeared in its output, in order, and
+    those that did not (whatever drafts were verified, so the same with and without)."""
 
     index: int
     accepted: int

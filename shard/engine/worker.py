@@ -36,6 +36,7 @@ from shard.engine.sampling import (
 from shard.engine.sequence import Choice, StepDraft, Task
 from shard.engine.spec.calibration import CalibrationCache, calibration_key
 from shard.engine.spec.exactness import drafts_are_exact
+from shard.engine.spec.prediction import PredictionAlignment
 from shard.engine.spec.planner import DraftPlanner, best_offer, padded_draft
 from shard.engine.spec.proposers import (
     NgramProposer,
@@ -48,7 +49,6 @@ from shard.engine.spec.scout_drafts import DraftSink
 from shard.engine.spec.verify import accepted_count
 from shard.engine.text_stream import TextStream
 from shard.engine.types import (
-    PREDICTION,
     Admitted,
     ChoiceDelta,
     EngineEvent,
@@ -295,7 +295,8 @@ class Engine:
             seq_ids, cached = self._pool.assign(self._model, task.prompt, n, self._reuse)
             task.choices = [Choice(i, seq_id, TextStream(stop)) for i, seq_id in enumerate(seq_ids)]
             for choice in task.choices:
-                choice.prediction = task.prediction
+                if task.prediction:
+                    choice.alignment = PredictionAlignment(task.prediction)
                 if task.constraint is not None:
                     choice.constraint = task.constraint.copy()
             task.prefilled = cached
@@ -316,9 +317,8 @@ class Engine:
     def _retire(self, task: Task, failed: bool = False) -> None:
         if task.request.prediction is not None and not failed:
             for choice in task.choices:  # after the choice's last delta, in the same step
-                used = PredictionUsed(
-                    choice.index, choice.prediction_accepted, choice.prediction_rejected
-                )
+                matched = choice.alignment.matched if choice.alignment is not None else 0
+                used = PredictionUsed(choice.index, matched, len(task.prediction) - matched)
                 self._emit(task.request.request_id, used)
         for choice in task.choices:
             self._pool.release(self._model, choice, keep=self._reuse and not failed)
@@ -426,9 +426,6 @@ class Engine:
             proposer.unverified(choice, proposal, decided)
         elif decoded:
             proposer.verified(choice, proposal, decoded, min(accepted, decoded))
-            if proposal.source == PREDICTION:
-                choice.prediction_accepted += min(accepted, decoded)
-                choice.prediction_rejected += decoded - min(accepted, decoded)
 
     def _start_choices(self, task: Task) -> None:
         """The prompt is cached: share it with the other choices, then sample first tokens."""
@@ -454,6 +451,8 @@ class Engine:
         token = pick_token(processed, params, u)
         if choice.constraint is not None:
             choice.constraint.consume(token)
+        if choice.alignment is not None:
+            choice.alignment.advance(token)
         choice.generated += 1
         choice.counts[token] += 1
         choice.tokens.append(token)

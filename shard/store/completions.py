@@ -92,7 +92,7 @@ class CompletionStore:
     ) -> Page | None:
         """One page of the request's messages; None when the completion is not the caller's."""
         with self._db.session() as session:
-            row = _owned(session, completion_id, key_id)
+            row = _owned(session, completion_id, key_id, chat_only=True)
             if row is None:
                 return None
             messages = list(row.messages or [])
@@ -108,7 +108,7 @@ class CompletionStore:
     ) -> dict[str, Any] | None:
         """Replace the completion's metadata; the updated object, or None if not the caller's."""
         with self._db.session() as session:
-            row = _owned(session, completion_id, key_id)
+            row = _owned(session, completion_id, key_id, chat_only=True)
             if row is None:
                 return None
             row.labels = dict(metadata)
@@ -132,11 +132,14 @@ class CompletionStore:
             return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _owned(session: Session, completion_id: str, key_id: str | None) -> CompletionRow | None:
+def _owned(
+    session: Session, completion_id: str, key_id: str | None, chat_only: bool = False
+) -> CompletionRow | None:
+    """The row, if it is the caller's (and a chat completion, when only those will do)."""
     row = session.get(CompletionRow, completion_id)
     if row is None or (key_id is not None and row.key_id != key_id):
         return None
-    return row
+    return None if chat_only and row.kind != "chat.completion" else row
 
 
 def _stored_object(row: CompletionRow) -> dict[str, Any]:

@@ -42,6 +42,8 @@ class Database:
         """Create missing tables, then bring an older schema up to date step by step."""
         Base.metadata.create_all(self.engine)
         with self.session() as session:
+            if self.engine.dialect.name == "postgresql":  # oracles starting together: one
+                session.execute(text("SELECT pg_advisory_xact_lock(7261)"))  # migrates
             current = session.scalar(select(SchemaVersion.version))
             if current is None:
                 session.add(SchemaVersion(version=SCHEMA_VERSION))

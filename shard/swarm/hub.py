@@ -197,7 +197,8 @@ class Hub:
                 if time.monotonic() - last_reload >= self.settings.ping_interval_s:
                     last_reload = time.monotonic()
                     await self.reservations.refresh()
-                for reputation in await asyncio.to_thread(self.trust.flush):
+                await asyncio.to_thread(self.trust.flush)
+                for reputation in self.trust.take_banned_elsewhere():
                     self._banned_elsewhere(reputation)
             except Exception:  # a store hiccup: try again next time
                 log.exception("swarm store work failed")

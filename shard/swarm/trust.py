@@ -47,6 +47,8 @@ class Trust:
         self._pending: dict[str, ReputationChange] = {}
         """What this oracle counted and has not written yet."""
         self._credits: dict[str, int] = {}
+        self._banned_elsewhere: list[Reputation] = []
+        """Keys a read found newly banned (by another oracle), for the next flush to report."""
 
     # -- store work: call these from a worker thread ----------------------------------------
 
@@ -57,7 +59,8 @@ class Trust:
         owner = self._records.claim(scout_id, key_id)
         if owner != key_id:
             return CLOSE_PROTOCOL_ERROR, f"scout id {scout_id} belongs to another key"
-        self._reload({key_id: self._records.reputation(key_id)})
+        with self._writing:  # not between a flush's write and its read: counts would vanish
+            self._reload({key_id: self._records.reputation(key_id)})
         reputation = self.known(key_id)
         assert reputation is not None
         if reputation.banned(datetime.now(UTC)):
@@ -69,9 +72,8 @@ class Trust:
             return CLOSE_BANNED, f"banned {until}: {reputation.ban_reason}"
         return None
 
-    def flush(self) -> list[Reputation]:
-        """Write what was counted, then read every cached key's record back; returns the
-        keys that turn out banned through another oracle since the last read. What fails to
+    def flush(self) -> None:
+        """Write what was counted, then read every cached key's record back. What fails to
         be written is kept for the next flush."""
         with self._writing:
             with self._lock:
@@ -93,12 +95,20 @@ class Trust:
                             self._pending_for(change.key_id).add(change)
                         for key_id, tokens in credits.items():
                             self._credits[key_id] = self._credits.get(key_id, 0) + tokens
-            return self._reload(self._records.reputations(cached)) if cached else []
+            if cached:
+                self._reload(self._records.reputations(cached))
 
-    def _reload(self, stored: dict[str, ReputationRecord]) -> list[Reputation]:
-        """Take the store's records, with what was counted here since, as the cache; the
-        keys that became banned by it."""
-        now, newly_banned = datetime.now(UTC), []
+    def take_banned_elsewhere(self) -> list[Reputation]:
+        """Keys that reads of the store (a flush's, a connect's) found newly banned through
+        another oracle, each once: their scouts here must go."""
+        with self._lock:
+            found, self._banned_elsewhere = self._banned_elsewhere, []
+        return found
+
+    def _reload(self, stored: dict[str, ReputationRecord]) -> None:
+        """Take the store's records, with what was counted here since, as the cache; keys
+        that became banned by it are kept for the next flush to report."""
+        now = datetime.now(UTC)
         with self._lock:
             for key_id, record in stored.items():
                 fresh = Reputation.of(record)
@@ -107,9 +117,8 @@ class Trust:
                     _apply(fresh, change)
                 before = self._reputations.get(key_id)
                 if before is not None and not before.banned(now) and fresh.banned(now):
-                    newly_banned.append(replace(fresh))
+                    self._banned_elsewhere.append(replace(fresh))
                 self._reputations[key_id] = fresh
-        return newly_banned
 
     def _pending_for(self, key_id: str) -> ReputationChange:
         change = self._pending.get(key_id)

@@ -37,8 +37,9 @@ def test_a_prediction_changes_nothing_and_its_accepted_tokens_are_counted(
     predicted = answer(client, prediction={"type": "content", "content": text})
     assert predicted.choices[0].message.content == text
     details = predicted.usage.completion_tokens_details
-    # n-gram drafts share the work (the shared oracle has them on): some are the prediction's
-    assert details.accepted_prediction_tokens > 0 and details.rejected_prediction_tokens == 0
+    # the answer's own text: nearly all of it appears (the model's tokens and the prediction
+    # tokenized afresh may part at a few places)
+    assert details.accepted_prediction_tokens > 8 * details.rejected_prediction_tokens
     parts = [{"type": "text", "text": text[:40]}, {"type": "text", "text": text[40:]}]
     in_parts = answer(client, prediction={"type": "content", "content": parts})
     assert in_parts.choices[0].message.content == text

@@ -30,7 +30,7 @@ TIME = Function("get_time", None, None)
 
 TWO_CALLS = (
     '<tool_call>{"name":"get_weather","arguments":{"city":"Paris"}}</tool_call>\n'
-    '<tool_call>{"name":"get_time","arguments":{"tz":"}<"}}</tool_call>'
+    '<tool_call>{"name":"get_time","arguments":{"tz":"}</tool_call>\\"{["}}</tool_call>'
 )
 
 
@@ -46,7 +46,7 @@ def test_calls_are_read_however_the_stream_is_split(size: int) -> None:
     reader, events = read(TWO_CALLS, size)
     assert [(c.index, c.name, c.arguments, c.complete) for c in reader.calls] == [
         (0, "get_weather", '{"city":"Paris"}', True),
-        (1, "get_time", '{"tz":"}<"}', True),
+        (1, "get_time", '{"tz":"}</tool_call>\\"{["}', True),  # a string may hold anything
     ]
     assert reader.content == ""
     started = [e.call.name for e in events if isinstance(e, CallStarted)]
@@ -128,3 +128,23 @@ def test_grammars_hold_replies_to_the_format_and_the_schemas() -> None:
     assert not accepts(auto, "<b>sunny</b>")
     answer = grammar([WEATHER], "auto", parallel=True, answer_schema={"type": "integer"})
     assert accepts(answer, "42") and not accepts(answer, "It is sunny.")
+
+
+def test_parameters_that_refer_to_their_definitions_keep_them() -> None:
+    """pydantic writes nested models as `$defs` and `$ref`s, as the OpenAI SDK's
+    pydantic_function_tool sends them; under `arguments` they are moved to the root."""
+    nested = Function(
+        "book",
+        None,
+        {
+            "type": "object",
+            "properties": {"place": {"$ref": "#/$defs/Place"}},
+            "required": ["place"],
+            "$defs": {"Place": {"type": "object", "properties": {"city": {"type": "string"}}}},
+        },
+        strict=True,
+    )
+    lark = grammar([nested, WEATHER], "required", parallel=False)
+    call = '<tool_call>{"name":"book","arguments":{"place":{"city":"Oslo"}}}</tool_call>'
+    assert accepts(lark, call)
+    assert not accepts(lark, call.replace('{"city":"Oslo"}', '"Oslo"'))

@@ -24,5 +24,6 @@ def test_a_gpu_build_offloads_all_layers_by_default(monkeypatch: pytest.MonkeyPa
     assert offloaded_layers(5, model_layers=18) == 5
     assert offloaded_layers(99, model_layers=18) == 19
     assert offloaded_layers(0, model_layers=18) == 0
+    assert devices.llama_layers(devices.ALL_LAYERS) == 2**31 - 1 and devices.llama_layers(5) == 5
     cuda = [Device("CPU", "AMD EPYC", "cpu"), Device("CUDA0", "H200", "gpu")]
     assert backend_of(cuda) == "CUDA"

@@ -1,5 +1,6 @@
 """Predicted Outputs on the fake model: a right prediction is drafted and accepted, a wrong
-one rejected, and neither changes the output; what was accepted and rejected is counted."""
+one rejected, and neither changes the output; usage counts the prediction tokens that
+appeared in the output and those that did not, the same with drafts and without."""
 
 from dataclasses import replace
 
@@ -52,10 +53,12 @@ def test_a_prediction_drafts_without_changing_the_output() -> None:
             outcomes += [plain, right, close, wrong]
         return outcomes
 
-    outcomes = run(scenario, FakeModel(), config(draft_max=8, ngram_drafts=False))
-    for plain, right, close, wrong in (outcomes[:4], outcomes[4:]):
+    drafted = run(scenario, FakeModel(), config(draft_max=8, ngram_drafts=False))
+    undrafted = run(scenario, FakeModel(), config(draft_max=0, ngram_drafts=False))
+    assert drafted == undrafted  # texts and usage alike
+    for plain, right, close, wrong in (drafted[:4], drafted[4:]):
         assert right["text"] == close["text"] == wrong["text"] == plain["text"]
         assert (plain["accepted"], plain["rejected"]) == (0, 0)  # no prediction, no counts
-        assert right["accepted"] >= 40, right  # nearly all of it drafted and accepted
-        assert close["accepted"] > 20 and close["rejected"] > 0, close  # found again after the edit
-        assert wrong["accepted"] < 10, wrong
+        assert (right["accepted"], right["rejected"]) == (60, 0), right
+        assert close["accepted"] >= 50 and close["rejected"] == 60 - close["accepted"], close
+        assert wrong["accepted"] < 10 and wrong["rejected"] > 50, wrong

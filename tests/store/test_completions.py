@@ -59,6 +59,8 @@ def check_stored_completion_queries(database: Database) -> None:
     assert ids(ListFilter(metadata={"team": "z"})) == []
     assert ids(ListFilter(), "desc") == ["c", "b", "a"]
     assert store.get("t", owner.id) == legacy  # still kept, retrievable by id
+    assert store.relabel("t", owner.id, {"a": "b"}) is None  # but not a stored chat completion
+    assert store.messages("t", owner.id, 5, None, "asc") is None
 
     page, more = store.messages("a", owner.id, 1, None, "asc") or ([], False)
     assert page == [{"id": "a-0", **messages[0]}] and more

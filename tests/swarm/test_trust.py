@@ -123,7 +123,9 @@ def test_oracles_sharing_a_store_share_counts_bans_unbans_and_credit(tmp_path: P
     second.record_drafts(key.id, 20, 12)
     first.flush()
     second.flush()
-    assert first.flush() == [] and first.known(key.id).accepted_tokens == 20  # type: ignore[union-attr]
+    first.flush()
+    assert first.take_banned_elsewhere() == []
+    assert first.known(key.id).accepted_tokens == 20  # type: ignore[union-attr]
     assert ScoutRecordStore(database).reputation(key.id).draft_tokens == 30
     tier = ScoutTier(min_tokens=20, window_minutes=60)
     assert tier.tier_of(key.id, ContributionStore(database)) == "scout"  # 8 here, 12 there
@@ -132,11 +134,14 @@ def test_oracles_sharing_a_store_share_counts_bans_unbans_and_credit(tmp_path: P
     assert first.record_ticket(key.id, 0.0) is not None  # banned through the first
     first.flush()
     assert second.refusal("s2", key.id) is not None  # refused at the second's next connect
+    assert [r.key_id for r in second.take_banned_elsewhere()] == [key.id]  # and its scouts go
     third = Trust(ScoutRecordStore(database), ContributionStore(database), policy)
     assert third.refusal("s3", key.id) is not None
     watching = Trust(ScoutRecordStore(database), ContributionStore(database), policy)
     watching._reputations[key.id] = Reputation(key.id)  # cached before the ban, as if connected
-    assert [r.key_id for r in watching.flush()] == [key.id]  # its hub drops the key's scouts
+    watching.banned()  # the admin's list flushes too: what it read must still be reported
+    assert [r.key_id for r in watching.take_banned_elsewhere()] == [key.id]  # hub drops scouts
+    assert watching.take_banned_elsewhere() == []  # once
 
     second.unban(key.id)  # through the other one
     assert first.refusal("s1", key.id) is None

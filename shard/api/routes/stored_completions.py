@@ -47,7 +47,12 @@ def _metadata_filter(http_request: Request) -> dict[str, str]:
     found = {}
     for name, value in http_request.query_params.multi_items():
         if name.startswith("metadata[") and name.endswith("]"):
-            found[name[len("metadata[") : -1]] = value
+            key = name[len("metadata[") : -1]
+            if '"' in key or "\\" in key:  # they cannot be written in a JSON path
+                raise APIError(
+                    400, "Metadata filter keys cannot hold '\"' or '\\'.", param="metadata"
+                )
+            found[key] = value
         elif name == "metadata":
             raise APIError(400, "Filter metadata as metadata[key]=value.", param="metadata")
     return found

@@ -19,6 +19,9 @@ class PredictionAlignment:
         self.min_n, self.max_n = min_n, max_n
         self.cursor: int | None = 0
         self.run = 0
+        self.matched = 0
+        """Output tokens that were the prediction's next token: prediction tokens that
+        appeared in the output, in order (what usage reports as accepted)."""
         self.output: list[int] = []
         self._continuations: dict[tuple[int, ...], list[int]] = {}
         for end in range(1, len(self.prediction) + 1):
@@ -35,6 +38,7 @@ class PredictionAlignment:
         if cursor is not None and cursor < len(self.prediction):
             if self.prediction[cursor] == token:
                 self.cursor, self.run = cursor + 1, self.run + 1
+                self.matched += 1
                 return
             self._lost_at = cursor
         self.cursor, self.run = self._find()

@@ -48,13 +48,9 @@ class DraftedSequence(Protocol):
         ...
 
     @property
-    def generated(self) -> int:
-        """How many of `tokens` were sampled (the rest is the prompt)."""
-        ...
-
-    @property
-    def prediction(self) -> list[int]:
-        """The client's predicted output (Predicted Outputs), tokenized; empty without."""
+    def alignment(self) -> PredictionAlignment | None:
+        """Where the output stands in the client's predicted output (Predicted Outputs),
+        kept up to date with every sampled token; None without a prediction."""
         ...
 
 
@@ -133,19 +129,13 @@ class PredictionProposer:
     def __init__(self, k_max: int, report: ReportOutcome) -> None:
         self.k_max = k_max
         self._report = report
-        self._alignments: dict[str, PredictionAlignment] = {}
         # a client's own prediction starts trusted a little more than a lookup in the context
         self.acceptance = MatchAcceptance(prior=0.97)
 
     def propose(self, sequence: DraftedSequence, k: int) -> Proposal:
-        if not sequence.prediction:
-            return NO_PROPOSAL
-        alignment = self._alignments.get(sequence.key)
+        alignment = sequence.alignment
         if alignment is None:
-            alignment = self._alignments[sequence.key] = PredictionAlignment(sequence.prediction)
-        output = sequence.tokens[len(sequence.tokens) - sequence.generated :]
-        for token in output[len(alignment.output) :]:
-            alignment.advance(token)
+            return NO_PROPOSAL
         tokens = alignment.draft(min(k, self.k_max))
         run = alignment.run
         return Proposal(PREDICTION, tokens, self.acceptance.chances(run, len(tokens)), run)
@@ -163,7 +153,7 @@ class PredictionProposer:
         self.acceptance.record(proposal.match_length, *shadow_score(proposal.tokens, decided))
 
     def forget(self, key: str) -> None:
-        self._alignments.pop(key, None)
+        """Nothing is kept: the alignment belongs to the sequence."""
 
 
 @dataclass

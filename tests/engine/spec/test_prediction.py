@@ -17,6 +17,7 @@ def test_an_output_that_repeats_the_prediction_is_drafted_ahead() -> None:
     assert (alignment.draft(4), alignment.run) == ([13, 14, 15, 16], 3)
     follow(alignment, ORIGINAL[3:])
     assert alignment.draft(4) == []  # nothing predicted past the end
+    assert alignment.matched == len(ORIGINAL)
 
 
 def test_after_an_edit_the_place_is_found_again_by_the_output_s_last_tokens() -> None:
@@ -28,6 +29,7 @@ def test_after_an_edit_the_place_is_found_again_by_the_output_s_last_tokens() ->
     assert alignment.draft(3) == []
     follow(alignment, [17])  # "16 17" is in the prediction: carry on after it
     assert (alignment.draft(3), alignment.run) == ([18, 19], 2)
+    assert alignment.matched == 4  # 10-13 followed it; 16 and 17 only found the place again
 
 
 def test_a_repeated_passage_is_picked_up_nearest_after_the_place_that_was_lost() -> None:

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from shard.engine.spec.planner import best_offer, padded_draft
+from shard.engine.spec.prediction import PredictionAlignment
 from shard.engine.spec.proposers import (
     NgramProposer,
     PredictionProposer,
@@ -18,8 +19,7 @@ from shard.engine.types import NGRAM, PREDICTION, SCOUT, DraftOutcome, ScoutDraf
 class Sequence:
     key: str
     tokens: list[int] = field(default_factory=list)
-    generated: int = 0
-    prediction: list[int] = field(default_factory=list)
+    alignment: PredictionAlignment | None = None
 
 
 def test_ngram_proposer_follows_the_sequence_as_it_grows() -> None:
@@ -40,16 +40,17 @@ def test_ngram_proposer_follows_the_sequence_as_it_grows() -> None:
 def test_prediction_proposer_drafts_from_where_the_output_stands() -> None:
     reports: list[DraftOutcome] = []
     proposer = PredictionProposer(k_max=3, report=reports.append)
-    prompt = [90, 91]
-    sequence = Sequence("p", [*prompt, 1], generated=1, prediction=[1, 2, 3, 4, 5, 6])
+    alignment = PredictionAlignment([1, 2, 3, 4, 5, 6])
+    sequence = Sequence("p", [90, 91, 1], alignment)
+    alignment.advance(1)  # the engine advances it with each sampled token
     proposal = proposer.propose(sequence, 8)
     assert (proposal.source, proposal.tokens, proposal.match_length) == (PREDICTION, [2, 3, 4], 1)
-    sequence.tokens += [2, 9]  # the output leaves the prediction: no place, no draft
-    sequence.generated += 2
+    alignment.advance(2)
+    alignment.advance(9)  # the output leaves the prediction: no place, no draft
     assert proposer.propose(sequence, 8).tokens == []
     proposer.verified(sequence, proposal, decoded=3, accepted=1)
     assert reports == [DraftOutcome(PREDICTION, None, 3, 1)]
-    assert proposer.propose(Sequence("q", [1], generated=1), 3).tokens == []  # no prediction
+    assert proposer.propose(Sequence("q", [1]), 3).tokens == []  # no prediction
 
 
 def test_scout_proposer_credits_only_drafts_that_were_ahead_of_the_sequence() -> None:
