@@ -119,7 +119,11 @@ def _call_schema(function: Function, prefix: str, definitions: dict[str, Any]) -
     to the grammar's root, renamed with `prefix` so that functions' names never clash."""
     parameters = dict(function.parameters or {"type": "object"})
     local = {**parameters.pop("definitions", {}), **parameters.pop("$defs", {})}
-    renamed = {f"#/{kind}/{name}": f"#/$defs/{prefix}{name}" for kind in ("$defs", "definitions") for name in local}
+    renamed = {
+        f"#/{kind}/{name}": f"#/$defs/{prefix}{name}"
+        for kind in ("$defs", "definitions")
+        for name in local
+    }
     for name, schema in local.items():
         definitions[prefix + name] = _with_refs(schema, renamed)
     return {
@@ -137,7 +141,8 @@ def _with_refs(schema: Any, renamed: dict[str, str]) -> Any:
     """A copy of `schema` with every `$ref` found in `renamed` replaced."""
     if isinstance(schema, dict):
         return {
-            key: renamed.get(value, value) if key == "$ref" and isinstance(value, str)
+            key: renamed.get(value, value)
+            if key == "$ref" and isinstance(value, str)
             else _with_refs(value, renamed)
             for key, value in schema.items()
         }
@@ -228,18 +233,18 @@ class ToolCallReader:
                 self._held = self._held[end + len(_ARGUMENTS_START) :]
                 self._phase = "arguments"
             elif self._phase == "arguments":  # JSON, read to its end (strings may hold "}")
-                end = self._json.end_in(self._held)
-                text = self._held if end is None else self._held[:end]
+                closed = self._json.end_in(self._held)
+                text = self._held if closed is None else self._held[:closed]
                 self._held = self._held[len(text) :]
                 events += self._arguments(text)
-                if end is None:
+                if closed is None:
                     return events
                 self._json = _JsonEnd()
                 self._phase = "close"
             else:
-                if _CALL_END.startswith(self._held):
-                    return events
                 if not self._held.startswith(_CALL_END):
+                    if _CALL_END.startswith(self._held):
+                        return events  # the rest of it is still to come
                     return events + self._as_content()
                 self.calls[-1].complete = True
                 self._held = self._held[len(_CALL_END) :]

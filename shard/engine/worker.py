@@ -36,8 +36,8 @@ from shard.engine.sampling import (
 from shard.engine.sequence import Choice, StepDraft, Task
 from shard.engine.spec.calibration import CalibrationCache, calibration_key
 from shard.engine.spec.exactness import drafts_are_exact
-from shard.engine.spec.prediction import PredictionAlignment
 from shard.engine.spec.planner import DraftPlanner, best_offer, padded_draft
+from shard.engine.spec.prediction import PredictionAlignment
 from shard.engine.spec.proposers import (
     NgramProposer,
     PredictionProposer,
