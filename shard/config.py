@@ -221,6 +221,6 @@ class ScoutSettings(BaseSettings):
     hostile: Literal["random", "corrupt"] | None = Field(
         default=None,
         description="testing aid: 'random' answers work with random token ids, 'corrupt' "
-        "with honest drafts whose last token is wrong",
+        "with honest drafts in which every fourth position's token is wrong",
     )
     log_level: str = Field(default="info", description="log level")

@@ -223,6 +223,7 @@ class Scout:
         if len(tokens) - answer.sent < batch and len(tokens) < answer.k:
             return
         answer.sent = len(tokens)
+        tokens = self._corrupted(start, tokens)
         await self._send(connection, encode(Draft(seq=key, position=start, tokens=tokens)))
 
     async def _answer(self, connection: ClientConnection, pending: _Pending) -> None:
@@ -234,16 +235,25 @@ class Scout:
                 tokens: list[int] = []
             else:  # answer at once from what is drafted ahead (no wait for the model thread)
                 start, tokens = self.model.answer(work.seq, work.position, work.tokens, work.k)
-                if self.settings.hostile is None:  # then stream what it drafts next
-                    self._answers[work.seq] = _Answer(start, work.k, len(tokens))
+                self._answers[work.seq] = _Answer(start, work.k, len(tokens))  # then stream
         except NeedsResync:
             await connection.send(encode(Resync(seq=work.seq)))
             return
         if self.settings.hostile == "random" and not late:
             tokens = [random.randrange(self.model.n_vocab) for _ in range(work.k)]
-        elif self.settings.hostile == "corrupt" and tokens:  # right until the last token
-            tokens[-1] = (tokens[-1] + 1) % self.model.n_vocab
+        tokens = self._corrupted(start, tokens)
         await self._send(connection, encode(Draft(seq=work.seq, position=start, tokens=tokens)))
+
+    def _corrupted(self, start: int, tokens: list[int]) -> list[int]:
+        """`--hostile corrupt`: every fourth position's token made wrong, the same in every
+        frame that covers it, so streamed frames still extend each other; others: as is."""
+        if self.settings.hostile != "corrupt":
+            return tokens
+        n_vocab = self.model.n_vocab
+        return [
+            (token + 1) % n_vocab if (start + offset) % 4 == 3 else token
+            for offset, token in enumerate(tokens)
+        ]
 
     async def _send(self, connection: ClientConnection, draft: str) -> None:
         if self.settings.added_latency_ms:
