@@ -7,11 +7,16 @@ by 100x; a number taken while something else ran says nothing about the server.
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
 
 from benchmarks.cpu import OtherLoadMeter, wait_for_idle
+from benchmarks.servers import LaunchSpec, ServerFailed, log_tail, running_server
 from benchmarks.workload import LevelResult, Workload, measure
 
 
@@ -84,3 +89,28 @@ def measure_level(
             break
     assert result is not None  # the loop runs at least once
     return result
+
+
+T = TypeVar("T")
+
+
+def measured_on_fresh_server(
+    label: str,
+    spec: LaunchSpec,
+    log: Path,
+    harness: Harness,
+    journal: Journal,
+    measure: Callable[[str], Coroutine[Any, Any, T]],
+) -> tuple[T, float | None] | None:
+    """Start the server, run `measure(base_url)` while metering other processes' CPU, stop
+    it; the result and that CPU share, or None with the failure recorded in the journal."""
+    try:
+        with running_server(spec, log, harness.startup_timeout_s) as server:
+            meter = OtherLoadMeter(server.pid)
+            meter.start()
+            result = asyncio.run(measure(server.base_url))
+            return result, meter.stop()
+    except (ServerFailed, RuntimeError, OSError, httpx.HTTPError) as error:
+        journal.failures[label] = str(error).splitlines()[0]
+        print(f"{label} failed: {error}\n{log_tail(log)}", file=sys.stderr, flush=True)
+        return None

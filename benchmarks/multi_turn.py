@@ -9,24 +9,17 @@ Shard copies the longest cached prefix into the new request's sequence, llama-se
 its slot's cached prompt (`cache_prompt`, on by default).
 """
 
-import asyncio
 import statistics
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import httpx
+from functools import partial
 
 from benchmarks.chat_client import connect
-from benchmarks.cpu import OtherLoadMeter
-from benchmarks.harness import Harness, Journal
+from benchmarks.harness import Harness, Journal, measured_on_fresh_server
 from benchmarks.servers import (
     ServerConfig,
-    ServerFailed,
     free_port,
     launch_spec,
-    log_tail,
-    running_server,
 )
 from benchmarks.workload import TOPICS, WARMUP_PROMPT
 
@@ -206,16 +199,15 @@ def run_multi_turn(
         port = free_port()
         spec = launch_spec(name, config, port)
         journal.launch_commands[label] = spec.display(port)
-        log = harness.log_dir / f"{name}-multi-turn.log"
-        try:
-            with running_server(spec, log, harness.startup_timeout_s) as server:
-                meter = OtherLoadMeter(server.pid)
-                meter.start()
-                outcome.samples += asyncio.run(
-                    _chat(server.base_url, config.api_key, name, plan, harness.runs)
-                )
-                outcome.other_cpu[name] = meter.stop()
-        except (ServerFailed, RuntimeError, OSError, httpx.HTTPError) as error:
-            journal.failures[label] = str(error).splitlines()[0]
-            print(f"{label} failed: {error}\n{log_tail(log)}", file=sys.stderr, flush=True)
+        measured = measured_on_fresh_server(
+            label,
+            spec,
+            harness.log_dir / f"{name}-multi-turn.log",
+            harness,
+            journal,
+            partial(_chat, api_key=config.api_key, server=name, plan=plan, runs=harness.runs),
+        )
+        if measured is not None:
+            samples, outcome.other_cpu[name] = measured
+            outcome.samples += samples
     return outcome

@@ -9,25 +9,18 @@ the constraint's own cost, and with its defaults; llama-server applies the same 
 grammar. Every constrained answer is checked: does it parse, and does it match the schema?
 """
 
-import asyncio
 import json
 import statistics
-import sys
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
-import httpx
-
 from benchmarks.chat_client import connect
-from benchmarks.cpu import OtherLoadMeter
-from benchmarks.harness import Harness, Journal
+from benchmarks.harness import Harness, Journal, measured_on_fresh_server
 from benchmarks.servers import (
     ServerConfig,
-    ServerFailed,
     free_port,
     launch_spec,
-    log_tail,
-    running_server,
 )
 from benchmarks.workload import TOPICS, WARMUP_PROMPT
 
@@ -205,20 +198,24 @@ def run_structured(
         extra = (*config.shard_args, *variant.shard_args)
         spec = launch_spec(variant.server, replace(config, shard_args=extra), port)
         journal.launch_commands[label] = spec.display(port)
-        log = (
-            harness.log_dir / f"{variant.label.replace(', ', '-').replace(' ', '-')}-structured.log"
+        name = variant.label.replace(", ", "-").replace(" ", "-")
+        measured = measured_on_fresh_server(
+            label,
+            spec,
+            harness.log_dir / f"{name}-structured.log",
+            harness,
+            journal,
+            partial(
+                _measure,
+                api_key=config.api_key,
+                variant=variant.label,
+                plan=plan,
+                runs=harness.runs,
+            ),
         )
-        try:
-            with running_server(spec, log, harness.startup_timeout_s) as server:
-                meter = OtherLoadMeter(server.pid)
-                meter.start()
-                outcome.samples += asyncio.run(
-                    _measure(server.base_url, config.api_key, variant.label, plan, harness.runs)
-                )
-                outcome.other_cpu[variant.label] = meter.stop()
-        except (ServerFailed, RuntimeError, OSError, httpx.HTTPError) as error:
-            journal.failures[label] = str(error).splitlines()[0]
-            print(f"{label} failed: {error}\n{log_tail(log)}", file=sys.stderr, flush=True)
+        if measured is not None:
+            samples, outcome.other_cpu[variant.label] = measured
+            outcome.samples += samples
     return outcome
 
 
