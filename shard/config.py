@@ -137,7 +137,11 @@ class OracleSettings(BaseSettings):
         default=1, ge=1, le=16, description="scouts drafting for each sequence"
     )
     golden_ticket_rate: float = Field(
-        default=0.05, ge=0.0, le=1.0, description="share of scout work that is golden tickets"
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="share of the live sequences a scout is given that also give it a phantom "
+        "sequence (golden tickets that look like live work)",
     )
     ban_threshold: float = Field(
         default=0.3, ge=0.0, le=1.0, description="reputation below which a scout key is banned"

@@ -35,6 +35,8 @@ class ProgressFeed:
 
     def new_tokens(self, task: Task) -> None:
         """Every decoding choice's tokens the feed has not reported yet."""
+        if not task.request.shown_to_scouts:
+            return
         for choice in task.choices:
             if choice.next_token is None or len(choice.tokens) <= choice.reported:
                 continue

@@ -64,6 +64,9 @@ class GenerationRequest:
     """Structured output: tokens the grammar forbids are never sampled."""
     prediction: str | None = None
     """Predicted Outputs: text the answer is expected to repeat, a draft source."""
+    shown_to_scouts: bool = True
+    """False for text scouts must never see being written (golden tickets' text): its
+    tokens are left off the progress feed, so no scout drafts for it."""
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,26 @@ draft must answer the work it was given (its position, at most k tokens, ids in 
 vocabulary) before it reaches the engine's draft sink, which the engine reads without
 waiting (docs/architecture.md, invariant 4); one that cannot be an honest answer raises
 ProtocolError, and the session drops its scout. Work unanswered by its deadline is a miss.
+
+Phantom sequences (`phantoms.py`) are golden tickets that go through all of this as live
+sequences do: a scout given a new live sequence is, at `--golden-ticket-rate`, also given a
+phantom (one at a time), which this module advances at the engine's pace instead of the
+engine, verifying the scout's drafts against the oracle's own text and scoring them.
 """
 
+import asyncio
+import logging
 import random
+import secrets
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from shard.engine.types import DraftOutcome, ScoutDraft, SequenceUpdate
-from shard.swarm.engine_handle import EngineHandle
+from shard.swarm import phantoms
+from shard.swarm.engine_handle import WORK_STEPS, EngineHandle
+from shard.swarm.phantoms import PhantomReplay, StepPace
 from shard.swarm.protocol import CLOSE_DROPPED, Cancel, Draft, ProtocolError, Work
 from shard.swarm.registry import Registry, ScoutRecord
 from shard.swarm.reservations import Reservations
@@ -25,6 +35,8 @@ from shard.swarm.tickets import Tickets
 from shard.swarm.trust import Trust
 
 _REMEMBER_ENDED = 1000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,6 +69,11 @@ class _Sequence:
     expired: set[str] = field(default_factory=set)
     """Scouts whose last work here passed its deadline (a late answer is not their fault)."""
     answers: dict[str, _Answer] = field(default_factory=dict)
+    phantom: PhantomReplay | None = None
+    """Set for a phantom sequence: the dispatch, not the engine, decides its tokens."""
+    offered: tuple[int, tuple[int, ...]] | None = None
+    """A phantom's latest draft with tokens (position, tokens): what the engine's draft
+    sink would hold for a live sequence."""
 
 
 class Dispatch:
@@ -80,12 +97,18 @@ class Dispatch:
         self._sequences: dict[str, _Sequence] = {}
         self._ended: deque[str] = deque(maxlen=_REMEMBER_ENDED)
         """Sequences that ended lately: a draft for one was in flight, not flooding."""
+        self.pace = StepPace()
+        self._phantom_tasks: set[asyncio.Task[None]] = set()
+        self._phantoms_due: set[str] = set()
+        """Scouts a phantom will start for after its random delay."""
 
     # -- the engine's reports --------------------------------------------------------------------
 
     def on_reports(self, reports: Sequence[object]) -> None:
         """EngineClient listener: new tokens of running sequences, ends, and draft outcomes."""
         touched: dict[str, _Sequence] = {}
+        if any(isinstance(report, SequenceUpdate) and not report.ended for report in reports):
+            self.pace.step_seen(time.monotonic())
         for report in reports:
             if isinstance(report, DraftOutcome):
                 self._score(report)
@@ -147,6 +170,8 @@ class Dispatch:
             for scout_id in self.candidates(sequence.owner):
                 if scout_id not in sequence.scouts:
                     sequence.scouts.append(scout_id)
+                    if self._rng.random() < self._settings.golden_ticket_rate:
+                        self._phantom_soon(scout_id)
                     if len(sequence.scouts) == wanted:
                         break
         for scout_id in sequence.scouts:
@@ -154,7 +179,8 @@ class Dispatch:
                 self._send_work(sequence, scout_id)
 
     def candidates(self, owner: str | None) -> list[str]:
-        """The owner's reserved scouts first, then unreserved ones, least loaded first."""
+        """The owner's reserved scouts first, then unreserved ones, least loaded first (ties
+        in random order, so idle scouts share the work)."""
         load = self.load()
         own, free = [], []
         for record in self._registry.connected:
@@ -163,7 +189,10 @@ class Dispatch:
                 own.append(record.scout_id)
             elif holder is None:
                 free.append(record.scout_id)
-        return sorted(own, key=lambda s: load[s]) + sorted(free, key=lambda s: load[s])
+        ties = {scout_id: self._rng.random() for scout_id in load}  # spread, not first-come
+        return sorted(own, key=lambda s: (load[s], ties[s])) + sorted(
+            free, key=lambda s: (load[s], ties[s])
+        )
 
     def load(self) -> dict[str, int]:
         """Sequences each connected scout drafts for."""
@@ -195,8 +224,6 @@ class Dispatch:
             sequence.outstanding[scout_id] = _Work(
                 len(sequence.tokens), k, now, now + deadline_ms / 1000
             )
-            if self._rng.random() < self._settings.golden_ticket_rate:
-                self._tickets.send(scout_id, k)
 
     # -- drafts in -----------------------------------------------------------------------------
 
@@ -258,7 +285,12 @@ class Dispatch:
             raise ProtocolError("draft token id outside the vocabulary", CLOSE_DROPPED)
 
     def _offer(self, record: ScoutRecord, sequence: _Sequence, draft: Draft) -> None:
-        """Hand the draft to the engine's sink (it replaces the sequence's last one)."""
+        """Hand the draft to the engine's sink (it replaces the sequence's last one); a
+        phantom's is kept for its next step."""
+        if sequence.phantom is not None:
+            if draft.tokens:
+                sequence.offered = (draft.position, tuple(draft.tokens))
+            return
         engine = self._engine.ready()
         if engine is not None and draft.tokens:
             scout_draft = ScoutDraft(record.scout_id, draft.position, tuple(draft.tokens))
@@ -278,6 +310,68 @@ class Dispatch:
         sequence.outstanding.pop(record.scout_id, None)
         record.log("debug", "resync requested")
         self._send_work(sequence, record.scout_id)
+
+    # -- phantom sequences -----------------------------------------------------------------------
+
+    def _phantom_soon(self, scout_id: str) -> None:
+        """Start a phantom for the scout after a random delay, so it does not arrive with
+        the live sequence that prompted it."""
+        if scout_id not in self._phantoms_due:
+            self._phantoms_due.add(scout_id)
+            delay = self._rng.uniform(0, phantoms.START_DELAY_S)
+            asyncio.get_running_loop().call_later(delay, self._start_phantom, scout_id)
+
+    def _start_phantom(self, scout_id: str) -> None:
+        """Give the scout a phantom sequence, unless it has one, has left, or no fresh text
+        is ready."""
+        self._phantoms_due.discard(scout_id)
+        record = self._registry.get(scout_id)
+        if record is None or not record.connected:
+            return
+        if any(
+            sequence.phantom is not None and scout_id in sequence.scouts
+            for sequence in self._sequences.values()
+        ):
+            return
+        completion = self._tickets.book.take_fresh()
+        self._tickets.fill_when_idle()  # write the next one while idle
+        if completion is None:
+            return
+        phantom = PhantomReplay(completion, time.monotonic())
+        sequence = _Sequence(secrets.token_hex(8), None, phantom.tokens, [scout_id])
+        sequence.phantom = phantom
+        self._sequences[sequence.key] = sequence
+        self._send_work(sequence, scout_id)
+        task = asyncio.create_task(self._replay(sequence, scout_id, phantom))
+        self._phantom_tasks.add(task)
+        task.add_done_callback(self._phantom_tasks.discard)
+
+    async def _replay(self, sequence: _Sequence, scout_id: str, phantom: PhantomReplay) -> None:
+        """Step the phantom at the engine's pace until it ends or its scout leaves."""
+        try:
+            while self._sequences.get(sequence.key) is sequence and scout_id in sequence.scouts:
+                await asyncio.sleep(self.pace.seconds)
+                if self._sequences.get(sequence.key) is not sequence:
+                    return
+                k = self._engine.draft_k() or 0
+                step = phantom.step(
+                    sequence.offered,
+                    max(k // WORK_STEPS, 1),
+                    time.monotonic(),
+                    self._settings.deadline_ms / 1000,
+                )
+                if step.score is not None:
+                    self._tickets.score(scout_id, step.score)
+                sequence.tokens.extend(step.new_tokens)
+                if scout_id not in sequence.outstanding and scout_id in sequence.scouts:
+                    self._send_work(sequence, scout_id)  # the last tokens too, as live
+                if step.done:
+                    break
+        except Exception:  # a phantom must never take the hub down
+            log.exception("phantom sequence failed")
+        finally:
+            if self._sequences.get(sequence.key) is sequence:
+                self._update_sequence(SequenceUpdate(sequence.key, None, 0, (), ended=True))
 
     # -- deadlines, departures -------------------------------------------------------------------
 
@@ -324,5 +418,6 @@ class Dispatch:
                     engine.drafts.discard(sequence.key)
 
     def clear(self) -> None:
-        """Forget every sequence (the engine is restarting)."""
+        """Forget every sequence (the engine is restarting); phantoms stop at their next
+        step."""
         self._sequences.clear()

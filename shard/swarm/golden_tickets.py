@@ -1,9 +1,17 @@
 """Golden tickets: work whose right answer the oracle already knows.
 
-The oracle completes a built-in set of prompts itself, greedily, when it has nothing else to
-do (never from users' data). A ticket cuts one of those completions at a random point: the
-scout gets the text up to the cut as an ordinary work frame, and its draft is scored against
-what the oracle wrote next. Score = length of the matching draft prefix / k.
+While idle, the oracle writes the tickets' text itself (never from users' data): it first asks
+itself, sampling with a fresh random seed, for a question a user might ask about a topic, then
+answers that question greedily. Neither the instruction nor the topic is ever sent; a scout
+only sees the question and the answer, as it would see a user's chat. So the content is new
+each time and cannot be looked up in this file.
+
+A completion's tokens are only ever revealed forward: a ticket cut from it asks for tokens no
+earlier ticket showed, and a phantom sequence (`phantoms.py`) takes a completion nobody has
+seen and uses it up. A scout that remembers what it was sent learns nothing it is asked later.
+
+A single ticket (`draw`) asks for the tokens after a cut: Score = length of the matching draft
+prefix / k. Phantom sequences score their steps themselves.
 """
 
 import asyncio
@@ -17,32 +25,77 @@ from shard.swarm.engine_handle import SwarmEngine
 
 log = logging.getLogger(__name__)
 
-PROMPTS = (
-    "Explain how a bicycle works.",
-    "Write a short story about a lighthouse keeper.",
-    "List the planets of the solar system in order.",
-    "What is photosynthesis?",
-    "Describe the water cycle.",
-    "Give three tips for learning a new language.",
-    "Write a haiku about autumn.",
-    "How does a refrigerator keep food cold?",
-    "Summarise the rules of chess.",
-    "What are prime numbers? Give examples.",
-    "Describe a busy market in the morning.",
-    "Explain why the sky is blue.",
+TOPICS = (
+    "cooking",
+    "gardening",
+    "history",
+    "physics",
+    "chemistry",
+    "biology",
+    "astronomy",
+    "music",
+    "painting",
+    "poetry",
+    "travel",
+    "money",
+    "health",
+    "sport",
+    "programming",
+    "databases",
+    "networks",
+    "mathematics",
+    "geography",
+    "weather",
+    "animals",
+    "cars",
+    "trains",
+    "cities",
+    "languages",
+    "law",
+    "philosophy",
+    "films",
+    "books",
+    "games",
+    "architecture",
+    "electricity",
+    "the ocean",
+    "farming",
+    "medicine",
+    "fashion",
+    "photography",
+    "economics",
+    "education",
+    "space travel",
+    "computers",
+    "birds",
 )
-_COMPLETION_TOKENS = 48
+_ASK = (
+    "Write one question that a person might ask an assistant about {topic}. "
+    "Write only the question."
+)
+_QUESTION_TOKENS = 40
+_COMPLETION_TOKENS = 64
+_POOL = 6
+"""Unused completions kept ready; the oracle writes more while idle as they are used up."""
+_MAX_SKIP = 2
+"""A drawn ticket's cut is at most this far past the completion's last one."""
 _MIN_TARGET = 4
 _IDLE_FOR_S = 2.0
 _IDLE_POLL_S = 0.25
 
 
-@dataclass(frozen=True)
+@dataclass
 class Completion:
-    """One built-in prompt as token ids, and the oracle's own greedy continuation."""
+    """A prompt the oracle wrote, as token ids, and its own greedy continuation."""
 
     prompt: tuple[int, ...]
     continuation: tuple[int, ...]
+    cursor: int = 0
+    """Where the next ticket may cut: tokens before it have been shown to a scout."""
+
+    @property
+    def usable(self) -> bool:
+        return len(self.continuation) - self.cursor > _MIN_TARGET
 
 
 @dataclass(frozen=True)
@@ -76,7 +129,7 @@ async def _wait_idle(engine: SwarmEngine) -> None:
 
 
 class TicketBook:
-    """The oracle's completions of the built-in prompts, made while it is idle."""
+    """The oracle's own completions, written while it is idle, each revealed only forward."""
 
     def __init__(self) -> None:
         self.completions: list[Completion] = []
@@ -85,11 +138,12 @@ class TicketBook:
 
     @property
     def ready(self) -> bool:
-        return any(len(c.continuation) > _MIN_TARGET for c in self.completions)
+        return any(c.usable for c in self.completions)
 
     def fill_when_idle(self, engine: SwarmEngine) -> None:
-        """Start completing the prompts in the background (once)."""
-        if self._filling is None or (self._filling.done() and not self.completions):
+        """Write completions in the background until the pool is full (again)."""
+        idle = self._filling is None or self._filling.done()
+        if idle and sum(c.usable for c in self.completions) < _POOL:
             self._filling = asyncio.create_task(self._fill(engine))
 
     async def wait_ready(self, timeout: float) -> bool:
@@ -104,45 +158,83 @@ class TicketBook:
         return self.ready
 
     async def _fill(self, engine: SwarmEngine) -> None:
-        pending = list(PROMPTS)
-        while pending:
+        rng = random.Random()
+        while sum(c.usable for c in self.completions) < _POOL:
             await _wait_idle(engine)
             try:
-                completion = await self._complete(engine, pending[0])
+                completion = await self._write(engine, rng)
             except Exception:  # a restarting engine: give up; the next scout starts again
-                log.debug("golden ticket prompt failed", exc_info=True)
+                log.debug("golden ticket text failed", exc_info=True)
                 return
-            if completion is not None:
+            if completion is not None and completion.usable:
                 self.completions.append(completion)
-                if self.ready:
-                    self._first.set()
-                pending.pop(0)
+                self._first.set()
+                ready = sum(c.usable for c in self.completions)
+                log.info("golden ticket text written: %d ready", ready)
 
-    async def _complete(self, engine: SwarmEngine, prompt: str) -> Completion | None:
-        """The oracle's greedy completion; None when a user's request arrived meanwhile (the
-        completion is dropped at once, so tickets never slow users down for long)."""
+    async def _write(self, engine: SwarmEngine, rng: random.Random) -> Completion | None:
+        """A question the oracle asks itself, sampled, and its greedy answer; None when a
+        user's request arrived meanwhile (dropped at once, so tickets never slow users down
+        for long)."""
+        ask = _ASK.format(topic=rng.choice(TOPICS))
+        sampled = SamplingParams(seed=rng.randrange(2**31), temperature=1.0)
+        question = await self._generate(engine, ask, sampled, _QUESTION_TOKENS)
+        if question is None:
+            return None
+        text = "".join(question[1]).strip()
+        if not text:
+            return None
+        answer = await self._generate(
+            engine, text, SamplingParams(seed=0, temperature=0.0), _COMPLETION_TOKENS
+        )
+        if answer is None:
+            return None
+        return Completion(answer[0], tuple(answer[2]))
+
+    @staticmethod
+    async def _generate(
+        engine: SwarmEngine, prompt: str, sampling: SamplingParams, max_tokens: int
+    ) -> tuple[tuple[int, ...], list[str], list[int]] | None:
+        """Prompt ids, text pieces and token ids of one generation; None when interrupted."""
         request = GenerationRequest(
             request_id=f"golden-{secrets.token_hex(6)}",
             messages=(ChatMessage("user", prompt),),
-            sampling=SamplingParams(seed=0, temperature=0.0),
-            max_tokens=_COMPLETION_TOKENS,
+            sampling=sampling,
+            max_tokens=max_tokens,
             token_ids=True,
+            shown_to_scouts=False,  # a scout that drafted it would know the tickets
         )
-        continuation: list[int] = []
+        text: list[str] = []
+        tokens: list[int] = []
         async with engine.generate(request) as generation:
             async for delta in generation.deltas():
                 if engine.in_flight > 1:
                     return None
-                continuation.extend(delta.token_ids)
-            return Completion(generation.prompt_ids, tuple(continuation))
+                text.append(delta.text)
+                tokens.extend(delta.token_ids)
+            return generation.prompt_ids, text, tokens
 
     def draw(self, k: int, rng: random.Random) -> Ticket | None:
-        """A ticket asking for up to k tokens, cut at a random point of a completion."""
-        usable = [c for c in self.completions if len(c.continuation) > _MIN_TARGET]
+        """A ticket asking for up to k tokens, cut a little past the last cut of a
+        completion (never before it: those tokens were shown)."""
+        usable = [c for c in self.completions if c.usable]
         if not usable:
             return None
         completion = rng.choice(usable)
-        cut = rng.randrange(0, len(completion.continuation) - _MIN_TARGET)
+        last = len(completion.continuation) - _MIN_TARGET
+        cut = rng.randrange(completion.cursor, min(completion.cursor + _MAX_SKIP + 1, last))
+        completion.cursor = cut + 1
+        self._drop_used()
         expected = completion.continuation[cut : cut + k]
         context = completion.prompt + completion.continuation[:cut]
         return Ticket(secrets.token_hex(8), context, expected)
+
+    def take_fresh(self) -> Completion | None:
+        """A completion no scout has seen any of, for a phantom sequence to use up."""
+        for index, completion in enumerate(self.completions):
+            if completion.cursor == 0 and completion.usable:
+                return self.completions.pop(index)
+        return None
+
+    def _drop_used(self) -> None:
+        self.completions = [c for c in self.completions if c.usable]

@@ -15,7 +15,7 @@ class HubSettings:
     ping_interval_s: float = 10.0
     """Pings go out this often; a scout silent for three intervals is dropped."""
     scouts_per_request: int = 1
-    golden_ticket_rate: float = 0.05
-    """Share of work frames that are golden tickets."""
+    golden_ticket_rate: float = 0.1
+    """Share of the live sequences a scout is given that also give it a phantom sequence."""
     max_unsolicited: int = 20
     """Drafts for work never sent (flooding) tolerated before a scout is dropped."""

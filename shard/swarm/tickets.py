@@ -1,7 +1,9 @@
-"""Golden tickets out to scouts, and their scores into the keys' reputations.
+"""Golden tickets' scores into the keys' reputations, and the tickets an admin asks for.
 
-A ticket (from the `TicketBook`) goes out as ordinary work, so a scout cannot tell it from a
-user's sequence; its answer, or its silence past the deadline, is scored against what the
+Every score lands here (`score`): the phantom sequences' steps (`phantoms.py`, sent by the
+dispatch as live work, which is how scouts are checked all the time) and the single tickets
+of `run`, an admin's test of one scout now. A single ticket (from the `TicketBook`) goes out
+as a work frame; its answer, or its silence past the deadline, is scored against what the
 oracle itself wrote. A key whose reputation falls under the ban policy loses every connected
 scout at once. Event loop only: the scores go to `Trust`'s cache, and `on_ban` asks for them
 to be written now rather than at the next flush.
@@ -41,7 +43,7 @@ class _TicketWork:
     ticket: Ticket
     sent_at: float
     deadline: float
-    result: "asyncio.Future[TicketResult] | None" = None
+    result: "asyncio.Future[TicketResult]"
     streamed: Draft | None = None
     """A version-2 scout's answer so far, scored at the deadline unless it completes."""
     answered_at: float | None = None
@@ -74,13 +76,8 @@ class Tickets:
         if engine is not None:
             self.book.fill_when_idle(engine)
 
-    def send(
-        self, scout_id: str, k: int, result: "asyncio.Future[TicketResult] | None" = None
-    ) -> bool:
-        """Send a ticket as ordinary work; False when none can go out now. Without `result`
-        (a random check) a scout has at most one ticket out at a time."""
-        if result is None and any(work.scout_id == scout_id for work in self._out.values()):
-            return False
+    def send(self, scout_id: str, k: int, result: "asyncio.Future[TicketResult]") -> bool:
+        """Send a ticket as a work frame; False when none can go out now."""
         ticket = self.book.draw(k, self._rng)
         if ticket is None:
             return False
@@ -130,9 +127,14 @@ class Tickets:
         answered = work.answered_at
         latency = (answered - work.sent_at) * 1000 if draft is not None and answered else None
         self._registry.send(work.scout_id, Cancel(seq=key))
-        if work.result is not None and not work.result.done():
+        if not work.result.done():
             work.result.set_result(TicketResult(ticket.expected, drafted, score, latency))
-        record = self._registry.get(work.scout_id)
+        self.score(work.scout_id, score)
+
+    def score(self, scout_id: str, score: float) -> None:
+        """Count one golden ticket's score for the scout's key; ban the key (closing every
+        scout of it) when the policy says so."""
+        record = self._registry.get(scout_id)
         if record is None:
             return
         record.log("debug", f"golden ticket scored {score:.2f}")

@@ -214,7 +214,7 @@ def test_scout_drafts_change_no_output(kind: str) -> None:
         assert accepted < proposed  # verification rejected the wrong last tokens
 
 
-def test_progress_is_reported_only_while_followed_and_ends() -> None:
+def test_progress_is_reported_only_while_followed_and_shown_and_ends() -> None:
     reports: list[Progress] = []
 
     async def scenario(client: EngineClient) -> None:
@@ -222,6 +222,9 @@ def test_progress_is_reported_only_while_followed_and_ends() -> None:
         await complete(client, request(request_id="unfollowed", max_tokens=5))
         assert not [r for r in reports if isinstance(r, SequenceUpdate)]
         client.follow_progress(True)
+        hidden = replace(request(request_id="ticket text", max_tokens=5), shown_to_scouts=False)
+        await complete(client, hidden)  # golden tickets' text: never on the feed
+        assert not [r for r in reports if isinstance(r, SequenceUpdate)]
         await complete(client, request(request_id="followed", max_tokens=5))
 
     run(scenario)

@@ -1,0 +1,114 @@
+"""Phantom sequences: golden tickets that look like live work.
+
+A phantom replays one of the oracle's own greedy completions (from the ticket book, each used
+once) to one scout as if it were a user's sequence being decoded. The dispatch sends it as it
+sends live work, through the same code: a first work frame with the prompt and the first
+token, then the tokens decided since, at the oracle's own step pace (`StepPace`, measured from
+live steps), a frame only once the last was answered or missed its deadline, and a cancel at
+the end. So a scout cannot tell a phantom from a user's sequence by its framing or timing, and
+its content is text the oracle wrote from an instruction no scout sees.
+
+Each phantom step does what an engine step does with the scout's latest draft
+(`PhantomReplay.step`): the part still ahead of the sequence is checked against the known
+continuation, at most `--draft-max` tokens of it, and the sequence advances by what matched
+plus one token. Each step that had tokens ahead is a golden ticket scored by their precision
+(accepted / offered), so a scout is judged on what it claims, not on how fast it is; a scout
+that offers nothing ahead for a whole deadline (silent, answering only with what it was
+already sent, or empty) scores 0 for that deadline. Pure: the dispatch owns the clock and the
+wire.
+"""
+
+from dataclasses import dataclass, field
+
+from shard.swarm.golden_tickets import Completion
+
+DEFAULT_STEP_S = 0.05
+"""The pace before any live step was seen."""
+START_DELAY_S = 2.0
+"""A phantom starts at a random time up to this long after the live sequence that chose it."""
+_IDLE_GAP_S = 1.0
+"""A longer gap between steps is the engine idling, not its pace."""
+_SMOOTHING = 0.2
+
+
+class StepPace:
+    """How long the engine's steps take lately, from the times its progress arrived."""
+
+    def __init__(self) -> None:
+        self.seconds = DEFAULT_STEP_S
+        self._last: float | None = None
+
+    def step_seen(self, now: float) -> None:
+        if self._last is not None and 0 < now - self._last < _IDLE_GAP_S:
+            self.seconds += _SMOOTHING * (now - self._last - self.seconds)
+        self._last = now
+
+
+@dataclass(frozen=True)
+class PhantomStep:
+    new_tokens: tuple[int, ...]
+    """What the phantom decided this step (the accepted draft tokens and one more)."""
+    score: float | None
+    """This step's golden-ticket score; None when it is not scored."""
+    done: bool
+
+
+@dataclass
+class PhantomReplay:
+    """One completion replayed as a sequence; positions count from the prompt's start."""
+
+    completion: Completion
+    started_at: float
+    decided: int = 1
+    """Continuation tokens decided so far (the first is decided before the first frame)."""
+    offered_at: float = field(init=False)
+    """When a step last found draft tokens ahead (or when the phantom started)."""
+
+    def __post_init__(self) -> None:
+        self.offered_at = self.started_at
+
+    @property
+    def tokens(self) -> list[int]:
+        """The sequence as the scout has been told it so far."""
+        return list(self.completion.prompt + self.completion.continuation[: self.decided])
+
+    def step(
+        self,
+        answer: tuple[int, tuple[int, ...]] | None,
+        per_step: int,
+        now: float,
+        deadline_s: float,
+    ) -> PhantomStep:
+        """Verify what the scout's latest answer (position, tokens) has ahead, advance, and
+        score: precision of the tokens offered, or 0 after a deadline with none."""
+        ahead = self._ahead(answer)[:per_step]
+        continuation = self.completion.continuation
+        accepted = 0
+        for drafted, decided in zip(ahead, continuation[self.decided :], strict=False):
+            if drafted != decided:
+                break
+            accepted += 1
+        score: float | None = None
+        if ahead:
+            score = accepted / len(ahead)
+            self.offered_at = now
+        elif now - self.offered_at >= deadline_s:
+            score = 0.0
+            self.offered_at = now
+        before = self.decided
+        self.decided = min(self.decided + accepted + 1, len(continuation))
+        return PhantomStep(
+            continuation[before : self.decided], score, self.decided >= len(continuation)
+        )
+
+    def _ahead(self, answer: tuple[int, tuple[int, ...]] | None) -> tuple[int, ...]:
+        """The answer's tokens past what is decided, if what it drafted before them is what
+        was decided (else none: the draft went another way)."""
+        if answer is None:
+            return ()
+        position, drafted = answer
+        sequence = self.completion.prompt + self.completion.continuation
+        now_at = len(self.completion.prompt) + self.decided
+        if position > now_at or tuple(drafted[: now_at - position]) != sequence[position:now_at]:
+            return ()
+        return drafted[now_at - position :]
