@@ -1,5 +1,6 @@
 """Between the wire and the engine: protocol request to GenerationRequest, deltas to responses."""
 
+import json
 import secrets
 import time
 import uuid
@@ -51,6 +52,7 @@ from shard.engine.types import (
     FinishReason,
     GenerationRequest,
     OutputGrammar,
+    PastToolCall,
     SamplingParams,
 )
 from shard.engine.types import TokenLogprob as EngineTokenLogprob
@@ -78,12 +80,18 @@ def _sampling(body: _SamplingRequest, logprobs: bool, top_logprobs: int) -> Samp
     )
 
 
-def to_generation_request(body: ChatCompletionRequest, request_id: str) -> GenerationRequest:
-    """The engine's request; raises APIError when the tools' grammar cannot be compiled."""
+def to_generation_request(
+    body: ChatCompletionRequest, request_id: str, template_renders_tools: bool = False
+) -> GenerationRequest:
+    """The engine's request; raises APIError when the tools' grammar cannot be compiled.
+    Tools go to a template that renders them as they are; otherwise into the messages."""
     limit = body.completion_limit()
+    offered = body.tool_mode() is not None
+    native = template_renders_tools and bool(body.tools)
     return GenerationRequest(
         request_id=request_id,
-        messages=_prompt_messages(body),
+        messages=_template_messages(body) if native else _prompt_messages(body),
+        tools=_tools_json(body) if native and offered else None,
         sampling=_sampling(body, bool(body.logprobs), body.top_logprobs or 0),
         max_tokens=limit if limit is not None else DEFAULT_MAX_TOKENS,
         shrink_to_fit=limit is None,
@@ -99,6 +107,27 @@ def _functions(body: ChatCompletionRequest) -> list[Function]:
         Function(f.name, f.description, f.parameters, bool(f.strict))
         for f in (tool.function for tool in body.tools or [])
     ]
+
+
+def _tools_json(body: ChatCompletionRequest) -> str:
+    return json.dumps([tool.model_dump(exclude_none=True) for tool in body.tools or []])
+
+
+def _template_messages(body: ChatCompletionRequest) -> tuple[ChatMessage, ...]:
+    """The conversation with its calls and results as they are, for a template that
+    renders tools itself."""
+    return tuple(
+        ChatMessage(
+            message.role,
+            message.text(),
+            tuple(
+                PastToolCall(call.id, call.function.name, call.function.arguments)
+                for call in message.tool_calls or []
+            ),
+            message.tool_call_id,
+        )
+        for message in body.messages
+    )
 
 
 def _prompt_messages(body: ChatCompletionRequest) -> tuple[ChatMessage, ...]:

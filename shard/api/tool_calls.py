@@ -1,13 +1,17 @@
-"""Tool calls in one generic text format, for every model (Shard does not render tools with a
-GGUF's own template, and the embedded Gemma 3 270M has no template at all):
+"""Tool calls in one text format, Hermes's and Qwen's, for every model:
 
-- the tools are described in a system message (`instruction`);
 - a call is written `<tool_call>{"name":"NAME","arguments":{...}}</tool_call>`, several calls
-  one per line; earlier calls and their results go back into the prompt the same way
-  (`history`), results as `<tool_response>...</tool_response>` in a user turn;
+  one per line;
 - a grammar holds the model to that format and to each function's parameters schema
   (`grammar`), so a call always parses;
 - `ToolCallReader` reads a choice's output as it streams, into content or calls.
+
+How the tools and earlier calls reach the prompt depends on the chat template. A Jinja
+template that reads `tools` (the GGUF's own, or `--chat-template`) gets them as they are, and
+writes the offer, the calls and the results its own way. Any other (llama.cpp's built-in ones;
+the embedded Gemma 3 270M has no template of its own) gets them written by this module: the
+tools described in a system message (`instruction`), earlier calls as the model writes them
+(`written_call`) and results as `<tool_response>...</tool_response>` in a user turn.
 """
 
 import json

@@ -3,6 +3,8 @@
 Refusals are the engine's own (`Rejected`); the API maps them to OpenAI errors.
 """
 
+import json
+
 from shard.engine.chat_template import ChatTemplate, TemplateError
 from shard.engine.constraint import GrammarError, TokenConstraint
 from shard.engine.model import Model
@@ -25,7 +27,9 @@ def prepare(
         text = (
             request.raw_prompt
             if request.raw_prompt is not None
-            else template.render(request.messages)
+            else template.render(
+                request.messages, json.loads(request.tools) if request.tools else None
+            )
         )
     except TemplateError as error:
         return Rejected("invalid_request", str(error), "messages")

@@ -6,14 +6,17 @@ the template stored in the GGUF, then llama.cpp's built-in template for the arch
 """
 
 import ctypes
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import llama_cpp
+from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from shard.engine.types import ChatMessage
+from shard.engine.types import ChatMessage, PastToolCall
 
 _FALLBACK_TEMPLATE = "chatml"
 
@@ -50,14 +53,20 @@ class ChatTemplate:
         self._bos = bos
         self._eos = eos
         self._jinja: jinja2.Template | None = None
+        self.renders_tools = False
+        """A Jinja template that reads `tools` offers them and writes calls its own way."""
         if jinja is not None:
             environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
             environment.globals["raise_exception"] = _raise_template_error
             self._jinja = environment.from_string(jinja)
+            variables = meta.find_undeclared_variables(environment.parse(jinja))
+            self.renders_tools = "tools" in variables
 
     @property
     def description(self) -> str:
-        return f"built-in {self.builtin}" if self.builtin else "jinja"
+        if self.builtin:
+            return f"built-in {self.builtin}"
+        return "jinja, renders tools" if self.renders_tools else "jinja"
 
     @classmethod
     def choose(
@@ -80,8 +89,11 @@ class ChatTemplate:
             return cls(jinja=embedded, bos=bos, eos=eos)
         return cls(builtin=builtin_for_architecture(architecture, names))
 
-    def render(self, messages: Sequence[ChatMessage]) -> str:
-        """Prompt text ending where the assistant's reply begins.
+    def render(
+        self, messages: Sequence[ChatMessage], tools: list[dict[str, Any]] | None = None
+    ) -> str:
+        """Prompt text ending where the assistant's reply begins; `tools` (OpenAI's list) only
+        for a template that `renders_tools`.
 
         OpenAI's `developer` role is its newer name for `system`; templates know only the latter.
         """
@@ -91,7 +103,8 @@ class ChatTemplate:
         if self._jinja is not None:
             try:
                 return self._jinja.render(
-                    messages=[{"role": m.role, "content": m.content} for m in messages],
+                    messages=[_message_for_jinja(m) for m in messages],
+                    tools=tools,
                     add_generation_prompt=True,
                     bos_token=self._bos,
                     eos_token=self._eos,
@@ -123,3 +136,23 @@ class ChatTemplate:
 
 def _raise_template_error(message: str) -> None:
     raise TemplateError(message)
+
+
+def _message_for_jinja(message: ChatMessage) -> dict[str, Any]:
+    """A message as chat templates read it (Hugging Face's convention: a call's arguments as
+    an object where they parse as one)."""
+    fields: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        fields["tool_calls"] = [_call_for_jinja(call) for call in message.tool_calls]
+    if message.tool_call_id is not None:
+        fields["tool_call_id"] = message.tool_call_id
+    return fields
+
+
+def _call_for_jinja(call: PastToolCall) -> dict[str, Any]:
+    try:
+        arguments: Any = json.loads(call.arguments)
+    except ValueError:
+        arguments = call.arguments
+    function = {"name": call.name, "arguments": arguments}
+    return {"id": call.id, "type": "function", "function": function}

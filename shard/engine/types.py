@@ -7,11 +7,24 @@ FinishReason = Literal["stop", "length"]
 
 
 @dataclass(frozen=True)
+class PastToolCall:
+    """A call an earlier assistant turn made, for a template that writes calls itself."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ChatMessage:
-    """One message after the API layer has flattened its content to plain text."""
+    """One message after the API layer has flattened its content to plain text. The tool
+    fields are set only for a template that renders tools (`EngineStatus.template_renders_tools`);
+    otherwise the API has written calls and results into `content`."""
 
     role: str
     content: str
+    tool_calls: tuple[PastToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,9 @@ class GenerationRequest:
     """Structured output: tokens the grammar forbids are never sampled."""
     prediction: str | None = None
     """Predicted Outputs: text the answer is expected to repeat, a draft source."""
+    tools: str | None = None
+    """The OpenAI `tools` list as JSON, for a chat template that renders tools itself; None
+    when there are none to offer or the API wrote them into the messages."""
     shown_to_scouts: bool = True
     """False for text scouts must never see being written (golden tickets' text): its
     tokens are left off the progress feed, so no scout drafts for it."""
@@ -203,3 +219,6 @@ class EngineStatus:
     devices: tuple[Device, ...] = ()
     gpu_layers: int = 0
     """Layers llama.cpp put on a GPU."""
+    template_renders_tools: bool = False
+    """The chat template is Jinja that takes `tools`: the API hands it tools and calls as they
+    are instead of writing them into messages in Shard's generic format."""

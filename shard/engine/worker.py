@@ -245,6 +245,7 @@ class Engine:
             backend=backend_of(found := devices()),
             devices=tuple(found),
             gpu_layers=model.gpu_layers,
+            template_renders_tools=self._template.renders_tools,
         )
         log.info(
             "model loaded: %s, chat template %s, drafts %s",

@@ -11,10 +11,12 @@ its content is text the oracle wrote from an instruction no scout sees.
 Each phantom step does what an engine step does with the scout's latest draft
 (`PhantomReplay.step`): the part still ahead of the sequence is checked against the known
 continuation, at most `--draft-max` tokens of it, and the sequence advances by what matched
-plus one token. Each step that had tokens ahead is a golden ticket scored by their precision
-(accepted / offered), so a scout is judged on what it claims, not on how fast it is; a scout
-that offers nothing ahead for a whole deadline (silent, answering only with what it was
-already sent, or empty) scores 0 for that deadline. Pure: the dispatch owns the clock and the
+plus one token. Each step that had tokens ahead is a golden ticket: 1 when the first token
+offered is the one decided, else 0. Its mean is then the scout's per-token acceptance, whatever
+its draft length and speed (an honest small drafter at 60% scores 0.6, where scoring the
+matched share of a long draft would score it near 0.2 and ban it); a scout that offers nothing
+ahead for a whole deadline (silent, answering only with what it was already sent, or empty)
+scores 0 for that deadline. Pure: the dispatch owns the clock and the
 wire.
 """
 
@@ -80,7 +82,7 @@ class PhantomReplay:
         deadline_s: float,
     ) -> PhantomStep:
         """Verify what the scout's latest answer (position, tokens) has ahead, advance, and
-        score: precision of the tokens offered, or 0 after a deadline with none."""
+        score: whether its first token ahead was right, or 0 after a deadline with none."""
         ahead = self._ahead(answer)[:per_step]
         continuation = self.completion.continuation
         accepted = 0
@@ -90,7 +92,7 @@ class PhantomReplay:
             accepted += 1
         score: float | None = None
         if ahead:
-            score = accepted / len(ahead)
+            score = 1.0 if accepted else 0.0
             self.offered_at = now
         elif now - self.offered_at >= deadline_s:
             score = 0.0

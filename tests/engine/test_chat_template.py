@@ -6,8 +6,9 @@ import httpx
 import pytest
 
 from shard.engine.chat_template import ChatTemplate, TemplateError, builtin_for_architecture
-from shard.engine.types import ChatMessage
+from shard.engine.types import ChatMessage, PastToolCall
 from tests.conftest import ADMIN_KEY, auth, start_oracle, stop_oracle
+from tests.tools_template import TOOLS_TEMPLATE
 
 MESSAGES = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi")]
 JINJA = (
@@ -71,3 +72,23 @@ def test_oracle_uses_the_chat_template_flag(tmp_path: Path) -> None:
         finally:
             stop_oracle(running)
     assert counts["gemma"] != counts[JINJA]
+
+
+def test_a_jinja_template_that_reads_tools_renders_them_and_the_calls_itself() -> None:
+    template = ChatTemplate(jinja=TOOLS_TEMPLATE)
+    assert template.renders_tools and template.description == "jinja, renders tools"
+    assert not ChatTemplate(jinja=JINJA).renders_tools
+    assert not ChatTemplate(builtin="gemma").renders_tools
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+    conversation = [
+        ChatMessage("user", "Weather in Paris?"),
+        ChatMessage("assistant", "", (PastToolCall("call_1", "get_weather", '{"city":"Paris"}'),)),
+        ChatMessage("tool", '{"sky":"clear"}', tool_call_id="call_1"),
+    ]
+    text = template.render(conversation, [weather])
+    assert text.startswith("<start_of_turn>user\nYou may call functions.")
+    assert '<tools>{"function": {"name": "get_weather", "parameters": {}}' in text
+    assert '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>' in text
+    assert '<tool_response id="call_1">{"sky":"clear"}</tool_response>' in text
+    assert text.endswith("<start_of_turn>model\n")
+    assert "<tools>" not in template.render(conversation)  # no tools offered: none shown

@@ -34,7 +34,10 @@ async def create_chat_completion(
 ) -> ChatCompletion | StreamingResponse:
     model = oracle.resolve_model(body.model)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    request = to_generation_request(body, new_completion_id())
+    engine = oracle.engine
+    status = engine.status if engine is not None else None
+    renders_tools = status is not None and status.template_renders_tools
+    request = to_generation_request(body, new_completion_id(), renders_tools)
     return await respond(
         oracle,
         caller,

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Shard's GPU checks on the device machine, in the stages `python -m benchmarks.gpu_kit pack`
+# prints (see that module for why in parts):
+#   build   unpack .gpu/c1, install its wheels, start the CUDA build in the background
+#   part    keep the model piece carried in this call
+#   check   wait for the build, join the model, run the exact-drafts test and the benchmark's
+#           1- and 8-client rows (Shard and llama-server, both on the GPU); results in $OUT
+# Everything lives in /tmp/gpu, which stays while the machine is warm between calls.
+set -euo pipefail
+WORK=/tmp/gpu
+ARCH="${CUDA_ARCH:-90}"  # H200 and H100; the build is for this architecture only
+mkdir -p "$WORK/model"
+
+case "${1:-}" in
+build)
+  tar xzf .gpu/c1/src.tar.gz -C "$WORK"
+  cp .gpu/c1/model.sha256 "$WORK/"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$WORK/site" .gpu/c1/wheels/*.whl
+  # one build tree: shared libllama for llama-cpp-python, llama-server for the benchmark's peer
+  setsid nohup bash -c "
+    cmake -S $WORK/llama.cpp -B $WORK/build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=$ARCH -DBUILD_SHARED_LIBS=ON \
+      -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+      -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF \
+      -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_APP=OFF \
+    && cmake --build $WORK/build --target llama llama-server -j $(nproc) \
+    && touch $WORK/built || touch $WORK/failed
+  " >"$WORK/build.log" 2>&1 </dev/null &
+  sleep 20
+  tail -5 "$WORK/build.log"
+  ;;
+part)
+  for piece in .gpu/c*/model.*; do cp "$piece" "$WORK/model/"; done
+  ls -l "$WORK/model"
+  ;;
+check)
+  for _ in $(seq 1 100); do
+    [ -e "$WORK/built" ] || [ -e "$WORK/failed" ] && break
+    sleep 5
+  done
+  cp "$WORK/build.log" "$OUT/build.log"
+  [ -e "$WORK/built" ] || { echo "build not done"; tail -30 "$WORK/build.log"; exit 1; }
+  name=$(awk '{print $2}' "$WORK/model.sha256")
+  mkdir -p "$WORK/cache/bench/bin"
+  cat "$WORK"/model/model.* >"$WORK/cache/$name"
+  (cd "$WORK/cache" && sha256sum -c "$WORK/model.sha256")
+  version=$(python3 -c "import sys; sys.path.insert(0, '$WORK/site'); import llama_cpp; print(llama_cpp.__version__)")
+  cp "$WORK/build/bin/llama-server" "$WORK/cache/bench/bin/llama-server-$version"
+  export PYTHONPATH="$WORK/site:$PWD" LLAMA_CPP_LIB_PATH="$WORK/build/bin"
+  export LD_LIBRARY_PATH="$WORK/build/bin:${LD_LIBRARY_PATH:-}"
+  export SHARD_CACHE_DIR="$WORK/cache" SHARD_BENCH_CACHE="$WORK/cache/bench" PYTHONUNBUFFERED=1
+  nvidia-smi --query-gpu=name,memory.used --format=csv | tee "$OUT/gpu.txt"
+  set +e
+  timeout 200 python3 -m pytest -q -p no:cacheprovider \
+    tests/engine/test_speculation.py::test_drafted_output_is_identical_to_undrafted \
+    2>&1 | tee "$OUT/exactness.txt"
+  timeout 240 python3 -m benchmarks.suite --sections throughput --servers shard,llama-server \
+    --clients 1,8 --runs 1 --requests 2 --threads 8 --output "$OUT/benchmarks-gpu.md" \
+    2>&1 | tail -40 | tee "$OUT/bench.txt"
+  ;;
+*)
+  echo "usage: $0 build|part|check" >&2
+  exit 2
+  ;;
+esac

