@@ -14,7 +14,7 @@ mkdir -p "$WORK/model"
 case "${1:-}" in
 build)
   tar xzf .gpu/c1/src.tar.gz -C "$WORK"
-  cp .gpu/c1/model.sha256 "$WORK/"
+  cp .gpu/c1/sha256.txt "$WORK/"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$WORK/site" .gpu/c1/wheels/*.whl
   # one build tree: shared libllama for llama-cpp-python, llama-server for the benchmark's peer
@@ -31,7 +31,7 @@ build)
   tail -5 "$WORK/build.log"
   ;;
 part)
-  for piece in .gpu/c*/model.*; do cp "$piece" "$WORK/model/"; done
+  for piece in .gpu/c*/model.[0-9]*; do cp "$piece" "$WORK/model/"; done
   ls -l "$WORK/model"
   ;;
 check)
@@ -41,11 +41,11 @@ check)
   done
   cp "$WORK/build.log" "$OUT/build.log"
   [ -e "$WORK/built" ] || { echo "build not done"; tail -30 "$WORK/build.log"; exit 1; }
-  name=$(awk '{print $2}' "$WORK/model.sha256")
+  name=$(awk '{print $2}' "$WORK/sha256.txt")
   mkdir -p "$WORK/cache/bench/bin"
-  cat "$WORK"/model/model.* >"$WORK/cache/$name"
-  (cd "$WORK/cache" && sha256sum -c "$WORK/model.sha256")
-  version=$(python3 -c "import sys; sys.path.insert(0, '$WORK/site'); import llama_cpp; print(llama_cpp.__version__)")
+  cat "$WORK"/model/model.[0-9]* >"$WORK/cache/$name"
+  (cd "$WORK/cache" && sha256sum -c "$WORK/sha256.txt")
+  version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$WORK/site/llama_cpp/__init__.py")
   cp "$WORK/build/bin/llama-server" "$WORK/cache/bench/bin/llama-server-$version"
   export PYTHONPATH="$WORK/site:$PWD" LLAMA_CPP_LIB_PATH="$WORK/build/bin"
   export LD_LIBRARY_PATH="$WORK/build/bin:${LD_LIBRARY_PATH:-}"

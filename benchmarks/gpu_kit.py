@@ -36,9 +36,14 @@ PIECE_BYTES = 61 * 1024 * 1024
 WHEELS = (
     "fastapi", "starlette", "pydantic", "pydantic-core", "pydantic-settings", "python-dotenv",
     "uvicorn", "sqlalchemy", "limits", "deprecated", "websockets", "llguidance",
-    "annotated-types", "typing-inspection", "openai", "jiter", "distro", "sniffio", "greenlet",
+    "annotated-types", "typing-inspection", "openai", "jiter", "distro", "sniffio",
 )  # fmt: skip
 """Shard's and its tests' dependencies that the device image lacks, as pinned here."""
+_PLATFORMS = (
+    "manylinux1", "manylinux2014", "manylinux_2_5", "manylinux_2_17", "manylinux_2_24",
+    "manylinux_2_28", "manylinux_2_31", "manylinux_2_34", "manylinux_2_35",
+)  # fmt: skip
+"""pip matches these tags exactly; the wheels here name several of them."""
 _PRUNED = ("models", "docs", "tools/ui", "benches", "tests", "media", "gguf-py", ".github")
 
 
@@ -73,8 +78,7 @@ def _wheels(folder: Path) -> None:
         [
             sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
             "--python-version", "3.12", "--implementation", "cp",
-            "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
-            "--platform", "manylinux2014_x86_64", "-d", str(folder), *pins,
+            *(f"--platform={tag}_x86_64" for tag in _PLATFORMS), "-d", str(folder), *pins,
         ],
         check=True,
     )  # fmt: skip
@@ -105,7 +109,7 @@ def pack() -> None:
     model = default_model_path()
     pieces = _model_pieces(model)
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
-    (first / "model.sha256").write_text(f"{digest}  {model.name}\n")
+    (first / "sha256.txt").write_text(f"{digest}  {model.name}\n")
     sizes = {
         folder.name: sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
         for folder in sorted(KIT.iterdir())
