@@ -190,9 +190,11 @@ class Dispatch:
             elif holder is None:
                 free.append(record.scout_id)
         ties = {scout_id: self._rng.random() for scout_id in load}  # spread, not first-come
-        return sorted(own, key=lambda s: (load[s], ties[s])) + sorted(
-            free, key=lambda s: (load[s], ties[s])
-        )
+
+        def order(scout_id: str) -> tuple[int, float]:
+            return load[scout_id], ties[scout_id]
+
+        return sorted(own, key=order) + sorted(free, key=order)
 
     def load(self) -> dict[str, int]:
         """Sequences each connected scout drafts for."""

@@ -109,8 +109,9 @@ class PhantomReplay:
         if answer is None:
             return ()
         position, drafted = answer
-        sequence = self.completion.prompt + self.completion.continuation
-        now_at = len(self.completion.prompt) + self.decided
-        if position > now_at or tuple(drafted[: now_at - position]) != sequence[position:now_at]:
+        start = position - len(self.completion.prompt)  # drafts start after the prompt
+        if start < 0 or start > self.decided:
             return ()
-        return drafted[now_at - position :]
+        if drafted[: self.decided - start] != self.completion.continuation[start : self.decided]:
+            return ()
+        return drafted[self.decided - start :]
