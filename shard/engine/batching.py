@@ -5,8 +5,11 @@ from shard.engine.model import TokenBatch
 from shard.engine.sequence import Choice, Task
 
 
-def plan_prompt_chunks(running: list[Task], budget: int) -> list[tuple[Task, int]]:
-    """How many prompt tokens of which tasks fit in the batch's spare room, in order."""
+def plan_prompt_chunks(
+    running: list[Task], budget: int, single: bool = False
+) -> list[tuple[Task, int]]:
+    """How many prompt tokens of which tasks fit in the batch's spare room, in order; with
+    `single`, only the first task's."""
     chunks: list[tuple[Task, int]] = []
     for task in running:
         remaining = len(task.prompt) - task.prefilled
@@ -17,6 +20,8 @@ def plan_prompt_chunks(running: list[Task], budget: int) -> list[tuple[Task, int
         take = min(budget, remaining)
         chunks.append((task, take))
         budget -= take
+        if single:
+            break
     return chunks
 
 
@@ -24,21 +29,21 @@ def fill_batch(
     batch: TokenBatch,
     decoding: list[Choice],
     chunks: list[tuple[Task, int]],
-    two_logit_rows: bool = False,
+    rows_padded: bool = False,
 ) -> None:
     """Add tokens in ascending sequence id.
 
     With one KV stream per sequence, llama.cpp splits a batch into one sub-batch per run of
     consecutive sequence ids; out of order, 8 sequences cost 8 graph runs instead of 1.
 
-    With `two_logit_rows`, a prompt chunk that would be the batch's only row with logits also
-    asks for its second-to-last token's (unused): on builds that compute one row with another
-    kernel, the output layer then takes the same kernel as in every other step.
+    With `rows_padded` (builds that compute a matmul of one row with another kernel than one
+    of several), the caller gives either decoding choices with as many draft tokens each, at
+    least one, or a single prompt chunk (docs/architecture.md, invariant 1). A finishing chunk
+    then asks for logits at its last two tokens, or, if it has one token, at that token and a
+    filler after it, which the engine forgets again: every sub-batch has two rows at least and
+    never exactly one row with logits.
     """
     batch.clear()
-    finishing = [(task, take) for task, take in chunks if task.prefilled + take == len(task.prompt)]
-    lone = two_logit_rows and not decoding and len(finishing) == 1 and finishing[0][1] >= 2
-    lone_chunk = finishing[0][0] if lone else None
     entries: list[tuple[int, Choice | tuple[Task, int]]] = [
         (choice.seq_id, choice) for choice in decoding
     ]
@@ -53,8 +58,10 @@ def fill_batch(
             continue
         task, take = entry
         last = len(task.prompt) - 1
-        wanted = (last - 1, last) if task is lone_chunk else (last,)
+        wanted = (last - 1, last) if rows_padded else (last,)
         for position in range(task.prefilled, task.prefilled + take):
             index = batch.add(task.prompt[position], position, seq_id, position in wanted)
         if task.prefilled + take == len(task.prompt):
             task.logits_index = index
+            if rows_padded and take == 1:
+                batch.add(task.prompt[last], last + 1, seq_id, True)  # the filler

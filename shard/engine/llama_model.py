@@ -31,6 +31,8 @@ _GGML_LOG_LEVEL_ERROR = 4  # enum ggml_log_level in ggml.h
 _GGML_TYPE_F16 = 1  # enum ggml_type in ggml.h
 _GGML_TYPE_BF16 = 30
 _FLASH_ATTENTION_ON = 1  # enum llama_flash_attn_type in llama.h
+MAX_UBATCH = 512
+"""Most tokens llama.cpp computes in one graph run; a longer batch is split."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class LlamaModel:
         params.n_ctx = shape.n_ctx_per_seq * shape.n_seq
         params.n_seq_max = shape.n_seq
         params.n_batch = shape.n_batch
-        params.n_ubatch = min(shape.n_batch, 512)
+        params.n_ubatch = min(shape.n_batch, MAX_UBATCH)
         params.n_threads = shape.threads
         params.n_threads_batch = shape.threads
         params.kv_unified = False  # one stream per sequence: results don't depend on neighbours

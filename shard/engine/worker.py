@@ -21,7 +21,7 @@ from shard.engine.admission import prepare
 from shard.engine.batching import fill_batch, plan_prompt_chunks
 from shard.engine.chat_template import ChatTemplate
 from shard.engine.devices import GpuOffload, backend_of, devices
-from shard.engine.llama_model import ContextShape, LlamaModel
+from shard.engine.llama_model import MAX_UBATCH, ContextShape, LlamaModel
 from shard.engine.model import Model
 from shard.engine.prefix_cache import SequencePool
 from shard.engine.progress import ProgressFeed, ReportProgress
@@ -347,12 +347,17 @@ class Engine:
             for choice in task.choices
             if choice.next_token is not None
         ]
-        budget = self.config.n_batch - len(decoding)
         prefilling = not all(task.prompt_cached for task in self._running)
-        # a prompt chunk already splits the batch: drafts would only add sub-batches
-        self._plan_drafts(decoding, 0 if prefilling else budget)
-        drafted = sum(len(choice.draft.tokens) for _, choice in decoding)
-        chunks = plan_prompt_chunks(self._running, budget - drafted)
+        if prefilling and self._pad_single_rows:  # a prompt chunk decodes alone (fill_batch)
+            decoding = []
+            budget = min(self.config.n_batch, MAX_UBATCH)  # so that llama.cpp does not split it
+            chunks = plan_prompt_chunks(self._running, budget, single=True)
+        else:
+            budget = self.config.n_batch - len(decoding)
+            # a prompt chunk already splits the batch: drafts would only add sub-batches
+            self._plan_drafts(decoding, 0 if prefilling else budget)
+            drafted = sum(len(choice.draft.tokens) for _, choice in decoding)
+            chunks = plan_prompt_chunks(self._running, budget - drafted)
         if not decoding and not chunks:
             return
         fill_batch(self._batch, [c for _, c in decoding], chunks, self._pad_single_rows)
@@ -364,13 +369,16 @@ class Engine:
         made += sum(choice.generated for _, choice in decoding)
         seconds = time.perf_counter() - started
         if not chunks and decoding:
-            any_drafted = any(choice.draft.tokens for _, choice in decoding)
+            least = 1 if self._pad_single_rows else 0  # a filler is not a draft
+            any_drafted = any(len(choice.draft.tokens) > least for _, choice in decoding)
             one_sub_batch = len({len(choice.draft.tokens) for _, choice in decoding}) == 1
             size = len(self._batch) if one_sub_batch else None
             self._planner.observe(len(decoding), any_drafted, made, seconds, size)
         for task, take in chunks:
             task.prefilled += take
             if task.prompt_cached:
+                if self._pad_single_rows:
+                    self._model.forget(task.lead.seq_id, len(task.prompt))  # a filler, if any
                 self._start_choices(task)
         for task in [t for t in self._running if all(c.finished for c in t.choices)]:
             self._retire(task)
@@ -389,16 +397,18 @@ class Engine:
             winners.append(best_offer(offers))
             losers.append([o for o in offers if o[1].tokens and o[1] is not winners[-1][1]])
         k = self._planner.draft_length([proposal for _, proposal in winners])
-        pad = self._pad_single_rows and len(decoding) == 1
+        if self._pad_single_rows:
+            # Every sequence decodes as many rows, two at least (fill_batch); past max_tokens
+            # they are only padding. The context always has room for one: a sequence's last
+            # decode is at n_ctx - 2 at the latest.
+            rooms = [self.config.n_ctx - 1 - choice.position for _, choice in decoding]
+            k = min([max(k, 1), *rooms])
         for (task, choice), (proposer, proposal), others in zip(
             decoding, winners, losers, strict=True
         ):
-            room = task.draft_room(choice, self.config.n_ctx)
+            room = k if self._pad_single_rows else task.draft_room(choice, self.config.n_ctx)
             assert choice.next_token is not None
             tokens = padded_draft(proposal.tokens, k, room, choice.next_token)
-            if pad and not tokens and choice.position + 1 < self.config.n_ctx:
-                # a second row with logits, so that this step takes the kernel for many
-                tokens = proposal.tokens[:1] or [choice.next_token]
             choice.draft = StepDraft(proposer, proposal, tokens, others)
 
     def _verify(self, task: Task, choice: Choice) -> None:

@@ -229,3 +229,112 @@ def test_f16_is_exact_only_with_two_rows_with_logits_on_llamafile_builds(model_d
         assert drafts_are_exact(model, batch, pad_single_rows=True) is True
     finally:
         model.close()
+
+
+Traced = tuple[tuple[int, ...], tuple[float, ...]]
+"""A request's prompt and completion token ids, and each completion token's logprob."""
+
+STAGGERED = (
+    (COPY_PROMPT, 40, 0.0, 1),
+    ("Write a haiku about rain on a tin roof.", 24, 0.7, 3),
+    ("Name three rivers in Europe and say where each one ends.", 32, 0.7, 5),
+    ("Count from one to ten in French.", 16, 0.0, 2),
+)
+
+
+def _traced(index: int) -> GenerationRequest:
+    prompt, max_tokens, temperature, seed = STAGGERED[index]
+    sampling = SamplingParams(seed=seed, temperature=temperature, logprobs=True)
+    message = (ChatMessage("user", prompt),)
+    return GenerationRequest(f"r{index}", message, sampling, max_tokens, token_ids=True)
+
+
+def traced_answers(
+    config: EngineConfig, together: bool, teach: list[Traced] | None
+) -> list[Traced]:
+    """Each request of STAGGERED, then the first and last again (their prompts now cached but
+    for one token), with every completion token's logprob.
+
+    Together, each request starts once the one before has made two tokens, and they end at
+    different lengths: prompts are prefilled beside decoding sequences, and sequences with
+    gaps between their ids decode together. With `teach`, a scout that knows the answers
+    drafts the next 8 tokens after every step.
+    """
+    client: EngineClient | None = None
+    histories: dict[str, list[int]] = {}
+    verified = 0
+
+    def listen(reports: list[Progress]) -> None:
+        nonlocal verified
+        for report in reports:
+            if isinstance(report, DraftOutcome):
+                verified += report.proposed
+            if not isinstance(report, SequenceUpdate) or teach is None or client is None:
+                continue
+            history = histories.setdefault(report.sequence_key, [])
+            history[report.start :] = report.tokens
+            for ids, _ in teach:
+                if tuple(history) == ids[: len(history)]:
+                    ahead = ids[len(history) : len(history) + 8]
+                    draft = ScoutDraft("teacher", len(history), ahead)
+                    client.drafts.offer(report.sequence_key, draft)
+
+    async def one(index: int, started: asyncio.Event | None, made: asyncio.Event) -> Traced:
+        if started is not None:
+            await started.wait()
+        assert client is not None
+        ids: list[int] = []
+        logprobs: list[float] = []
+        async with client.generate(_traced(index)) as generation:
+            async for delta in generation.deltas():
+                ids.extend(delta.token_ids)
+                logprobs.extend(entry.logprob for entry in delta.logprobs)
+                if len(ids) >= 2:
+                    made.set()
+            made.set()
+            return (*generation.prompt_ids, *ids), tuple(logprobs)
+
+    async def main() -> list[Traced]:
+        nonlocal client
+        client = EngineClient(config, 8)
+        client.add_listener(listen)
+        client.follow_progress(teach is not None)
+        await client.start()
+        try:
+            order = [0, 1, 2, 3, 0, 3]
+            if not together:
+                return [await one(index, None, asyncio.Event()) for index in order]
+            made = [asyncio.Event() for _ in order]
+            first = [one(i, made[n - 1] if n else None, made[n]) for n, i in enumerate(order[:4])]
+            traced = list(await asyncio.gather(*first))
+            again = [one(i, made[4] if n else None, made[4 + n]) for n, i in enumerate(order[4:])]
+            traced += await asyncio.gather(*again)
+            assert teach is None or verified > 40, f"too few draft tokens verified: {verified}"
+            return traced
+        finally:
+            await client.stop()
+
+    return asyncio.run(main())
+
+
+def test_f16_logits_do_not_depend_on_what_else_runs(model_dir: Path, calibration: Path) -> None:
+    """On builds where one row takes another kernel, every sequence's logits must still equal
+    those it gets alone, bit for bit, whatever shares its decodes: other sequences with gaps
+    between their ids, drafts of different lengths, a prompt chunk beside decoding sequences,
+    or a cached prompt with one token left to prefill. Logprobs show any difference in the
+    logits, not only those that change a token."""
+    config = EngineConfig(
+        quantized("F16", model_dir),
+        n_ctx=512,
+        n_seq=4,
+        n_batch=256,
+        threads=2,
+        chat_template="gemma",
+        calibration_cache=calibration,
+        draft_min_acceptance=0.0,
+    )
+    alone = traced_answers(replace(config, draft_max=0, prefix_cache=False), False, None)
+    together = traced_answers(config, True, alone)
+    for index, (want, got) in enumerate(zip(alone, together, strict=True)):
+        assert got[0] == want[0], f"request {index}: other tokens"
+        assert got[1] == want[1], f"request {index}: other logprobs"

@@ -31,7 +31,7 @@ from shard.engine.types import (
     SequenceUpdate,
 )
 from shard.engine.worker import EngineConfig
-from tests.fake_model import FakeModel
+from tests.fake_model import FakeBatch, FakeModel
 
 T = TypeVar("T")
 
@@ -382,15 +382,79 @@ class RowCountSensitiveModel(FakeModel):
         self._logits = [None if x is None else x + shift for x in self._logits]
 
 
+def sub_batches(seq_ids: list[int], n_ubatch: int = 512) -> list[list[int]]:
+    """The rows of each graph run llama.cpp makes of a batch whose rows belong to `seq_ids`,
+    with one KV stream per sequence (`llama_batch_allocr::split_equal`, sequential): a run of
+    consecutive sequence ids, as many rows of each as all of them still have."""
+    used = [False] * len(seq_ids)
+    runs: list[list[int]] = []
+    while not all(used):
+        members: list[int] = []
+        for row, seq_id in enumerate(seq_ids):
+            next_in_run = not members or seq_id == members[-1] + 1
+            if not used[row] and seq_id not in members and next_in_run:
+                members.append(seq_id)
+        left = {s: [r for r, t in enumerate(seq_ids) if t == s and not used[r]] for s in members}
+        rows: list[int] = []
+        depth = 0
+        while all(len(left[s]) > depth for s in members):
+            for seq_id in members:
+                rows.append(left[seq_id][depth])
+                used[left[seq_id][depth]] = True
+            depth += 1
+            if (depth + 1) * len(members) > n_ubatch:
+                break
+        runs.append(rows)
+    return runs
+
+
+def test_sub_batches_follow_llama_cpp_on_literal_batches() -> None:
+    """Checked against llama.cpp's F16 logits on every mix of 0 to 4 rows in 4 sequences:
+    exactly the rows these runs leave alone differed."""
+    assert sub_batches([0, 1, 1, 2]) == [[0, 1, 3], [2]]
+    assert sub_batches([1, 3]) == [[0], [1]]
+    assert sub_batches([0, 0, 1, 1]) == [[0, 2, 1, 3]]
+    assert sub_batches([2, 2, 2]) == [[0, 1, 2]]
+    assert sub_batches([0] * 5, n_ubatch=2) == [[0, 1], [2, 3], [4]]
+
+
 class OneRowKernelModel(FakeModel):
-    """Like a llamafile build for F16: a decode with one row of logits takes another kernel,
-    which here gives visibly other logits (rolled by one token)."""
+    """Like a llamafile build for F16: a graph run of one row takes another kernel for every
+    layer, and one with one row of logits for the last; here it rolls the logits by one
+    token, and a row computed alone rolls every later logits of its sequence (its KV)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alone: dict[int, set[int]] = {}
+        """Each sequence's positions that were decoded in a graph run of their own."""
 
     def decode(self, batch: TokenBatch) -> None:
         super().decode(batch)
-        rows = [x for x in self._logits if x is not None]
-        if len(rows) == 1:
-            self._logits = [None if x is None else np.roll(x, 1) for x in self._logits]
+        assert isinstance(batch, FakeBatch)
+        entries = batch.entries
+        rolled = set()
+        for rows in sub_batches([seq_id for _, _, seq_id, _ in entries]):
+            if len(rows) == 1:
+                _, position, seq_id, _ = entries[rows[0]]
+                self.alone.setdefault(seq_id, set()).add(position)
+            if len([row for row in rows if entries[row][3]]) == 1:
+                rolled.update(rows)
+        for row, (_, position, seq_id, _) in enumerate(entries):
+            if any(p <= position for p in self.alone.get(seq_id, ())):
+                rolled.add(row)
+        self._logits = [
+            None if x is None else np.roll(x, 1) if row in rolled else x
+            for row, x in enumerate(self._logits)
+        ]
+
+    def forget(self, seq_id: int, from_position: int = 0) -> None:
+        super().forget(seq_id, from_position)
+        kept = {p for p in self.alone.get(seq_id, ()) if p < from_position}
+        self.alone[seq_id] = kept
+
+    def copy_sequence(self, source: int, target: int) -> None:
+        super().copy_sequence(source, target)
+        self.alone[target] = set(self.alone.get(source, ()))
 
 
 @pytest.mark.parametrize(
@@ -423,6 +487,36 @@ def test_where_one_row_takes_another_kernel_no_decode_has_one_row_of_logits(
 
     settings = config(draft_max=draft_max, ngram_drafts=draft_max > 0)
     assert run(scenario, OneRowKernelModel(), settings) == run(scenario, FakeModel(), settings)
+
+
+@pytest.mark.parametrize("draft_max", [0, 16])
+def test_where_one_row_takes_another_kernel_what_else_runs_changes_no_output(
+    draft_max: int,
+) -> None:
+    """Requests that start while others decode, end at different lengths (leaving gaps between
+    the ids of those still running), draft, and come back with their prompt cached but for
+    one token, or fill the context: no row is ever computed in a graph run of its own, nor
+    read as the only row of logits of one (docs/architecture.md, invariant 1)."""
+    fill = replace(request("Fill the context", max_tokens=500), shrink_to_fit=True)
+    cases = [replace(case, request_id=f"case-{i}") for i, case in enumerate([*CASES, fill])]
+    cases += [replace(cases[0], request_id="again-0"), replace(cases[2], request_id="again-2")]
+
+    async def staggered(client: EngineClient) -> list[Output]:
+        async def later(case: GenerationRequest, wait: float) -> Output:
+            await asyncio.sleep(wait)
+            return await complete(client, case)
+
+        first = await asyncio.gather(*(later(c, 0.02 * i) for i, c in enumerate(cases[:5])))
+        again = await asyncio.gather(*(later(c, 0.01 * i) for i, c in enumerate(cases[5:])))
+        return [*first, *again]
+
+    async def alone(client: EngineClient) -> list[Output]:
+        return [await complete(client, case) for case in cases]
+
+    drafted = config(draft_max=draft_max, ngram_drafts=draft_max > 0, n_ctx=192)
+    plain = config(draft_max=0, ngram_drafts=False, prefix_cache=False, n_ctx=192)
+    model = OneRowKernelModel()
+    assert run(staggered, model, drafted) == run(alone, FakeModel(), plain)
 
 
 async def complete_counting_cache(
