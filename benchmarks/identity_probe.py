@@ -43,6 +43,9 @@ def _wait_healthy(base_url: str) -> None:
 
 
 def _workload(client: openai.OpenAI, model: str) -> list[str]:
+    """Each client's answer, with every token's logprob after it: any difference in the
+    logits shows, not only one that changes a token."""
+
     def one(index: int) -> str:
         response = client.chat.completions.create(
             model=model,
@@ -50,8 +53,11 @@ def _workload(client: openai.OpenAI, model: str) -> list[str]:
             max_tokens=128,
             temperature=0.7,
             seed=seed_for(index, 0),
+            logprobs=True,
         )
-        return response.choices[0].message.content or ""
+        choice = response.choices[0]
+        tokens = choice.logprobs.content if choice.logprobs and choice.logprobs.content else []
+        return "".join(f"{entry.token}[{entry.logprob!r}]" for entry in tokens)
 
     with ThreadPoolExecutor(CLIENTS) as pool:
         return list(pool.map(one, range(CLIENTS)))
