@@ -7,6 +7,8 @@ by 100x; a number taken while something else ran says nothing about the server.
 
 import asyncio
 import dataclasses
+import os
+import shutil
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +38,20 @@ class Harness:
     def oracle_threads_beside_scout(self, threads: int) -> int:
         """The oracle's share of `threads` cores when a scout takes its own threads."""
         return max(1, threads - self.scout_threads)
+
+
+def core_pins(oracle_cores: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`taskset` prefixes that keep the oracle process on this process's first
+    `oracle_cores` cores and a scout on the rest, as if each had a machine of its own; empty
+    where taskset is missing or no core would be left for the scout."""
+    cores = sorted(os.sched_getaffinity(0))
+    if shutil.which("taskset") is None or len(cores) <= oracle_cores:
+        return (), ()
+
+    def pin(chosen: list[int]) -> tuple[str, ...]:
+        return ("taskset", "-c", ",".join(str(core) for core in chosen))
+
+    return pin(cores[:oracle_cores]), pin(cores[oracle_cores:])
 
 
 @dataclass

@@ -42,8 +42,8 @@ from benchmarks.multi_turn import (
 )
 from benchmarks.sampling import SAMPLED, SAMPLINGS, Sampling
 from benchmarks.scout_failures import (
-    DEAD_SCOUT_BUDGET,
     NO_SCOUT,
+    SCOUT_COST_BUDGET,
     FailureOutcome,
     FailurePlan,
     summarize_failures,
@@ -560,8 +560,9 @@ def _failures(results: SuiteResults, plot: Path | None) -> list[str]:
         f"{outcome.oracle_threads} thread(s) in every scenario, and a drafting scout on the "
         "other core(s), so that the scout's model does not take the oracle's cores (a real "
         "scout runs on a machine of its own); throughput is therefore lower than in the "
-        "comparison above. "
-        f"Target: a dead scout costs less than {DEAD_SCOUT_BUDGET:.0%} of throughput.",
+        f"comparison above. {_pinned(outcome)}"
+        f"Target: a dead, slow or hostile scout costs less than {SCOUT_COST_BUDGET:.0%} of "
+        "throughput.",
         "",
     ]
     lines += _image(plot, "tokens/s beside each bad scout")
@@ -592,21 +593,32 @@ def _failures(results: SuiteResults, plot: Path | None) -> list[str]:
                 "finished in time.",
                 "",
             ]
-        dead = next((r for r in rows if r.scenario == "dead" and r.ratio is not None), None)
-        if dead is not None and dead.ratio is not None:
-            cost = 1 - dead.ratio
-            met = "met" if cost < DEAD_SCOUT_BUDGET else "**not met**"
-            under = "under " if dead.below is not None else ""
+        for row in rows:
+            if row.scenario == NO_SCOUT or row.ratio is None:
+                continue
+            cost = 1 - row.ratio
+            met = "met" if cost < SCOUT_COST_BUDGET else "**not met**"
+            under = "under " if row.below is not None else ""
             lines += [
-                f"Beside a dead scout, throughput was {under}{dead.ratio:.2f}x the no-scout "
-                f"throughput (a cost of {'over ' if under else ''}{cost:.1%}): target "
-                f"(< {DEAD_SCOUT_BUDGET:.0%}) {met}.",
+                f"Beside a {row.scenario} scout, throughput was {under}{row.ratio:.2f}x the "
+                f"no-scout throughput (a cost of {'over ' if under else ''}{cost:.1%}): target "
+                f"(< {SCOUT_COST_BUDGET:.0%}) {met}.",
                 "",
             ]
     for scenario, reason in outcome.skipped.items():
         name = "The no-scout baseline" if scenario == NO_SCOUT else f"The {scenario} scout"
         lines += [f"{name} was skipped: {reason}.", ""]
     return lines
+
+
+def _pinned(outcome: FailureOutcome) -> str:
+    oracle, scouts = outcome.pins
+    if not oracle:
+        return "Processes were not pinned to cores (no taskset, or one core). "
+    return (
+        f"The oracle process is pinned to core(s) {oracle} and each scout to {scouts} "
+        "(`taskset -c`), in every scenario, the baseline too. "
+    )
 
 
 def _multi_turn(results: SuiteResults) -> list[str]:

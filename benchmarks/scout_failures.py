@@ -3,10 +3,11 @@ deadline (docs/architecture.md, invariant 4), so a dead or slow scout should cos
 measurable and a hostile one only the verification of its rejected drafts.
 
 One oracle with n-gram drafts off (so every draft is a scout's) serves N concurrent clients:
-first with no scout, then beside each kind of bad scout in turn. The oracle gets the cores the
-scouts do not use (one of two here), in every scenario alike: a drafting scout shares this
-machine, where a real one has its own, and two sets of llama.cpp threads on the same cores
-slow each other far more than either works.
+first with no scout, then beside each kind of bad scout in turn. The oracle process is pinned
+to the cores the scouts do not use (one of two here) and each scout to the rest, in every
+scenario alike, the baseline too: a drafting scout shares this machine, where a real one has
+its own, and unpinned, a scout drafting all the time takes the core the oracle's event loop
+would otherwise have, which is a cost of sharing the machine, not of the scout.
 
 - `dead`: benchmarks.dead_scout joins and never answers;
 - `slow`: `shard scout --added-latency-ms 200`;
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from benchmarks.harness import Harness, Journal, measure_level
+from benchmarks.harness import Harness, Journal, core_pins, measure_level
 from benchmarks.oracle_metrics import DraftCounts, draft_counts, scouts_connected
 from benchmarks.scouts import (
     RunningScout,
@@ -48,7 +49,7 @@ from benchmarks.workload import LevelResult, TimeLimitExceeded, Workload
 NO_SCOUT = "none"
 FAILURE_SCENARIOS: tuple[str, ...] = (NO_SCOUT, "dead", "slow", "hostile")
 ORACLE_FLAGS: tuple[str, ...] = ("--no-ngram-drafts",)
-DEAD_SCOUT_BUDGET = 0.05  # a dead scout may cost at most this share of throughput
+SCOUT_COST_BUDGET = 0.05  # a dead, slow or hostile scout may cost at most this share
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class FailureOutcome:
     runs: list[FailureRun] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     oracle_threads: int = 0
+    pins: tuple[str, str] = ("", "")
+    """The oracle's and the scouts' `taskset -c` core lists; empty when not pinned."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ def summarize_failures(outcome: FailureOutcome, plan: FailurePlan) -> list[Failu
 
 @contextlib.contextmanager
 def _scout_for(
-    scenario: str, server: RunningServer, api_key: str, harness: Harness
+    scenario: str, server: RunningServer, api_key: str, harness: Harness, pin: tuple[str, ...]
 ) -> Iterator[RunningScout | None]:
     """The scenario's scout, running beside the oracle; nothing for the baseline."""
     if scenario == NO_SCOUT:
@@ -160,7 +163,13 @@ def _scout_for(
         return
     log = harness.log_dir / f"scout-{scenario}.log"
     with running_scout(
-        scenario, server.base_url, api_key, log, harness.scout_timeout_s, harness.scout_threads
+        scenario,
+        server.base_url,
+        api_key,
+        log,
+        harness.scout_timeout_s,
+        harness.scout_threads,
+        prefix=pin,
     ) as scout:
         yield scout
 
@@ -172,13 +181,14 @@ def _measure_scenario(
     config: ServerConfig,
     harness: Harness,
     first: bool,
+    pin: tuple[str, ...],
 ) -> list[FailureRun]:
     """All runs of one scenario, with its scout (if any) running throughout."""
     runs = []
     workload = Workload(
         plan.clients, plan.requests_per_client, None, plan.max_tokens, plan.time_limit_s
     )
-    with _scout_for(scenario, server, config.api_key, harness) as scout:
+    with _scout_for(scenario, server, config.api_key, harness, pin) as scout:
         pids = [server.pid] + ([scout.pid] if scout else [])
         for run in range(harness.runs):
             before = asyncio.run(draft_counts(server.base_url, config.api_key))
@@ -232,12 +242,15 @@ def run_scout_failures(
     port = free_port()
     outcome.oracle_threads = harness.oracle_threads_beside_scout(config.threads)
     oracle = dataclasses.replace(config, threads=outcome.oracle_threads, shard_args=ORACLE_FLAGS)
+    oracle_pin, scout_pin = core_pins(outcome.oracle_threads)
+    outcome.pins = (" ".join(oracle_pin[2:]), " ".join(scout_pin[2:]))
     spec = launch_spec("shard", oracle, port)
+    spec = dataclasses.replace(spec, command=[*oracle_pin, *spec.command])
     journal.launch_commands[label] = spec.display(port)
     for scenario in runnable:
         if scenario != NO_SCOUT:
             command = scout_command(
-                scenario, server_url(port), config.api_key, harness.scout_threads
+                scenario, server_url(port), config.api_key, harness.scout_threads, prefix=scout_pin
             )
             journal.launch_commands[f"{scenario} scout"] = display(command)
     log = harness.log_dir / "shard-scout-failures.log"
@@ -246,7 +259,7 @@ def run_scout_failures(
             for index, scenario in enumerate(runnable):
                 try:
                     outcome.runs += _measure_scenario(
-                        scenario, server, plan, config, harness, first=index == 0
+                        scenario, server, plan, config, harness, index == 0, scout_pin
                     )
                 except ScoutFailed as error:
                     outcome.skipped[scenario] = str(error).splitlines()[0]

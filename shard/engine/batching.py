@@ -37,8 +37,9 @@ def fill_batch(
     consecutive sequence ids; out of order, 8 sequences cost 8 graph runs instead of 1.
 
     With `rows_padded` (builds that compute a matmul of one row with another kernel than one
-    of several), the caller gives either decoding choices with as many draft tokens each, at
-    least one, or a single prompt chunk (docs/architecture.md, invariant 1). A finishing chunk
+    of several), the caller gives either decoding choices, each with as many draft tokens or
+    with none but one where no neighbouring sequence id decodes, or a single prompt chunk
+    (docs/architecture.md, invariant 1). A finishing chunk
     then asks for logits at its last two tokens, or, if it has one token, at that token and a
     filler after it, which the engine forgets again: every sub-batch has two rows at least and
     never exactly one row with logits.

@@ -25,6 +25,8 @@ class StepDraft:
     tokens: list[int] = field(default_factory=list)
     others: list[tuple[Proposer, Proposal]] = field(default_factory=list)
     """The offers that lost, scored for free once the step has decided."""
+    required: int = 0
+    """Tokens decoded whatever k: a filler where one row would be a graph run of its own."""
 
     @property
     def decoded_from_proposal(self) -> int:

@@ -369,8 +369,7 @@ class Engine:
         made += sum(choice.generated for _, choice in decoding)
         seconds = time.perf_counter() - started
         if not chunks and decoding:
-            least = 1 if self._pad_single_rows else 0  # a filler is not a draft
-            any_drafted = any(len(choice.draft.tokens) > least for _, choice in decoding)
+            any_drafted = any(len(c.draft.tokens) > c.draft.required for _, c in decoding)
             one_sub_batch = len({len(choice.draft.tokens) for _, choice in decoding}) == 1
             size = len(self._batch) if one_sub_batch else None
             self._planner.observe(len(decoding), any_drafted, made, seconds, size)
@@ -397,19 +396,24 @@ class Engine:
             winners.append(best_offer(offers))
             losers.append([o for o in offers if o[1].tokens and o[1] is not winners[-1][1]])
         k = self._planner.draft_length([proposal for _, proposal in winners])
+        lone: set[int] = set()
         if self._pad_single_rows:
-            # Every sequence decodes as many rows, two at least (fill_batch); past max_tokens
-            # they are only padding. The context always has room for one: a sequence's last
-            # decode is at n_ctx - 2 at the latest.
-            rooms = [self.config.n_ctx - 1 - choice.position for _, choice in decoding]
-            k = min([max(k, 1), *rooms])
+            # fill_batch: with k > 0 every sequence decodes k + 1 rows (past max_tokens only
+            # padding); with k = 0 a sequence without a running neighbour id would be a graph
+            # run of one row, so it takes one. The context always has room for one more row:
+            # a sequence's last decode is at n_ctx - 2 at the latest.
+            k = min([k, *(self.config.n_ctx - 1 - choice.position for _, choice in decoding)])
+            ids = {choice.seq_id for _, choice in decoding}
+            lone = {seq_id for seq_id in ids if seq_id - 1 not in ids and seq_id + 1 not in ids}
         for (task, choice), (proposer, proposal), others in zip(
             decoding, winners, losers, strict=True
         ):
-            room = k if self._pad_single_rows else task.draft_room(choice, self.config.n_ctx)
+            required = 1 if choice.seq_id in lone else 0
+            length = max(k, required)
+            room = length if self._pad_single_rows else task.draft_room(choice, self.config.n_ctx)
             assert choice.next_token is not None
-            tokens = padded_draft(proposal.tokens, k, room, choice.next_token)
-            choice.draft = StepDraft(proposer, proposal, tokens, others)
+            tokens = padded_draft(proposal.tokens, length, room, choice.next_token)
+            choice.draft = StepDraft(proposer, proposal, tokens, others, required)
 
     def _verify(self, task: Task, choice: Choice) -> None:
         """Sample the target's token at each drafted position, as far as the draft holds; the

@@ -164,8 +164,17 @@ def test_scout_failures_against_the_baseline(results: SuiteResults) -> None:
         "Beside a dead scout, throughput was 0.98x the no-scout throughput (a cost of 2.0%): "
         "target (< 5%) met." in text
     )
+    assert (
+        "Beside a hostile scout, throughput was 0.90x the no-scout throughput (a cost of "
+        "10.0%): target (< 5%) **not met**." in text
+    )
     assert "The slow scout was skipped: slow scout exited with code 2." in text
     assert "The oracle runs on 1 thread(s) in every scenario" in text
+    assert "Processes were not pinned to cores" in text
+    assert results.failures is not None
+    results.failures.pins = ("0", "1")
+    pinned = markdown(results, {})
+    assert "The oracle process is pinned to core(s) 0 and each scout to 1" in pinned
 
 
 def test_a_scenario_cut_off_at_the_time_limit_shows_a_bound(results: SuiteResults) -> None:
