@@ -1,12 +1,13 @@
-"""Probe for the testbed's one losslessness failure (docs/benchmarks.md, 20 ms, 4 clients,
-T 0.7): repeats that workload against the oracle alone's output and prints every difference.
+"""Probe for the testbed's losslessness (docs/benchmarks.md, 20 ms, 4 clients, T 0.7):
+repeats that workload against the oracle alone's output and prints every difference.
 
 The F32 oracle runs on core 0 with one thread, one scout on core 1 with 20 ms added, as in
-the testbed. Four clients send one seeded T=0.7 request each, then pause. Pauses of 9 s let
-the oracle idle, which is when it writes golden tickets' text; with 2.5 s pauses no text is
-written. Session 8 saw a difference in round 6 with 9 s pauses and none in 25 rounds with
-2.5 s pauses. Extra oracle flags (`--oracle-flag=--no-prefix-cache`,
-`--oracle-flag=--golden-ticket-rate=0`) help tell the causes apart.
+the testbed. Four clients send one seeded T=0.7 request each, then pause (9 s lets the
+oracle idle and write golden tickets' text). Answers are compared with every token's logprob,
+so a difference in the logits shows even where it changes no token. Before session 9's fix
+(docs/architecture.md, invariant 1: no graph run of one row) nearly every round differed
+this way, and one text differed in the testbed; extra oracle flags
+(`--oracle-flag=--no-prefix-cache`) help tell causes apart.
 
     python -m benchmarks.identity_probe --seconds 600 --pause 9
 """
@@ -24,7 +25,7 @@ import openai
 
 from benchmarks.llama_server_build import default_cache_dir
 from benchmarks.sampling import seed_for
-from benchmarks.servers import free_port
+from benchmarks.servers import free_port, shard_env
 from benchmarks.workload import prompt_for
 
 KEY = "sk-oracle-" + "p" * 40
@@ -76,14 +77,7 @@ def main() -> None:
         raise SystemExit(f"{model} is missing: run the suite's weight-types section first")
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "SHARD_API_KEY": KEY,
-        "SHARD_DATABASE_URL": f"sqlite:///{args.logs / 'probe.db'}",
-        "SHARD_RATE_LIMIT_CHAT": "off",
-        "SHARD_RATE_LIMIT_SCOUTS": "off",
-        "SHARD_RATE_LIMIT_SYSTEM": "off",
-    }
+    env = {**os.environ, **shard_env(KEY, args.logs / "probe.db")}
     (args.logs / "probe.db").unlink(missing_ok=True)
     oracle_command = [
         "taskset", "-c", "0", sys.executable, "-m", "shard", "oracle", "--model", str(model),

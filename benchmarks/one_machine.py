@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.servers import free_port, started_process
+from benchmarks.servers import free_port, shard_env, started_process
 from benchmarks.workload import prompt_for
 
 CLIENTS = 4
@@ -77,13 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     key = f"sk-oracle-{secrets.token_urlsafe(32)}"
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = {
-        "SHARD_API_KEY": key,
-        "SHARD_DATABASE_URL": f"sqlite:///{args.log_dir / f'one-machine-{port}.db'}",
-        "SHARD_RATE_LIMIT_CHAT": "off",
-        "SHARD_RATE_LIMIT_SCOUTS": "off",
-        "SHARD_RATE_LIMIT_SYSTEM": "off",
-    }
+    env = shard_env(key, args.log_dir / f"one-machine-{port}.db")
     args.log_dir.mkdir(parents=True, exist_ok=True)
     oracle = [sys.executable, "-m", "shard", "oracle", "--port", str(port)]
     scout = [sys.executable, "-m", "shard", "scout", "--oracle", base_url, "--key", key]

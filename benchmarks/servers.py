@@ -86,6 +86,19 @@ def server_url(port: int) -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def shard_env(api_key: str, store: Path) -> dict[str, str]:
+    """A throwaway store that knows the benchmark's key, and no chat, scout or system rate
+    limits: the chat default, 10 requests a minute per key, would turn a benchmark into a
+    rate-limit test, and scouts and the harness's polling use the same key."""
+    return {
+        "SHARD_API_KEY": api_key,
+        "SHARD_DATABASE_URL": f"sqlite:///{store}",
+        "SHARD_RATE_LIMIT_CHAT": "off",
+        "SHARD_RATE_LIMIT_SCOUTS": "off",
+        "SHARD_RATE_LIMIT_SYSTEM": "off",
+    }
+
+
 def launch_spec(name: str, config: ServerConfig, port: int) -> LaunchSpec:
     """The command line for each server, with equivalent settings.
 
@@ -95,17 +108,8 @@ def launch_spec(name: str, config: ServerConfig, port: int) -> LaunchSpec:
     """
     model, threads = str(config.model), str(config.threads)
     if name == "shard":
-        # A throwaway store that knows the benchmark's key, and no chat, scout or system rate
-        # limits (the chat default, 10 requests a minute per key, would turn the benchmark into
-        # a rate-limit test; scouts and the harness's polling use the same key).
         store = config.work_dir / "shard-bench.db"
-        env = {
-            "SHARD_API_KEY": config.api_key,
-            "SHARD_DATABASE_URL": f"sqlite:///{store}",
-            "SHARD_RATE_LIMIT_CHAT": "off",
-            "SHARD_RATE_LIMIT_SCOUTS": "off",
-            "SHARD_RATE_LIMIT_SYSTEM": "off",
-        }
+        env = shard_env(config.api_key, store)
         if not config.reuse_decode_timings:
             env["SHARD_CALIBRATION_CACHE"] = "off"
         sqlite_files = (
