@@ -59,10 +59,11 @@ def fill_batch(
             continue
         task, take = entry
         last = len(task.prompt) - 1
-        wanted = (last - 1, last) if rows_padded else (last,)
+        finishing = task.prefilled + take == len(task.prompt)
+        wanted = () if not finishing else (last - 1, last) if rows_padded else (last,)
         for position in range(task.prefilled, task.prefilled + take):
             index = batch.add(task.prompt[position], position, seq_id, position in wanted)
-        if task.prefilled + take == len(task.prompt):
+        if finishing:
             task.logits_index = index
             if rows_padded and take == 1:
                 batch.add(task.prompt[last], last + 1, seq_id, True)  # the filler

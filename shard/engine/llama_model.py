@@ -90,7 +90,7 @@ class LlamaModel:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = shape.n_ctx_per_seq * shape.n_seq
         params.n_seq_max = shape.n_seq
-        params.n_batch = shape.n_batch
+        params.n_batch = shape.n_batch + shape.n_seq  # room for a filler row per sequence
         params.n_ubatch = min(shape.n_batch, MAX_UBATCH)
         params.n_threads = shape.threads
         params.n_threads_batch = shape.threads

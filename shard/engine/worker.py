@@ -214,6 +214,8 @@ class Engine:
             self._planner.calibrate(model, self._batch, limit, cache, key)
         exact = drafts_are_exact(model, self._batch)
         self._pad_single_rows = not exact and drafts_are_exact(model, self._batch, True)
+        self._chunk_was_last = False
+        """Whether the last step prefilled (with rows padded, prefill and decoding alternate)."""
         """Give every decode two rows with logits: this build takes another kernel for one."""
         exact = exact or self._pad_single_rows
         self._reuse = config.prefix_cache and exact
@@ -348,16 +350,19 @@ class Engine:
             if choice.next_token is not None
         ]
         prefilling = not all(task.prompt_cached for task in self._running)
-        if prefilling and self._pad_single_rows:  # a prompt chunk decodes alone (fill_batch)
+        padded = self._pad_single_rows
+        if padded and prefilling and not (decoding and self._chunk_was_last):
+            # a prompt chunk decodes alone (fill_batch), taking turns with decoding steps
             decoding = []
             budget = min(self.config.n_batch, MAX_UBATCH)  # so that llama.cpp does not split it
             chunks = plan_prompt_chunks(self._running, budget, single=True)
         else:
             budget = self.config.n_batch - len(decoding)
             # a prompt chunk already splits the batch: drafts would only add sub-batches
-            self._plan_drafts(decoding, 0 if prefilling else budget)
+            self._plan_drafts(decoding, 0 if prefilling and not padded else budget)
             drafted = sum(len(choice.draft.tokens) for _, choice in decoding)
-            chunks = plan_prompt_chunks(self._running, budget - drafted)
+            chunks = [] if padded else plan_prompt_chunks(self._running, budget - drafted)
+        self._chunk_was_last = bool(chunks)
         if not decoding and not chunks:
             return
         fill_batch(self._batch, [c for _, c in decoding], chunks, self._pad_single_rows)

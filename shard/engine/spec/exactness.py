@@ -18,7 +18,8 @@ from shard.engine.model import Model, TokenBatch
 
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog, and then it runs far away."
 _PREFIX = 4
-_DRAFT = 6
+_DRAFT = 10
+"""Enough rows for every sgemm: x86 takes 2+ rows, but ARM takes 4+ (F32) or 8+ (F16)."""
 
 
 def drafts_are_exact(model: Model, batch: TokenBatch, pad_single_rows: bool = False) -> bool:
