@@ -50,14 +50,15 @@ check)
   export PYTHONPATH="$WORK/site:$PWD" LLAMA_CPP_LIB_PATH="$WORK/build/bin"
   export LD_LIBRARY_PATH="$WORK/build/bin:${LD_LIBRARY_PATH:-}"
   export SHARD_CACHE_DIR="$WORK/cache" SHARD_BENCH_CACHE="$WORK/cache/bench" PYTHONUNBUFFERED=1
+  export LLAMA_ARG_N_GPU_LAYERS=999  # llama-server too puts every layer on the GPU
   nvidia-smi --query-gpu=name,memory.used --format=csv | tee "$OUT/gpu.txt"
   set +e
   timeout 200 python3 -m pytest -q -p no:cacheprovider \
     tests/engine/test_speculation.py::test_drafted_output_is_identical_to_undrafted \
     2>&1 | tee "$OUT/exactness.txt"
-  timeout 240 python3 -m benchmarks.suite --sections throughput --servers shard,llama-server \
-    --clients 1,8 --runs 1 --requests 2 --threads 8 --output "$OUT/benchmarks-gpu.md" \
-    2>&1 | tail -40 | tee "$OUT/bench.txt"
+  timeout 300 python3 -m benchmarks.suite --sections comparison --servers shard,llama-server \
+    --clients 1,8 --samplings greedy,sampled --runs 1 --requests 2 --threads 8 \
+    --output "$OUT/benchmarks-gpu.md" 2>&1 | tee "$OUT/bench.txt" | tail -40
   ;;
 *)
   echo "usage: $0 build|part|check" >&2
