@@ -14,6 +14,7 @@ mkdir -p "$WORK/model"
 case "${1:-}" in
 build)
   tar xzf .gpu/c1/src.tar.gz -C "$WORK"
+  mkdir -p "$WORK/llama.cpp/tools/ui" && touch "$WORK/llama.cpp/tools/ui/CMakeLists.txt"  # pruned
   cp .gpu/c1/sha256.txt "$WORK/"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$WORK/site" .gpu/c1/wheels/*.whl
