@@ -14,7 +14,8 @@ mkdir -p "$WORK/model"
 case "${1:-}" in
 build)
   tar xzf .gpu/c1/src.tar.gz -C "$WORK"
-  mkdir -p "$WORK/llama.cpp/tools/ui" && touch "$WORK/llama.cpp/tools/ui/CMakeLists.txt"  # pruned
+  mkdir -p "$WORK/llama.cpp/tools/ui"  # pruned: the server builds without its web UI
+  echo 'add_custom_target(llama-ui-assets)' >"$WORK/llama.cpp/tools/ui/CMakeLists.txt"
   cp .gpu/c1/sha256.txt "$WORK/"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$WORK/site" .gpu/c1/wheels/*.whl
@@ -25,8 +26,9 @@ build)
       -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
       -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF \
       -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_APP=OFF \
-    && cmake --build $WORK/build --target llama llama-server -j $(nproc) \
-    && touch $WORK/built || touch $WORK/failed
+    && cmake --build $WORK/build --target llama -j $(nproc) && touch $WORK/built \
+    || touch $WORK/failed
+    cmake --build $WORK/build --target llama-server -j $(nproc) && touch $WORK/server-built
   " >"$WORK/build.log" 2>&1 </dev/null &
   sleep 20
   tail -5 "$WORK/build.log"
