@@ -13,9 +13,8 @@ mkdir -p "$WORK/model"
 
 case "${1:-}" in
 build)
+  rm -f "$WORK/built" "$WORK/server-built" "$WORK/server-failed" "$WORK/failed"  # an earlier try's
   tar xzf .gpu/c1/src.tar.gz -C "$WORK"
-  mkdir -p "$WORK/llama.cpp/tools/ui"  # pruned: the server builds without its web UI
-  echo 'add_custom_target(llama-ui-assets)' >"$WORK/llama.cpp/tools/ui/CMakeLists.txt"
   cp .gpu/c1/sha256.txt "$WORK/"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$WORK/site" .gpu/c1/wheels/*.whl
@@ -28,7 +27,8 @@ build)
       -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_APP=OFF \
     && cmake --build $WORK/build --target llama -j $(nproc) && touch $WORK/built \
     || touch $WORK/failed
-    cmake --build $WORK/build --target llama-server -j $(nproc) && touch $WORK/server-built
+    cmake --build $WORK/build --target llama-server -j $(nproc) && touch $WORK/server-built \
+    || touch $WORK/server-failed
   " >"$WORK/build.log" 2>&1 </dev/null &
   sleep 20
   tail -5 "$WORK/build.log"
@@ -38,8 +38,8 @@ part)
   ls -l "$WORK/model"
   ;;
 check)
-  for _ in $(seq 1 100); do
-    [ -e "$WORK/built" ] || [ -e "$WORK/failed" ] && break
+  for _ in $(seq 1 100); do  # libllama, then llama-server
+    [ -e "$WORK/server-built" ] || [ -e "$WORK/server-failed" ] || [ -e "$WORK/failed" ] && break
     sleep 5
   done
   cp "$WORK/build.log" "$OUT/build.log"
@@ -49,7 +49,7 @@ check)
   cat "$WORK"/model/model.[0-9]* >"$WORK/cache/$name"
   (cd "$WORK/cache" && sha256sum -c "$WORK/sha256.txt")
   version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$WORK/site/llama_cpp/__init__.py")
-  cp "$WORK/build/bin/llama-server" "$WORK/cache/bench/bin/llama-server-$version"
+  cp "$WORK/build/bin/llama-server" "$WORK/cache/bench/bin/llama-server-$version" || true
   export PYTHONPATH="$WORK/site:$PWD" LLAMA_CPP_LIB_PATH="$WORK/build/bin"
   export LD_LIBRARY_PATH="$WORK/build/bin:${LD_LIBRARY_PATH:-}"
   export SHARD_CACHE_DIR="$WORK/cache" SHARD_BENCH_CACHE="$WORK/cache/bench" PYTHONUNBUFFERED=1

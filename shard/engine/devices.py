@@ -8,6 +8,7 @@ scout's model thread), like every other llama.cpp call.
 
 import ctypes
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +85,15 @@ def backend_of(found: list[Device]) -> str:
 
 
 def _libggml() -> ctypes.CDLL | None:
-    folder = Path(llama_cpp.__file__).parent / "lib"
-    candidates = sorted(folder.glob("libggml.so*")) + sorted(folder.glob("libggml.dylib"))
-    candidates += sorted(folder.glob("ggml.dll"))
+    """The libggml beside the libllama that llama_cpp loaded: `$LLAMA_CPP_LIB_PATH`'s (a
+    build of one's own, as llama_cpp itself honours it), else the package's."""
+    folders = [Path(llama_cpp.__file__).parent / "lib"]
+    if override := os.environ.get("LLAMA_CPP_LIB_PATH"):
+        folders.insert(0, Path(override))
+    candidates = []
+    for folder in folders:
+        candidates += sorted(folder.glob("libggml.so*")) + sorted(folder.glob("libggml.dylib"))
+        candidates += sorted(folder.glob("ggml.dll"))
     for path in candidates:
         try:
             library = ctypes.CDLL(str(path))

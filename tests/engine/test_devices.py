@@ -1,6 +1,9 @@
 """GPU offload arithmetic and the device list, on this CPU build and as a GPU build would
 count them."""
 
+from pathlib import Path
+
+import llama_cpp
 import pytest
 
 from shard.engine import devices
@@ -27,3 +30,18 @@ def test_a_gpu_build_offloads_all_layers_by_default(monkeypatch: pytest.MonkeyPa
     assert devices.llama_layers(devices.ALL_LAYERS) == 2**31 - 1 and devices.llama_layers(5) == 5
     cuda = [Device("CPU", "AMD EPYC", "cpu"), Device("CUDA0", "H200", "gpu")]
     assert backend_of(cuda) == "CUDA"
+
+
+def test_a_build_of_ones_own_is_found_where_llama_cpp_loads_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`LLAMA_CPP_LIB_PATH` (a CUDA build beside a CPU wheel's package, as on the GPU check's
+    machine) is where llama_cpp loads libllama from, and libggml with it."""
+    real_lib = Path(llama_cpp.__file__).parent / "lib"
+    elsewhere = tmp_path / "llama_cpp" / "__init__.py"  # a package with no libraries
+    elsewhere.parent.mkdir()
+    monkeypatch.setattr(devices.llama_cpp, "__file__", str(elsewhere))
+    monkeypatch.delenv("LLAMA_CPP_LIB_PATH", raising=False)
+    assert devices.devices() == []
+    monkeypatch.setenv("LLAMA_CPP_LIB_PATH", str(real_lib))
+    assert [d.kind for d in devices.devices()] == ["cpu"]
