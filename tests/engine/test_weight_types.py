@@ -141,17 +141,22 @@ PLAIN: dict[str, Expected] = {}
 """Each type's answers without drafts, kept for the served ternary models to match."""
 
 
-def check_identical(name: str, directory: Path, calibration: Path) -> None:
-    config = EngineConfig(
+def engine_config(name: str, directory: Path, calibration: Path, n_seq: int) -> EngineConfig:
+    """The engine the type's checks run: drafts verified whatever their acceptance."""
+    return EngineConfig(
         quantized(name, directory),
         n_ctx=512,
-        n_seq=2,
+        n_seq=n_seq,
         n_batch=256,
         threads=2,
         chat_template="gemma",
         calibration_cache=calibration,
         draft_min_acceptance=0.0,
     )
+
+
+def check_identical(name: str, directory: Path, calibration: Path) -> None:
+    config = engine_config(name, directory, calibration, n_seq=2)
     plain, _, _ = answers(replace(config, draft_max=0, ngram_drafts=False))
     PLAIN[name] = plain
     drafted, verified, exact = answers(config, teach=plain)
@@ -323,16 +328,7 @@ def test_f16_logits_do_not_depend_on_what_else_runs(model_dir: Path, calibration
     between their ids, drafts of different lengths, a prompt chunk beside decoding sequences,
     or a cached prompt with one token left to prefill. Logprobs show any difference in the
     logits, not only those that change a token."""
-    config = EngineConfig(
-        quantized("F16", model_dir),
-        n_ctx=512,
-        n_seq=4,
-        n_batch=256,
-        threads=2,
-        chat_template="gemma",
-        calibration_cache=calibration,
-        draft_min_acceptance=0.0,
-    )
+    config = engine_config("F16", model_dir, calibration, n_seq=4)
     alone = traced_answers(replace(config, draft_max=0, prefix_cache=False), False, None)
     together = traced_answers(config, True, alone)
     for index, (want, got) in enumerate(zip(alone, together, strict=True)):
