@@ -146,17 +146,20 @@ class DraftModel:
         """Draft one more token for a sequence under `limit` tokens ahead, and return its
         key; None when every one is far enough ahead.
 
-        Sequences it is already ahead on come first, least far ahead first: a draft is only
-        worth something while it is ahead of the oracle, so a scout too slow for all its
-        sequences keeps ahead on some rather than behind on all. With none ahead, the one
-        the oracle last sent work for (the most recently synced) is started."""
+        The sequence least far ahead comes first (the least recently synced on a tie). The
+        oracle gives every sequence of a step as many draft rows, and verifies drafts only
+        where no sequence is slowed by them (`step_cost.best_draft_length`): where rows cost,
+        as on a CPU, that is a step in which every sequence has a draft. So leads kept even
+        are used, and a deep lead on some sequences and none on the others is wasted work.
+        Measured on the testbed (4 clients, temperature 0.7, 2 runs): 1.06-1.07x the oracle
+        alone, against 0.87-0.97x when the scout went deep on the sequences it was already
+        ahead on."""
         with self._lock:
             slots = [(k, s) for k, s in self._slots.items() if s.tokens and len(s.ahead) < limit]
             slots = [(k, s) for k, s in slots if len(s.tokens) + len(s.ahead) < self.n_ctx - 1]
             if not slots:
                 return None
-            ahead = [(k, s) for k, s in slots if s.ahead]
-            key, slot = min(ahead, key=lambda item: len(item[1].ahead)) if ahead else slots[-1]
+            key, slot = min(slots, key=lambda item: len(item[1].ahead))
         self._extend(slot)
         return key
 

@@ -40,16 +40,25 @@ def complete_all(client: openai.OpenAI) -> list[str]:
 
 
 def complete_until_verified(
-    client: openai.OpenAI, oracle: RunningOracle, scout_id: str, solo: list[str], rounds: int = 6
+    client: openai.OpenAI,
+    oracle: RunningOracle,
+    scout_id: str,
+    solo: list[str],
+    rounds: int = 12,
+    rejected_too: bool = False,
 ) -> dict[str, Any]:
-    """Run the prompts until some of the scout's drafts were verified in time, every round
-    identical to the oracle alone. Only drafts ahead of the oracle are verified, and on two
-    shared cores a scout with the oracle's own model is ahead only some of the time, so one
-    round may verify none; the status after the last round is returned."""
+    """Run the prompts until some of the scout's drafts were verified in time (and, with
+    `rejected_too`, some of them rejected), every round identical to the oracle alone.
+
+    Only drafts ahead of the oracle are verified, and only in steps where every decoding
+    sequence has one. On two shared cores a scout with the oracle's own model keeps ahead
+    of four sequences at once only some of the time, so one round may verify none; the
+    status after the last round is returned."""
     for _ in range(rounds):
         assert complete_all(client) == solo
         status = scout_status(oracle, scout_id)
-        if status["accepted_tokens"] > 0:
+        accepted, drafted = status["accepted_tokens"], status["draft_tokens"]
+        if accepted > 0 and (drafted > accepted or not rejected_too):
             break
     return status
 

@@ -63,3 +63,20 @@ def test_the_oracle_s_tokens_arriving_mid_draft_leave_a_cache_that_drafts_as_a_f
     _, fresh = model.draft("d", 0, decided, 6)
     assert after == fresh
     assert model.answer("c", start, [], 16) == (start, after)  # answering drafts nothing
+
+
+def test_leads_are_kept_even_across_sequences(model: DraftModel) -> None:
+    """The oracle verifies drafts (on a CPU) only in steps where every sequence has one, so
+    the scout extends the sequence it is least far ahead on: two sequences the oracle has
+    just synced, one already 5 tokens ahead, end level instead of one going deep."""
+    for key in ("x", "y", "z"):
+        model.forget(key)
+    model.draft("x", 0, model.model.tokenize("Cats sleep most of the day because"), 5)
+    model.sync("y", 0, model.model.tokenize("The capital of France is"))
+    model.sync("z", 0, model.model.tokenize("Water boils at a temperature of"))
+    extended = [model.run_ahead(8) for _ in range(13)]
+    leads = {key: len(model.ahead(key)[1]) for key in ("x", "y", "z")}
+    assert "x" not in extended[:10]  # x was 5 ahead: y and z catch up first
+    assert leads == {"x": 6, "y": 6, "z": 6}
+    for key in ("x", "y", "z"):
+        model.forget(key)

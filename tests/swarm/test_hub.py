@@ -144,7 +144,9 @@ def test_drafts_wrong_in_every_fourth_token_are_verified_and_change_nothing(
     scout = ScoutProcess(swarm, tmp_path, "corrupt-1", "--hostile", "corrupt", key=key)
     try:
         wait_for(lambda: scout_status(swarm, "corrupt-1")["connected"], 90, "scout to join")
-        status = complete_until_verified(swarm_client, swarm, "corrupt-1", solo_outputs)
+        status = complete_until_verified(
+            swarm_client, swarm, "corrupt-1", solo_outputs, rejected_too=True
+        )
         assert status["accepted_tokens"] > 0, scout_logs(swarm, "corrupt-1")
         assert status["draft_tokens"] > status["accepted_tokens"]
     finally:
