@@ -214,9 +214,9 @@ class Engine:
             self._planner.calibrate(model, self._batch, limit, cache, key)
         exact = drafts_are_exact(model, self._batch)
         self._pad_single_rows = not exact and drafts_are_exact(model, self._batch, True)
+        """Give every decode two rows with logits: this build takes another kernel for one."""
         self._chunk_was_last = False
         """Whether the last step prefilled (with rows padded, prefill and decoding alternate)."""
-        """Give every decode two rows with logits: this build takes another kernel for one."""
         exact = exact or self._pad_single_rows
         self._reuse = config.prefix_cache and exact
         if self._pad_single_rows:
