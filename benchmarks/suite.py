@@ -27,8 +27,9 @@ Sections, in order (`--sections` picks some):
   another build (one made with `CMAKE_ARGS="-DGGML_LLAMAFILE=OFF"`, say);
 - testbed: a scout on a core of its own (benchmarks/testbed.py): the F32 oracle pinned to one
   core, alone and beside a Q4_K_M scout pinned to the other, at 0 and 20 ms added latency, 1
-  and 4 clients, greedy and seeded sampling; speedup, acceptance, identical output,
-  efficiency against a ceiling, and the swarm model's prediction; about 5 minutes a run
+  and 4 clients (4 requests each, back to back), greedy and seeded sampling; speedup,
+  acceptance, identical output, efficiency against a ceiling, and the swarm model's
+  prediction; about 9 minutes a run
   (`--testbed-runs`, default 1).
 
 Servers run one at a time and are always stopped. See benchmarks/README.md.
@@ -302,7 +303,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1,
         help="times each testbed workload is measured (default 1: the section takes about "
-        "5 minutes a run)",
+        "9 minutes a run)",
     )
     group = parser.add_argument_group("servers")
     group.add_argument(

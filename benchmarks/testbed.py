@@ -62,7 +62,9 @@ class FairTestbedPlan:
     latencies_ms: tuple[int, ...] = (0, 20)
     clients: tuple[int, ...] = (1, 4)
     samplings: tuple[str, ...] = ("greedy", "sampled")
-    requests: int = 4  # per workload, spread over its clients
+    requests_per_client: int = 4
+    """Back to back per client, so a workload of several clients is steady load, not one burst
+    (one request each made the 4-client rows swing by 6% from run to run)."""
     max_tokens: int = 128
 
 
@@ -220,7 +222,7 @@ async def _workload(
 ) -> tuple[int, float, tuple[str, ...]]:
     """Every client's requests back to back; (completion tokens, seconds, texts in order)."""
     preset = SAMPLINGS[sampling]
-    per_client = max(1, plan.requests // clients)
+    per_client = plan.requests_per_client
     api = await connect(base_url, api_key)
     try:
 
@@ -392,7 +394,7 @@ def testbed_markdown(plan: FairTestbedPlan, outcome: FairTestbedOutcome, runs: i
         f"The oracle serves the embedded model as {ORACLE_TYPE} (made with llama.cpp's "
         f"quantize), pinned to core {ORACLE_CORE} with one thread and n-gram drafts off; one "
         f"`shard scout --threads 1` drafts with the embedded Q4_K_M model on core {SCOUT_CORE}. "
-        f"{plan.requests} requests per workload (spread over its clients), max_tokens "
+        f"{plan.requests_per_client} requests per client, back to back, max_tokens "
         f"{plan.max_tokens}, medians over {runs} run(s). Speedup is over the oracle alone on "
         "the same core. Ceiling: the scout's standalone rate times its acceptance, or the rate "
         "verification allows at that acceptance if lower. Predicted: "
