@@ -37,14 +37,14 @@ def _add_settings_flags(parser: argparse.ArgumentParser, fields: dict[str, Field
         if origin is list:
             parser.add_argument(_flag(name), dest=name, action="append", help=help_text)
             continue
-        if annotation is bool:
+        unions = (types.UnionType, typing.Union)
+        kinds = [a for a in args if a is not type(None)] if origin in unions else []
+        kind: Any = kinds[0] if kinds else annotation
+        if kind is bool:
             parser.add_argument(
                 _flag(name), dest=name, action=argparse.BooleanOptionalAction, help=help_text
             )
             continue
-        unions = (types.UnionType, typing.Union)
-        kinds = [a for a in args if a is not type(None)] if origin in unions else []
-        kind: Any = kinds[0] if kinds else annotation
         if typing.get_origin(kind) is typing.Literal:
             choices = typing.get_args(kind)
             parser.add_argument(_flag(name), dest=name, choices=choices, help=help_text)

@@ -37,7 +37,12 @@ class OracleSettings(BaseSettings):
     n_ctx: int = Field(
         default=2048, ge=64, description="context length of one sequence (prompt + completion)"
     )
-    threads: int = Field(default=0, ge=0, description="llama.cpp CPU threads; 0 means all cores")
+    threads: int = Field(
+        default=0,
+        ge=0,
+        description="llama.cpp CPU threads; 0: all cores, less one for each CPU thread of a "
+        "scout drafting on this machine while it is connected",
+    )
     n_gpu_layers: int | None = Field(
         default=None,
         ge=-1,
@@ -204,8 +209,13 @@ class ScoutSettings(BaseSettings):
     threads: int = Field(
         default=0,
         ge=0,
-        description="llama.cpp CPU threads; 0: all cores, or 1 at idle priority when the "
-        "oracle runs on this machine",
+        description="llama.cpp CPU threads; 0: all cores, or 1 when the oracle runs on this "
+        "machine (which then decodes with one fewer, if its own --threads was not given)",
+    )
+    idle_priority: bool = Field(
+        default=False,
+        description="draft only on CPU time nothing else wants (Linux SCHED_IDLE), for a "
+        "machine used for other work too",
     )
     n_gpu_layers: int | None = Field(
         default=None,

@@ -82,6 +82,8 @@ class FakeModel:
         """Decodes in which some sequence had logits read at several positions (a draft being
         verified, or calibration)."""
         self.fail_next_decode: Exception | None = None
+        self.threads: list[int] = []
+        """Every `set_threads`, in order."""
         self.closed = False
 
     @property
@@ -171,6 +173,9 @@ class FakeModel:
 
     def copy_sequence(self, source: int, target: int) -> None:
         self.caches[target] = list(self.caches.get(source, []))
+
+    def set_threads(self, threads: int) -> None:
+        self.threads.append(threads)
 
     def close(self) -> None:
         self.closed = True

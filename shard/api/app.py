@@ -62,6 +62,7 @@ def engine_config(settings: OracleSettings, model_path: Path) -> EngineConfig:
             None if settings.calibration_cache in ("", "off") else Path(settings.calibration_cache)
         ),
         gpu=GpuOffload(settings.n_gpu_layers, settings.main_gpu),
+        cede_threads=not settings.threads,
     )
 
 

@@ -120,6 +120,16 @@ class EngineClient:
         are connected), or stop; draft outcomes are reported either way."""
         self._engine.progress.follow(on)
 
+    def cede_threads(self, threads: int) -> None:
+        """Scouts on this machine draft with this many CPU threads: decode with that many
+        fewer, where the thread count was the default."""
+        self._engine.cede_threads(threads)
+
+    @property
+    def threads(self) -> int:
+        """CPU threads decoding now."""
+        return self._engine.threads
+
     @property
     def in_flight(self) -> int:
         return len(self._generations)

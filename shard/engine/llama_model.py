@@ -242,6 +242,9 @@ class LlamaModel:
         """
         llama_cpp.llama_memory_seq_cp(self._memory, source, target, -1, -1)
 
+    def set_threads(self, threads: int) -> None:
+        llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
+
     def close(self) -> None:
         llama_cpp.llama_free(self._ctx)
         llama_cpp.llama_model_free(self._model)

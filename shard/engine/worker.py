@@ -9,6 +9,7 @@ rejected token (gpt-fast's speculative loop, batched).
 """
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -91,6 +92,11 @@ class EngineConfig:
     """Most tokens free sequences keep cached together; None: all that `n_seq` streams of
     `n_ctx` hold."""
     gpu: GpuOffload = field(default_factory=GpuOffload)
+    cede_threads: bool = False
+    """`threads` is the default, every core: give one up for each CPU thread of a scout
+    drafting on this machine while it is connected, so that the two never share a core
+    (llama.cpp's threads wait for each other at every step, so one taken away slows them all
+    far more than it works)."""
 
 
 LoadModel = Callable[[EngineConfig], Model]
@@ -110,6 +116,11 @@ class _Submit:
 @dataclass(frozen=True)
 class _Cancel:
     request_id: str
+
+
+@dataclass(frozen=True)
+class _CedeThreads:
+    threads: int
 
 
 class _Stop:
@@ -137,13 +148,17 @@ class Engine:
         """Set once the model has loaded."""
         self._deliver = deliver
         self._load_model = load_model
-        self._inbox: queue.Queue[_Submit | _Cancel | _Stop] = queue.Queue()
+        self._inbox: queue.Queue[_Submit | _Cancel | _CedeThreads | _Stop] = queue.Queue()
         self._thread = threading.Thread(target=self._main, name="shard-engine", daemon=True)
         self._waiting: deque[Task] = deque()
         self._running: list[Task] = []
         self.sequences = (0, 0)
         """(sequences decoding, requests waiting for sequences), as of the last step; set by
         the engine thread, read from any thread."""
+        self.threads = config.threads
+        """CPU threads decoding now (fewer than configured while ceded to local scouts)."""
+        self._ceded = 0
+        """CPU threads scouts on this machine draft with, as last told."""
         self._outbox: list[tuple[str, EngineEvent]] = []
 
     # -- any thread -------------------------------------------------------------------------
@@ -156,6 +171,11 @@ class Engine:
 
     def cancel(self, request_id: str) -> None:
         self._inbox.put(_Cancel(request_id))
+
+    def cede_threads(self, threads: int) -> None:
+        """Scouts on this machine now draft with this many CPU threads in all: decode with
+        that many fewer (at least one), if `config.cede_threads` allows."""
+        self._inbox.put(_CedeThreads(threads))
 
     def stop(self, timeout: float = 10.0) -> None:
         self._inbox.put(_Stop())
@@ -267,6 +287,8 @@ class Engine:
                 return False
             if isinstance(command, _Submit):
                 self._guarded_accept(command.request)
+            elif isinstance(command, _CedeThreads):
+                self._cede_threads(command.threads)
             else:
                 self._drop(command.request_id)
             try:
@@ -274,6 +296,25 @@ class Engine:
             except queue.Empty:
                 self._flush()
                 return True
+
+    def _cede_threads(self, ceded: int) -> None:
+        if ceded == self._ceded:
+            return
+        self._ceded = ceded
+        if not self.config.cede_threads:
+            if ceded and self.config.threads + ceded > (os.cpu_count() or 1):
+                log.warning(
+                    "scouts on this machine draft with %d CPU thread(s), and --threads %d was "
+                    "given: they share cores, which slows decoding; give fewer --threads",
+                    ceded,
+                    self.config.threads,
+                )
+            return
+        threads = max(1, self.config.threads - ceded)
+        if threads != self.threads:
+            self._model.set_threads(threads)
+            self.threads = threads
+            log.info("decoding with %d CPU thread(s): %d ceded to scouts here", threads, ceded)
 
     def _guarded_accept(self, request: GenerationRequest) -> None:
         config = self.config

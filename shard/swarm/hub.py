@@ -99,9 +99,9 @@ class Hub:
 
     # -- what the API and the engine call --------------------------------------------------------
 
-    async def serve(self, link: ScoutLink, key: KeyRecord) -> None:
-        """A scout's whole session on this oracle."""
-        await self.sessions.serve(link, key)
+    async def serve(self, link: ScoutLink, key: KeyRecord, peer: str | None = None) -> None:
+        """A scout's whole session on this oracle; `peer` is the host it connects from."""
+        await self.sessions.serve(link, key, peer)
 
     def on_reports(self, reports: Sequence[object]) -> None:
         """EngineClient listener (on the event loop): sequences' progress, draft outcomes."""
@@ -156,6 +156,7 @@ class Hub:
         engine = self._engine.ready()
         if engine is not None:
             engine.follow_progress(count > 0)
+            engine.cede_threads(sum(record.local_threads for record in self.registry.connected))
         self._on_scout_count(count)
 
     def _write_soon(self) -> None:

@@ -50,6 +50,11 @@ class Hello(_Frame):
     scout_id: ScoutId
     tokenizer: str = Field(max_length=128)
     draft_model: str = Field(default="", max_length=200)
+    local_threads: int | None = Field(default=None, ge=1, le=1024)
+    """CPU threads the scout drafts with when it runs on the oracle's own machine (absent
+    elsewhere, so that oracles from before it serve remote scouts as they did): an oracle on
+    its default thread count gives up as many while it is connected, if the connection does
+    come from this machine."""
 
 
 class Draft(_Frame):
@@ -145,4 +150,5 @@ def _parse(adapter: TypeAdapter[T], text: str, limit: int) -> T:
 
 
 def encode(frame: _Frame) -> str:
-    return frame.model_dump_json()
+    """The frame as JSON; optional fields left out are absent, not null."""
+    return frame.model_dump_json(exclude_none=True)

@@ -77,6 +77,8 @@ class ScoutRecord:
     """Deadlines missed in a row, this connection."""
     protocol_version: int = 1
     """The version this connection speaks: 2 streams its drafts."""
+    local_threads: int = 0
+    """CPU threads this connection drafts with on the oracle's own machine (0: elsewhere)."""
     unsolicited: int = 0
     """Drafts for work never sent, this connection."""
     last_seen: float = field(default_factory=time.monotonic)
@@ -137,7 +139,7 @@ class Registry:
         return [record for record in self.records.values() if record.connected]
 
     async def attach(
-        self, link: ScoutLink, scout_id: str, key_id: str, draft_model: str
+        self, link: ScoutLink, scout_id: str, key_id: str, draft_model: str, local_threads: int = 0
     ) -> ScoutRecord:
         """The scout's record, now connected through `link`; an older connection with the
         same id is closed (figures and log carry over a reconnect)."""
@@ -149,6 +151,7 @@ class Registry:
         if record is None:
             record = self.records[scout_id] = ScoutRecord(scout_id, key_id, draft_model)
         record.attach(link, draft_model)
+        record.local_threads = local_threads
         self._on_count(len(self.connected))
         return record
 

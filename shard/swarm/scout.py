@@ -91,8 +91,10 @@ class _Answer:
 
 
 class Scout:
-    def __init__(self, settings: ScoutSettings, model: DraftModel) -> None:
+    def __init__(self, settings: ScoutSettings, model: DraftModel, local_threads: int = 0) -> None:
         self.settings = settings
+        self.local_threads = local_threads
+        """CPU threads it drafts with on the oracle's machine (0: elsewhere), said in hello."""
         self.model = model
         self.scout_id = settings.scout_id or f"{socket.gethostname()}-{random.randrange(16**6):06x}"
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="scout-model")
@@ -143,6 +145,7 @@ class Scout:
             scout_id=self.scout_id,
             tokenizer=self.model.fingerprint,
             draft_model=self.settings.draft_model.name if self.settings.draft_model else "",
+            local_threads=self.local_threads or None,
         )
         await connection.send(encode(hello))
         frame = parse_oracle_frame(str(await asyncio.wait_for(connection.recv(), 30)))
@@ -279,7 +282,9 @@ def run_scout(settings: ScoutSettings) -> None:
 
     path = settings.draft_model or default_model_path()
     settings = settings.model_copy(update={"draft_model": path})  # its name goes in hello
-    placement = place(settings.oracle, settings.threads, os.cpu_count() or 1)
+    placement = place(
+        settings.oracle, settings.threads, os.cpu_count() or 1, settings.idle_priority
+    )
     if placement.too_small:
         log.error("scout: not starting: %s", placement.advice)
         raise SystemExit(2)
@@ -289,7 +294,7 @@ def run_scout(settings: ScoutSettings) -> None:
         yield_to_the_oracle()
     gpu = GpuOffload(settings.n_gpu_layers, settings.main_gpu)
     model = DraftModel(path, settings.n_ctx, settings.slots, placement.threads, gpu)
-    scout = Scout(settings, model)
+    scout = Scout(settings, model, placement.threads if placement.local else 0)
     log.info("scout %s: draft model %s, oracle %s", scout.scout_id, path, settings.oracle)
     try:
         asyncio.run(scout.run_forever())

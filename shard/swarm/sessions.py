@@ -14,6 +14,7 @@ from shard import __version__
 from shard.store.api_keys import KeyRecord
 from shard.swarm.dispatch import Dispatch
 from shard.swarm.engine_handle import EngineHandle
+from shard.swarm.placement import is_this_host
 from shard.swarm.protocol import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_TOKENIZER_MISMATCH,
@@ -55,8 +56,9 @@ class Sessions:
         self._engine = engine
         self._model_name = model_name
 
-    async def serve(self, link: ScoutLink, key: KeyRecord) -> None:
-        """Handshake, then read the scout's frames until it leaves or is dropped."""
+    async def serve(self, link: ScoutLink, key: KeyRecord, peer: str | None = None) -> None:
+        """Handshake, then read the scout's frames until it leaves or is dropped. `peer`, the
+        host it connects from, decides whether its `local_threads` are believed."""
         try:
             hello = await asyncio.wait_for(_read_hello(link), HELLO_TIMEOUT_S)
         except (TimeoutError, ProtocolError) as error:
@@ -70,7 +72,10 @@ class Sessions:
         if refusal is not None:
             await close_link(link, *refusal)
             return
-        record = await self._registry.attach(link, hello.scout_id, key.id, hello.draft_model)
+        local_threads = (hello.local_threads or 0) if is_this_host(peer) else 0
+        record = await self._registry.attach(
+            link, hello.scout_id, key.id, hello.draft_model, local_threads
+        )
         record.protocol_version = hello.version
         welcome = Welcome(
             version=hello.version,
@@ -84,6 +89,13 @@ class Sessions:
             await link.send_text(encode(welcome))  # before any queued work: welcome is first
             writer = asyncio.create_task(_write_forever(record.outbox, link))
             record.log("info", f"connected with draft model {hello.draft_model or 'unnamed'}")
+            if hello.local_threads:
+                record.log(
+                    "info",
+                    f"drafts on this machine with {hello.local_threads} CPU thread(s)"
+                    if local_threads
+                    else f"says it drafts on this machine but connects from {peer}: ignored",
+                )
             self._tickets.fill_when_idle()
             await self._read_forever(record, link)
         except ProtocolError as error:

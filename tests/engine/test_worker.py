@@ -599,3 +599,25 @@ def test_a_prefix_cached_in_another_sequence_is_copied_into_the_new_one() -> Non
 async def collect(generation: Generation) -> None:
     async for _ in generation.deltas():
         pass
+
+
+def test_threads_are_ceded_to_scouts_on_this_machine_only_from_the_default() -> None:
+    """While local scouts draft with n CPU threads, an engine on the default thread count
+    decodes with n fewer (at least one), and takes them back when they leave; output is
+    unchanged."""
+    fake = FakeModel()
+
+    async def ceding(client: EngineClient) -> list[int]:
+        seen = []
+        for ceded in (1, 3, 9, 0):
+            client.cede_threads(ceded)
+            await complete(client, request(max_tokens=4))  # commands are taken between steps
+            seen.append(client.threads)
+        return seen
+
+    assert run(ceding, fake, config(threads=4, cede_threads=True)) == [3, 1, 1, 4]
+    assert fake.threads == [3, 1, 4]  # the model is told only of changes
+
+    fixed = FakeModel()
+    assert run(ceding, fixed, config(threads=4)) == [4, 4, 4, 4]
+    assert fixed.threads == []  # --threads was given: kept (a warning if cores are shared)

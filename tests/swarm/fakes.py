@@ -124,9 +124,13 @@ class FakeEngine:
     drafts: DraftSink = field(default_factory=DraftSink)
     in_flight: int = 0
     following: list[bool] = field(default_factory=list)
+    ceded: list[int] = field(default_factory=list)
 
     def follow_progress(self, on: bool) -> None:
         self.following.append(on)
+
+    def cede_threads(self, threads: int) -> None:
+        self.ceded.append(threads)
 
     def generate(self, request: GenerationRequest) -> AbstractAsyncContextManager[Generation]:
         return _no_generation()
@@ -151,10 +155,18 @@ class Rig:
     scout_counts: list[int]
     _sessions: list["asyncio.Task[None]"] = field(default_factory=list)
 
-    async def connect(self, scout_id: str, key: KeyRecord | None = None, **hello: Any) -> FakeLink:
-        """A scout that has said hello (the welcome, or a refusal, is up to the test)."""
+    async def connect(
+        self,
+        scout_id: str,
+        key: KeyRecord | None = None,
+        peer: str = "203.0.113.7",
+        **hello: Any,
+    ) -> FakeLink:
+        """A scout that has said hello from `peer` (the welcome, or a refusal, is up to the
+        test)."""
         link = FakeLink()
-        self._sessions.append(asyncio.create_task(self.hub.serve(link, key or self.admin)))
+        session = self.hub.serve(link, key or self.admin, peer)
+        self._sessions.append(asyncio.create_task(session))
         link.say(
             {
                 "type": "hello",

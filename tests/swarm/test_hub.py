@@ -4,6 +4,7 @@ verified in decodes), and a restart lets scouts reconnect. How each kind of misb
 drops a scout is proven in process (test_sessions.py, test_dispatch.py).
 """
 
+import os
 import re
 import time
 from pathlib import Path
@@ -11,9 +12,11 @@ from pathlib import Path
 import httpx
 import openai
 
-from tests.conftest import ADMIN_KEY, RunningOracle, auth
+from tests.conftest import ADMIN_KEY, SERVED_ALIAS, RunningOracle, auth, start_oracle, stop_oracle
 from tests.swarm.conftest import (
+    PROMPTS,
     ScoutProcess,
+    complete,
     complete_all,
     complete_until_verified,
     scout_logs,
@@ -159,3 +162,33 @@ def test_a_scout_with_a_bad_key_is_refused(swarm: RunningOracle) -> None:
     assert raw.ended.wait(30)
     assert raw.close_code == 4001
     assert not raw.welcomed.is_set()
+
+
+def test_an_oracle_on_default_threads_cedes_one_to_a_scout_on_this_machine(
+    tmp_path: Path,
+) -> None:
+    """Two sets of llama.cpp threads on one core slow each other far more than either works,
+    so an oracle on its default thread count (every core) decodes with one fewer while a
+    one-thread scout here is connected, and takes it back when it leaves; output is the
+    same throughout."""
+    oracle = start_oracle(tmp_path, "--served-model-name", SERVED_ALIAS, "--parallel", "2")
+    cores = os.cpu_count() or 1
+    status_url = f"{oracle.base_url}/system/status"
+
+    def threads() -> int:
+        return int(httpx.get(status_url, headers=auth(ADMIN_KEY)).json()["compute"]["threads"])
+
+    try:
+        client = oracle.client(max_retries=0, timeout=120)
+        assert threads() == cores
+        alone = complete(client, PROMPTS[1])
+        scout = ScoutProcess(oracle, tmp_path, "beside-1")
+        try:
+            wait_for(lambda: threads() == max(1, cores - 1), 60, "the oracle to cede a thread")
+            assert complete(client, PROMPTS[1]) == alone
+            assert "drafts on this machine with 1 CPU thread(s)" in scout_logs(oracle, "beside-1")
+        finally:
+            scout.stop()
+        wait_for(lambda: threads() == cores, 30, "the oracle to take its thread back")
+    finally:
+        stop_oracle(oracle)

@@ -1,5 +1,6 @@
-"""Where the scout runs: beside its oracle it takes one thread at idle priority and says what
-to do; elsewhere all cores."""
+"""Where the scout runs: beside its oracle it takes one thread, which an oracle on its default
+thread count cedes, and says what to do, or on a machine too small to spare a core does not
+start; elsewhere all cores."""
 
 import socket
 
@@ -21,33 +22,45 @@ def test_the_oracle_on_this_machine_is_recognised() -> None:
 
 def test_a_remote_oracle_gets_all_cores_and_no_advice() -> None:
     remote = place("https://oracle.example.org", 0, 8)
-    assert (remote.threads, remote.idle_priority, remote.advice) == (8, False, None)
+    assert (remote.threads, remote.local, remote.idle_priority, remote.advice) == (
+        8,
+        False,
+        False,
+        None,
+    )
     assert place("https://oracle.example.org", 3, 8).threads == 3
 
 
-def test_a_small_machine_shared_with_the_oracle_is_said_so_with_what_to_do() -> None:
-    shared = place("http://127.0.0.1:8000", 0, 2)
+@pytest.mark.parametrize("cores", [2, 8])
+def test_a_machine_too_small_to_spare_a_core_is_said_so_with_what_to_do(cores: int) -> None:
+    shared = place("http://127.0.0.1:8000", 0, cores)
     assert shared.too_small
     assert shared.advice is not None
-    assert "has 2 cores: too few for an oracle and a scout" in shared.advice
-    assert "taskset -c 0 shard oracle --threads 1" in shared.advice
-    assert "taskset -c 1 shard scout --threads 1" in shared.advice
+    assert f"has {cores} cores: too few to spare one for a scout" in shared.advice
+    assert "run it on another machine" in shared.advice
     assert "`--threads 1` starts it here anyway" in shared.advice
-    told = place("http://127.0.0.1:8000", 1, 2)
-    assert not told.too_small and (told.threads, told.idle_priority) == (1, False)
+    told = place("http://127.0.0.1:8000", 1, cores)
+    assert not told.too_small and (told.threads, told.local, told.idle_priority) == (
+        1,
+        True,
+        False,
+    )
+    assert told.advice is not None and "decodes with 1 thread(s) fewer" in told.advice
 
 
-def test_a_bigger_machine_shared_with_the_oracle_gets_one_idle_thread() -> None:
-    shared = place("http://127.0.0.1:8000", 0, 8)
+def test_a_big_machine_shared_with_the_oracle_gets_one_thread_the_oracle_cedes() -> None:
+    shared = place("http://127.0.0.1:8000", 0, 16)
     assert not shared.too_small
-    assert (shared.threads, shared.idle_priority) == (1, True)
-    assert shared.advice is not None and "--threads 7" in shared.advice
+    assert (shared.threads, shared.local, shared.idle_priority) == (1, True, False)
+    assert shared.advice is not None
+    assert "decodes with 1 thread(s) fewer while this scout is connected" in shared.advice
+    assert "give it at most 15" in shared.advice
 
 
-def test_threads_given_by_hand_are_kept_at_normal_priority() -> None:
-    chosen = place("http://127.0.0.1:8000", 2, 16)
-    assert (chosen.threads, chosen.idle_priority) == (2, False)
-    assert chosen.advice is not None and "--threads 14" in chosen.advice
+def test_idle_priority_only_when_asked() -> None:
+    assert place("http://127.0.0.1:8000", 2, 16, idle_priority=True).idle_priority
+    assert place("https://oracle.example.org", 0, 4, idle_priority=True).idle_priority
+    assert not place("http://127.0.0.1:8000", 2, 16).idle_priority
 
 
 def test_shard_scout_beside_its_oracle_on_two_cores_says_so_and_does_not_start(
@@ -58,4 +71,4 @@ def test_shard_scout_beside_its_oracle_on_two_cores_says_so_and_does_not_start(
     with pytest.raises(SystemExit) as ended:
         scout.run_scout(settings)
     assert ended.value.code == 2
-    assert "not starting" in caplog.text and "taskset -c 1 shard scout" in caplog.text
+    assert "not starting" in caplog.text and "too few to spare one" in caplog.text

@@ -24,6 +24,24 @@ def test_scout_frames_round_trip() -> None:
     assert parse_scout_frame(encode(draft)) == draft
 
 
+def test_hello_says_local_threads_only_on_the_oracles_machine() -> None:
+    """A scout elsewhere sends the hello of before (an older oracle forbids unknown fields);
+    one on the oracle's machine adds its CPU threads."""
+    remote = Hello(version=2, scout_id="far", tokenizer="ab" * 32)
+    assert set(json.loads(encode(remote))) == {
+        "type",
+        "version",
+        "scout_id",
+        "tokenizer",
+        "draft_model",
+    }
+    local = Hello(version=2, scout_id="here", tokenizer="ab" * 32, local_threads=1)
+    assert json.loads(encode(local))["local_threads"] == 1
+    assert parse_scout_frame(encode(local)) == local
+    with pytest.raises(ProtocolError, match="local_threads"):
+        parse_scout_frame(encode(local).replace('"local_threads":1', '"local_threads":0'))
+
+
 def test_oracle_frames_round_trip() -> None:
     work = Work(seq="s1", position=0, tokens=[2, 3], k=8, deadline_ms=500)
     assert parse_oracle_frame(encode(work)) == work

@@ -34,6 +34,32 @@ def test_a_scout_joins_is_welcomed_and_turns_progress_on(tmp_path: Path) -> None
     run_with_rig(tmp_path, body)
 
 
+def test_scouts_on_this_machine_have_the_oracle_cede_their_threads(tmp_path: Path) -> None:
+    """A scout that says it drafts here with n threads, and does connect from this machine,
+    has the engine told to leave n threads free while it is connected; a claim from
+    elsewhere is only logged."""
+
+    async def body(rig: Rig) -> None:
+        first = await rig.connect("here-1", peer="127.0.0.1", local_threads=1)
+        await first.next_frame("welcome")
+        second = await rig.connect("here-2", peer="localhost", local_threads=2)
+        await second.next_frame("welcome")
+        liar = await rig.connect("far", peer="203.0.113.9", local_threads=4)
+        await liar.next_frame("welcome")
+        record = rig.hub.scout("far")
+        assert record is not None and record.local_threads == 0
+        assert "connects from 203.0.113.9: ignored" in record.logs[-1].message
+        assert rig.engine.ceded == [1, 3, 3]  # told at every change of who is connected
+
+        first.vanish()
+        await rig.settle()
+        second.vanish()
+        await rig.settle()
+        assert rig.engine.ceded == [1, 3, 3, 2, 0]
+
+    run_with_rig(tmp_path, body)
+
+
 async def _ban_the_user(rig: Rig) -> None:
     banned = ReputationRecord(rig.user.id, banned_at=datetime.now(UTC), ban_reason="tests")
     rig.records.save(banned)

@@ -83,7 +83,8 @@ async def connect(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_BAD_KEY if record is None else 1013, reason)
         return
     with contextlib.suppress(WebSocketDisconnect):
-        await oracle.hub.serve(websocket, record)
+        peer = websocket.client.host if websocket.client else None
+        await oracle.hub.serve(websocket, record, peer)
 
 
 @router.get("/scouts", responses=error_responses(503, *KEYED))

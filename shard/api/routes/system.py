@@ -64,6 +64,7 @@ async def system_status(
                 for d in (status.devices if status else ())
             ],
             "gpu_layers": status.gpu_layers if status else None,
+            "threads": engine.threads if engine else None,
         },
         "scouts": {"connected": len(oracle.hub.connected) if oracle.hub else 0},
         "load": {
