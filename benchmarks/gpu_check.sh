@@ -5,11 +5,21 @@
 #   part    keep the model piece carried in this call
 #   check   wait for the build, join the model, run the exact-drafts test and the benchmark's
 #           1- and 8-client rows (Shard and llama-server, both on the GPU); results in $OUT
+#   one-machine   after check, if device time is left: issue 13's first swarm on one machine
+#           with default flags, on the CPU only (this machine has 16 cores; the scout should
+#           start, the oracle cede it a thread and keep at least 0.9x); ALONE_S and WITH_S
+#           seconds (60 and 300 by default)
 # Everything lives in /tmp/gpu, which stays while the machine is warm between calls.
 set -euo pipefail
 WORK=/tmp/gpu
 ARCH="${CUDA_ARCH:-90}"  # H200 and H100; the build is for this architecture only
 mkdir -p "$WORK/model"
+
+use_build() {  # Shard on the CUDA build of libllama, with the joined model
+  export PYTHONPATH="$WORK/site:$PWD" LLAMA_CPP_LIB_PATH="$WORK/build/bin"
+  export LD_LIBRARY_PATH="$WORK/build/bin:${LD_LIBRARY_PATH:-}"
+  export SHARD_CACHE_DIR="$WORK/cache" SHARD_BENCH_CACHE="$WORK/cache/bench" PYTHONUNBUFFERED=1
+}
 
 case "${1:-}" in
 build)
@@ -50,9 +60,7 @@ check)
   (cd "$WORK/cache" && sha256sum -c "$WORK/sha256.txt")
   version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$WORK/site/llama_cpp/__init__.py")
   cp "$WORK/build/bin/llama-server" "$WORK/cache/bench/bin/llama-server-$version" || true
-  export PYTHONPATH="$WORK/site:$PWD" LLAMA_CPP_LIB_PATH="$WORK/build/bin"
-  export LD_LIBRARY_PATH="$WORK/build/bin:${LD_LIBRARY_PATH:-}"
-  export SHARD_CACHE_DIR="$WORK/cache" SHARD_BENCH_CACHE="$WORK/cache/bench" PYTHONUNBUFFERED=1
+  use_build
   export LLAMA_ARG_N_GPU_LAYERS=999  # llama-server too puts every layer on the GPU
   nvidia-smi --query-gpu=name,memory.used --format=csv | tee "$OUT/gpu.txt"
   set +e
@@ -63,8 +71,18 @@ check)
     --clients 1,8 --samplings greedy,sampled --runs 1 --requests 2 --threads 8 \
     --output "$OUT/benchmarks-gpu.md" 2>&1 | tee "$OUT/bench.txt" | tail -40
   ;;
+one-machine)
+  [ -e "$WORK/built" ] && [ -n "$(ls "$WORK/cache"/*.gguf 2>/dev/null)" ] \
+    || { echo "run build, part and check first"; exit 1; }
+  use_build
+  export SHARD_N_GPU_LAYERS=0 SHARD_SCOUT_N_GPU_LAYERS=0  # the CPU, as on a machine without a GPU
+  nproc | tee "$OUT/one-machine-cores.txt"
+  timeout 560 python3 -m benchmarks.one_machine --alone-seconds "${ALONE_S:-60}" \
+    --with-scout-seconds "${WITH_S:-300}" --log-dir "$OUT/one-machine" 2>&1 \
+    | tee "$OUT/one-machine.txt"
+  ;;
 *)
-  echo "usage: $0 build|part|check" >&2
+  echo "usage: $0 build|part|check|one-machine" >&2
   exit 2
   ;;
 esac

@@ -14,7 +14,8 @@ numpy, httpx, jinja2 and pytest, but not Shard's other dependencies, and the emb
 llama.cpp in the background (shared `libllama` for llama-cpp-python through
 `LLAMA_CPP_LIB_PATH`, and `llama-server` for the benchmark's peer), `part` keeps a model piece
 while it builds, and `check` waits for the build, joins the model, runs the exact-drafts test
-and the benchmark's single-stream and 8-client rows, and leaves the results in $OUT.
+and the benchmark's single-stream and 8-client rows, and leaves the results in $OUT;
+`one-machine`, if device time is left, runs `benchmarks.one_machine` there on the CPU.
 
     python -m benchmarks.gpu_kit pack     # here, once (about a minute; needs pip's index)
 """
@@ -130,6 +131,8 @@ def pack() -> None:
         command = "bash benchmarks/gpu_check.sh part"
         print(f'  run(carry=["{carry}"], command="{command}", timeout_s=60)')
     print('  run(command="bash benchmarks/gpu_check.sh check", timeout_s=560)')
+    print("If device time is left (issue 13's first swarm on one machine, on the CPU):")
+    print('  run(command="ALONE_S=30 WITH_S=300 bash benchmarks/gpu_check.sh one-machine", ...)')
 
 
 def main() -> None:

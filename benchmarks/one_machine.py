@@ -1,16 +1,16 @@
 """A new user's first swarm: `shard oracle` and `shard scout` on one machine, default flags.
 
     python -m benchmarks.one_machine [--alone-seconds 120] [--with-scout-seconds 300]
-        [--scout-args "--threads 1 --idle-priority"]
+        [--scout-args "--threads 1"]
 
 Four clients send sampled requests (temperature 0.7, 128 tokens) back to back, first to the
 oracle alone, then with a default `shard scout` beside it. It prints the oracle's throughput
 with the scout over alone (issue 13 asks for at least 0.9x) and whether the scout stayed
 connected throughout (no reconnects in its log), with the scout's own start-up advice. On a
-machine too small for both (2 cores), the scout declines to start and says what to do: the
-check then shows that message. `--scout-args` adds flags to the scout's command: on 2 cores,
-`--threads 1 --idle-priority` starts it as the defaults would on a bigger machine (one thread at
-idle priority beside an oracle on every core).
+machine too small to spare the scout a core (fewer than 10), the scout declines to start and
+says what to do: the check then shows that message. `--scout-args` adds flags to the scout's
+command: `--threads 1` starts it there anyway, as the defaults would on a bigger machine (one
+thread, which the oracle cedes).
 """
 
 import argparse

@@ -41,7 +41,7 @@ class OracleSettings(BaseSettings):
         default=0,
         ge=0,
         description="llama.cpp CPU threads; 0: all cores, less one for each CPU thread of a "
-        "scout drafting on this machine while it is connected",
+        "scout drafting on this machine while it is connected (at most half of them)",
     )
     n_gpu_layers: int | None = Field(
         default=None,
@@ -210,7 +210,8 @@ class ScoutSettings(BaseSettings):
         default=0,
         ge=0,
         description="llama.cpp CPU threads; 0: all cores, or 1 when the oracle runs on this "
-        "machine (which then decodes with one fewer, if its own --threads was not given)",
+        "machine (which then decodes with one fewer, if its own --threads was not given; on "
+        "fewer than 10 cores the scout then does not start unless given --threads)",
     )
     idle_priority: bool = Field(
         default=False,

@@ -59,8 +59,8 @@ class Lifecycle:
 
     async def _load(self, engine: EngineClient) -> None:
         await engine.start()
-        if self.hub is not None:  # scouts that joined while the model loaded need progress
-            engine.follow_progress(bool(self.hub.connected))
+        if self.hub is not None:  # scouts that joined meanwhile need progress, and cores
+            self.hub.engine_started(engine)
 
     async def wait_loaded(self) -> None:
         if self._loading is not None and not self._loading.done():

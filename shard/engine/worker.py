@@ -174,7 +174,8 @@ class Engine:
 
     def cede_threads(self, threads: int) -> None:
         """Scouts on this machine now draft with this many CPU threads in all: decode with
-        that many fewer (at least one), if `config.cede_threads` allows."""
+        that many fewer, if `config.cede_threads` allows, but never fewer than half (a scout
+        behind a proxy on this machine looks local too, and may claim anything)."""
         self._inbox.put(_CedeThreads(threads))
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -310,7 +311,7 @@ class Engine:
                     self.config.threads,
                 )
             return
-        threads = max(1, self.config.threads - ceded)
+        threads = self.config.threads - min(ceded, self.config.threads // 2)
         if threads != self.threads:
             self._model.set_threads(threads)
             self.threads = threads

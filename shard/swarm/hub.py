@@ -152,12 +152,21 @@ class Hub:
     def _scout_left(self, record: ScoutRecord) -> None:
         self.dispatch.forget_scout(record.scout_id)
 
+    def engine_started(self, engine: SwarmEngine) -> None:
+        """A new engine has loaded: tell it of the scouts connected now."""
+        self._tell(engine)
+
     def _scouts_counted(self, count: int) -> None:
         engine = self._engine.ready()
         if engine is not None:
-            engine.follow_progress(count > 0)
-            engine.cede_threads(sum(record.local_threads for record in self.registry.connected))
+            self._tell(engine)
         self._on_scout_count(count)
+
+    def _tell(self, engine: SwarmEngine) -> None:
+        """Progress is followed while scouts are connected; local ones' threads are ceded."""
+        connected = self.registry.connected
+        engine.follow_progress(bool(connected))
+        engine.cede_threads(sum(record.local_threads for record in connected))
 
     def _write_soon(self) -> None:
         self._write_now.set()

@@ -48,9 +48,12 @@ def is_this_host(host: str | None) -> bool:
     if host in ("localhost", socket.gethostname()):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # an IPv4 peer of a server listening on `::`
+    return address.is_loopback
 
 
 def place(oracle: str, threads: int, cores: int, idle_priority: bool = False) -> Placement:

@@ -89,12 +89,13 @@ class Sessions:
             await link.send_text(encode(welcome))  # before any queued work: welcome is first
             writer = asyncio.create_task(_write_forever(record.outbox, link))
             record.log("info", f"connected with draft model {hello.draft_model or 'unnamed'}")
-            if hello.local_threads:
+            if local_threads:
+                record.log("info", f"drafts on this machine with {local_threads} CPU thread(s)")
+            elif hello.local_threads:
                 record.log(
-                    "info",
-                    f"drafts on this machine with {hello.local_threads} CPU thread(s)"
-                    if local_threads
-                    else f"says it drafts on this machine but connects from {peer}: ignored",
+                    "warning",
+                    f"says it drafts on this machine but connects from {peer}: no threads "
+                    "ceded, so the two may share cores",
                 )
             self._tickets.fill_when_idle()
             await self._read_forever(record, link)

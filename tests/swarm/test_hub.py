@@ -173,6 +173,7 @@ def test_an_oracle_on_default_threads_cedes_one_to_a_scout_on_this_machine(
     same throughout."""
     oracle = start_oracle(tmp_path, "--served-model-name", SERVED_ALIAS, "--parallel", "2")
     cores = os.cpu_count() or 1
+    assert cores >= 2, "an oracle on one core has no thread to cede"
     status_url = f"{oracle.base_url}/system/status"
 
     def threads() -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from shard.store.scout_records import ReputationRecord
 from shard.swarm import sessions
-from tests.swarm.fakes import FakeLink, Rig, run_with_rig
+from tests.swarm.fakes import FakeEngine, FakeLink, Rig, run_with_rig
 
 
 def test_a_scout_joins_is_welcomed_and_turns_progress_on(tmp_path: Path) -> None:
@@ -48,14 +48,22 @@ def test_scouts_on_this_machine_have_the_oracle_cede_their_threads(tmp_path: Pat
         await liar.next_frame("welcome")
         record = rig.hub.scout("far")
         assert record is not None and record.local_threads == 0
-        assert "connects from 203.0.113.9: ignored" in record.logs[-1].message
+        assert "connects from 203.0.113.9: no threads ceded" in record.logs[-1].message
+        assert record.logs[-1].level == "warning"
         assert rig.engine.ceded == [1, 3, 3]  # told at every change of who is connected
 
-        first.vanish()
+        again = await rig.connect("here-1", peer="::ffff:127.0.0.1", local_threads=1)
+        await again.next_frame("welcome")  # replaces its first connection: counted once
+        assert rig.engine.ceded == [1, 3, 3, 2, 3]
+        restarted = FakeEngine()  # a new engine (a restart) is told of who is here
+        rig.hub.engine_started(restarted)
+        assert (restarted.following, restarted.ceded) == ([True], [3])
+
+        again.vanish()
         await rig.settle()
         second.vanish()
         await rig.settle()
-        assert rig.engine.ceded == [1, 3, 3, 2, 0]
+        assert rig.engine.ceded == [1, 3, 3, 2, 3, 2, 0]
 
     run_with_rig(tmp_path, body)
 
