@@ -553,7 +553,8 @@ def _failures(results: SuiteResults, plot: Path | None) -> list[str]:
         "",
         f"Shard with n-gram drafts off (`--no-ngram-drafts`), {plan.clients} concurrent clients "
         f"sending {plan.requests_per_client} request(s) each per run, max_tokens "
-        f"{plan.max_tokens}; first with no scout, then beside one bad scout at a time: `dead` "
+        f"{plan.max_tokens}; with no scout, then beside one bad scout at a time, a run of "
+        "each per round (so that the machine's drift falls on all alike): `dead` "
         "joins and never answers (`python -m benchmarks.dead_scout`), `slow` answers 200 ms "
         "late (`shard scout --added-latency-ms 200`), `hostile` drafts random token ids "
         "(`shard scout --hostile random`). The oracle runs on "

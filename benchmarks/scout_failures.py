@@ -3,7 +3,9 @@ deadline (docs/architecture.md, invariant 4), so a dead or slow scout should cos
 measurable and a hostile one only the verification of its rejected drafts.
 
 One oracle with n-gram drafts off (so every draft is a scout's) serves N concurrent clients:
-first with no scout, then beside each kind of bad scout in turn. The oracle process is pinned
+with no scout, then beside each kind of bad scout in turn, round after round (a run of each
+per round), so that the machine's drift over the section falls on every scenario alike: the
+no-scout runs alone spread by 9% when they all came first. The oracle process is pinned
 to the cores the scouts do not use (one of two here) and each scout to the rest, in every
 scenario alike, the baseline too: a drafting scout shares this machine, where a real one has
 its own, and unpinned, a scout drafting all the time takes the core the oracle's event loop
@@ -182,38 +184,34 @@ def _measure_scenario(
     harness: Harness,
     first: bool,
     pin: tuple[str, ...],
-) -> list[FailureRun]:
-    """All runs of one scenario, with its scout (if any) running throughout."""
-    runs = []
+) -> FailureRun:
+    """One round's run of a scenario, with its scout (if any) started for it and stopped
+    after; its level is None when the time limit cut it off."""
     workload = Workload(
         plan.clients, plan.requests_per_client, None, plan.max_tokens, plan.time_limit_s
     )
     with _scout_for(scenario, server, config.api_key, harness, pin) as scout:
         pids = [server.pid] + ([scout.pid] if scout else [])
-        for run in range(harness.runs):
-            before = asyncio.run(draft_counts(server.base_url, config.api_key))
-            level: LevelResult | None = None
-            try:
-                level = measure_level(
-                    f"scout {scenario}",
-                    server.base_url,
-                    config.api_key,
-                    workload,
-                    pids,
-                    harness,
-                    warmup=first and run == 0,
-                )
-            except TimeLimitExceeded as error:
-                print(f"  scout {scenario}: {error}; no more runs of it", flush=True)
-            after = asyncio.run(draft_counts(server.base_url, config.api_key))
-            connected = None
-            if scout is not None:
-                count = asyncio.run(scouts_connected(server.base_url, config.api_key))
-                connected = scout.alive() and count > 0
-            runs.append(FailureRun(scenario, level, after.since(before), connected))
-            if level is None:
-                break
-    return runs
+        before = asyncio.run(draft_counts(server.base_url, config.api_key))
+        level: LevelResult | None = None
+        try:
+            level = measure_level(
+                f"scout {scenario}",
+                server.base_url,
+                config.api_key,
+                workload,
+                pids,
+                harness,
+                warmup=first,
+            )
+        except TimeLimitExceeded as error:
+            print(f"  scout {scenario}: {error}; no more runs of it", flush=True)
+        after = asyncio.run(draft_counts(server.base_url, config.api_key))
+        connected = None
+        if scout is not None:
+            count = asyncio.run(scouts_connected(server.base_url, config.api_key))
+            connected = scout.alive() and count > 0
+    return FailureRun(scenario, level, after.since(before), connected)
 
 
 def run_scout_failures(
@@ -256,14 +254,20 @@ def run_scout_failures(
     log = harness.log_dir / "shard-scout-failures.log"
     try:
         with running_server(spec, log, harness.startup_timeout_s) as server:
-            for index, scenario in enumerate(runnable):
-                try:
-                    outcome.runs += _measure_scenario(
-                        scenario, server, plan, config, harness, index == 0, scout_pin
-                    )
-                except ScoutFailed as error:
-                    outcome.skipped[scenario] = str(error).splitlines()[0]
-                    print(f"{scenario} scout failed: {error}", file=sys.stderr, flush=True)
+            for _ in range(harness.runs):
+                for scenario in [s for s in runnable if s not in outcome.skipped]:
+                    if any(r.scenario == scenario and r.level is None for r in outcome.runs):
+                        continue  # cut off by the time limit: no more runs of it
+                    first = not outcome.runs
+                    try:
+                        outcome.runs.append(
+                            _measure_scenario(
+                                scenario, server, plan, config, harness, first, scout_pin
+                            )
+                        )
+                    except ScoutFailed as error:
+                        outcome.skipped[scenario] = str(error).splitlines()[0]
+                        print(f"{scenario} scout failed: {error}", file=sys.stderr, flush=True)
     except (ServerFailed, RuntimeError, OSError, httpx.HTTPError) as error:
         journal.failures[label] = str(error).splitlines()[0]
         print(f"{label} failed: {error}\n{log_tail(log)}", file=sys.stderr, flush=True)

@@ -262,9 +262,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group.add_argument(
         "--failure-time-limit",
         type=float,
-        default=30.0,
+        default=60.0,
         help="seconds a run may take; a scenario whose run takes longer is stopped and "
-        "reported as slower than that (default 30; smoke 20)",
+        "reported as slower than that (default 60, about twice a run here; smoke 20)",
     )
     group = parser.add_argument_group("weight-types")
     group.add_argument(
