@@ -292,6 +292,7 @@ class Dispatch:
         if sequence.phantom is not None:
             if draft.tokens:
                 sequence.offered = (draft.position, tuple(draft.tokens))
+                sequence.phantom.arrived(sequence.offered, time.monotonic())
             return
         engine = self._engine.ready()
         if engine is not None and draft.tokens:

@@ -64,7 +64,8 @@ class PhantomReplay:
     decided: int = 1
     """Continuation tokens decided so far (the first is decided before the first frame)."""
     offered_at: float = field(init=False)
-    """When a step last found draft tokens ahead (or when the phantom started)."""
+    """When draft tokens were last ahead: found by a step, or new when they arrived (or when
+    the phantom started)."""
 
     def __post_init__(self) -> None:
         self.offered_at = self.started_at
@@ -102,6 +103,14 @@ class PhantomReplay:
         return PhantomStep(
             continuation[before : self.decided], score, self.decided >= len(continuation)
         )
+
+    def arrived(self, answer: tuple[int, tuple[int, ...]], now: float) -> None:
+        """A draft arrived: if it has tokens ahead now, the scout is offering, even when the
+        phantom passes them before its next step. A scout no faster than the oracle is often
+        overtaken so; it must not score 0 for a deadline in which it kept drafting. An echo
+        of decided tokens has nothing ahead, and a wrong token ahead is scored at the step."""
+        if self._ahead(answer):
+            self.offered_at = now
 
     def _ahead(self, answer: tuple[int, tuple[int, ...]] | None) -> tuple[int, ...]:
         """The answer's tokens past what is decided, if what it drafted before them is what

@@ -62,6 +62,30 @@ def test_nothing_ahead_for_a_whole_deadline_scores_zero_once_per_deadline() -> N
     assert scores == [None, 0.0, None, 0.0]
 
 
+def test_a_scout_overtaken_by_each_step_scores_no_zero_while_its_drafts_arrive_new() -> None:
+    """A scout no faster than the oracle drafts a token ahead, and the phantom passes it
+    before its next step: it kept offering, so its deadlines are not scored 0. An echo of
+    decided tokens, or a draft that went another way, is no offer (a wrong token ahead is
+    scored 0 at the step)."""
+    phantom = replay()  # decided: 10
+    scores = []
+    for tick in range(1, 31):  # 3 s of steps 0.1 s apart
+        now = tick / 10
+        decided = phantom.decided
+        phantom.arrived((3 + decided, (CONTINUATION[decided],)), now - 0.05)  # new on arrival
+        phantom.arrived((3, CONTINUATION[:decided]), now - 0.04)  # an echo changes nothing
+        scores.append(phantom.step(None, 4, now, deadline_s=1.0).score)  # it was overtaken
+        if phantom.decided >= len(CONTINUATION) - 1:
+            break
+    assert 0.0 not in scores
+
+    echoing = replay()
+    for now in (0.5, 0.9):
+        echoing.arrived((3, CONTINUATION[: echoing.decided]), now)
+        echoing.arrived((3, (99, 11)), now)  # went another way: nothing ahead
+    assert echoing.step(None, 4, 1.0, deadline_s=1.0).score == 0.0
+
+
 def test_the_last_token_ends_the_phantom() -> None:
     phantom = replay()
     step = phantom.step((4, CONTINUATION[1:]), per_step=20, now=0.01, deadline_s=1.0)
