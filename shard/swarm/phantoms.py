@@ -16,7 +16,8 @@ offered is the one decided, else 0. Its mean is then the scout's per-token accep
 its draft length and speed (an honest small drafter at 60% scores 0.6, where scoring the
 matched share of a long draft would score it near 0.2 and ban it); a scout that offers nothing
 ahead for a whole deadline (silent, answering only with what it was already sent, or empty)
-scores 0 for that deadline. Pure: the dispatch owns the clock and the
+scores 0 for that deadline; a draft with tokens ahead when it arrived is an offer, even if the
+phantom passes it before its next step. Pure: the dispatch owns the clock and the
 wire.
 """
 
