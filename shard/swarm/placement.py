@@ -58,9 +58,8 @@ def is_this_host(host: str | None) -> bool:
 
 def place(oracle: str, threads: int, cores: int, idle_priority: bool = False) -> Placement:
     """The scout's threads (0 asks for a default), priority and start-up advice."""
-    idle = idle_priority
     if not on_this_machine(oracle):
-        return Placement(threads or cores, False, idle, None)
+        return Placement(threads or cores, False, idle_priority, None)
     chosen = threads or 1
     ceding = (
         f"An oracle on its default thread count decodes with {chosen} thread(s) fewer while "
@@ -76,12 +75,12 @@ def place(oracle: str, threads: int, cores: int, idle_priority: bool = False) ->
             "gain from a scout, run it on another machine with a model smaller than the "
             f"oracle's; `--threads 1` starts it here anyway. {ceding}"
         )
-        return Placement(chosen, True, idle, advice, too_small=True)
+        return Placement(chosen, True, idle_priority, advice, too_small=True)
     advice = (
         f"the oracle at {oracle} runs on this machine: this scout drafts with {chosen} "
         f"thread(s). {ceding}"
     )
-    return Placement(chosen, True, idle, advice)
+    return Placement(chosen, True, idle_priority, advice)
 
 
 def yield_to_the_oracle() -> None:
