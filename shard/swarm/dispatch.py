@@ -292,7 +292,8 @@ class Dispatch:
         if sequence.phantom is not None:
             if draft.tokens:
                 sequence.offered = (draft.position, tuple(draft.tokens))
-                sequence.phantom.arrived(sequence.offered, time.monotonic())
+                told = sequence.synced.get(record.scout_id, 0)
+                sequence.phantom.arrived(sequence.offered, told, time.monotonic())
             return
         engine = self._engine.ready()
         if engine is not None and draft.tokens:

@@ -31,9 +31,6 @@ class _Slot:
     cached: int = 0
     """How many of `tokens + ahead` the KV cache holds; anything it holds past them is stale
     and is dropped before the slot's next decode."""
-    version: int = 0
-    """Bumped whenever the oracle's tokens change the slot, so a decode that ran meanwhile
-    knows its result may be stale."""
 
 
 class NeedsResync(Exception):
@@ -101,7 +98,6 @@ class DraftModel:
         self._slots.move_to_end(key)
         if not tokens:
             return slot
-        slot.version += 1
         matched = 0
         while (
             matched < min(len(tokens), len(slot.ahead)) and tokens[matched] == slot.ahead[matched]
@@ -164,11 +160,16 @@ class DraftModel:
         return key
 
     def _extend(self, slot: _Slot) -> bool:
-        """Decode what the slot's cache lacks and draft its next token; False when the
-        oracle's tokens changed the slot meanwhile (nothing is added then)."""
+        """Decode what the slot's cache lacks and draft its next token; False when nothing
+        was decoded, or the oracle's tokens went another way meanwhile.
+
+        The oracle's new tokens often arrive during the decode. When they are what was
+        decoded (the scout's own draft decided, or tokens it was told), the decode still
+        holds and is kept, and only a token drafted for a position now decided is dropped.
+        Throwing the decode away instead left a scout no faster than the oracle redoing it
+        after every step, and never ahead."""
         with self._lock:
             known = slot.tokens + slot.ahead
-            version = slot.version
             if not known:
                 return False
             start = min(slot.cached, len(known) - 1)  # the last token again, for its logits
@@ -183,11 +184,13 @@ class DraftModel:
             position = end
         token = int(np.argmax(self.model.logits(len(self._batch) - 1)))
         with self._lock:
-            if slot.version != version:
+            now_known = slot.tokens + slot.ahead
+            if now_known[: len(known)] != known:
                 slot.cached = min(slot.cached, start)
                 return False
             slot.cached = len(known)
-            slot.ahead.append(token)
+            if len(now_known) == len(known):
+                slot.ahead.append(token)
             return True
 
     def close(self) -> None:

@@ -16,9 +16,11 @@ offered is the one decided, else 0. Its mean is then the scout's per-token accep
 its draft length and speed (an honest small drafter at 60% scores 0.6, where scoring the
 matched share of a long draft would score it near 0.2 and ban it); a scout that offers nothing
 ahead for a whole deadline (silent, answering only with what it was already sent, or empty)
-scores 0 for that deadline; a draft with tokens ahead when it arrived is an offer, even if the
-phantom passes it before its next step. Pure: the dispatch owns the clock and the
-wire.
+scores 0 for that deadline. A draft is an offer when it arrives with tokens ahead, even if the
+phantom passes them before its next step, or when it rightly predicts a token the scout was
+never sent: a scout no faster than the oracle is overtaken at every step, yet shows it drafts
+honestly, where one that only copies what it was told (or sends nothing) cannot. Pure: the
+dispatch owns the clock and the wire.
 """
 
 from dataclasses import dataclass, field
@@ -105,13 +107,25 @@ class PhantomReplay:
             continuation[before : self.decided], score, self.decided >= len(continuation)
         )
 
-    def arrived(self, answer: tuple[int, tuple[int, ...]], now: float) -> None:
-        """A draft arrived: if it has tokens ahead now, the scout is offering, even when the
-        phantom passes them before its next step. A scout no faster than the oracle is often
-        overtaken so; it must not score 0 for a deadline in which it kept drafting. An echo
-        of decided tokens has nothing ahead, and a wrong token ahead is scored at the step."""
-        if self._ahead(answer):
+    def arrived(self, answer: tuple[int, tuple[int, ...]], told: int, now: float) -> None:
+        """A draft arrived, when the scout had been sent the sequence's first `told` tokens:
+        it is an offer if it has tokens ahead now, or rightly predicts the token at `told`
+        (which no frame showed it, though the phantom may have decided it since). A scout no
+        faster than the oracle is overtaken so; it must not score 0 for a deadline in which
+        it kept drafting. An echo of what it was sent predicts nothing, and a wrong token
+        ahead is scored at the step."""
+        if self._ahead(answer) or self._predicts(answer, told):
             self.offered_at = now
+
+    def _predicts(self, answer: tuple[int, tuple[int, ...]], told: int) -> bool:
+        """Whether the answer agrees with the completion up to and including position
+        `told`, the first one the scout was not sent."""
+        position, drafted = answer
+        prompt, continuation = len(self.completion.prompt), self.completion.continuation
+        if not prompt <= position <= told < position + len(drafted):
+            return False
+        predicted = drafted[: told - position + 1]
+        return predicted == continuation[position - prompt : told - prompt + 1]
 
     def _ahead(self, answer: tuple[int, tuple[int, ...]] | None) -> tuple[int, ...]:
         """The answer's tokens past what is decided, if what it drafted before them is what

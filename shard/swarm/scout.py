@@ -14,7 +14,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -88,6 +88,9 @@ class _Answer:
     position: int
     k: int
     sent: int
+    answered: bool = True
+    """False while the answer is owed: nothing was drafted ahead yet, and it is sent with
+    the first token drafted (or empty, when nothing can be drafted)."""
 
 
 class Scout:
@@ -104,7 +107,8 @@ class Scout:
         """How far past the decided tokens to draft when idle: the oracle's latest k."""
         self._answers: dict[str, _Answer] = {}
         """The latest answer per sequence, which later drafting streams more of."""
-        self._delayed: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Sends and owed answers running alongside, held until they end."""
 
     async def run_forever(self) -> None:
         """Connect, serve, and reconnect with backoff; returns only on a fatal refusal."""
@@ -210,22 +214,25 @@ class Scout:
                     await self._stream(connection, extended, STREAM_BATCH)
                     continue
                 for key in list(self._answers):  # nothing left to draft: send what is held
-                    await self._stream(connection, key, 1)
+                    await self._stream(connection, key, 0)
             await self._wake.wait()
 
     async def _stream(self, connection: ClientConnection, key: str, batch: int) -> None:
         """Send the sequence's latest answer again with the tokens drafted since, once there
-        are `batch` of them (or the answer is complete)."""
+        are `batch` of them (or the answer is complete); an owed answer goes with its first
+        token, or with none when `batch` is 0 (nothing can be drafted)."""
         answer = self._answers.get(key)
         if answer is None or key in self._pending or answer.sent >= answer.k:
             return
         start, ahead = self.model.ahead(key)
         tokens = ahead[: answer.k]
-        if start != answer.position or len(tokens) <= answer.sent:
+        if start != answer.position or (answer.answered and len(tokens) <= answer.sent):
             return
+        if not answer.answered:
+            batch = min(batch, 1)
         if len(tokens) - answer.sent < batch and len(tokens) < answer.k:
             return
-        answer.sent = len(tokens)
+        answer.sent, answer.answered = len(tokens), True
         tokens = self._corrupted(start, tokens)
         await self._send(connection, encode(Draft(seq=key, position=start, tokens=tokens)))
 
@@ -238,7 +245,11 @@ class Scout:
                 tokens: list[int] = []
             else:  # answer at once from what is drafted ahead (no wait for the model thread)
                 start, tokens = self.model.answer(work.seq, work.position, work.tokens, work.k)
-                self._answers[work.seq] = _Answer(start, work.k, len(tokens))  # then stream
+                answer = _Answer(start, work.k, len(tokens), answered=bool(tokens))
+                self._answers[work.seq] = answer  # then stream
+                if not answer.answered:  # owed: sent with its first token, a prediction
+                    self._later(self._answer_empty_by(connection, work, answer))
+                    return
         except NeedsResync:
             await connection.send(encode(Resync(seq=work.seq)))
             return
@@ -246,6 +257,19 @@ class Scout:
             tokens = [random.randrange(self.model.n_vocab) for _ in range(work.k)]
         tokens = self._corrupted(start, tokens)
         await self._send(connection, encode(Draft(seq=work.seq, position=start, tokens=tokens)))
+
+    async def _answer_empty_by(
+        self, connection: ClientConnection, work: Work, owed: _Answer
+    ) -> None:
+        """Send an owed answer empty when half its deadline passed with no token drafted (a
+        long prompt to read first, a slow machine): an answer in time, never a miss."""
+        await asyncio.sleep(work.deadline_ms / 2000)
+        if self._answers.get(work.seq) is not owed or owed.answered or work.seq in self._pending:
+            return
+        owed.answered = True
+        empty = Draft(seq=work.seq, position=owed.position, tokens=[])
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await self._send(connection, encode(empty))
 
     def _corrupted(self, start: int, tokens: list[int]) -> list[int]:
         """`--hostile corrupt`: every fourth position's token made wrong, the same in every
@@ -260,11 +284,15 @@ class Scout:
 
     async def _send(self, connection: ClientConnection, draft: str) -> None:
         if self.settings.added_latency_ms:
-            delayed = asyncio.create_task(self._send_later(connection, draft))
-            self._delayed.add(delayed)
-            delayed.add_done_callback(self._delayed.discard)
+            self._later(self._send_later(connection, draft))
         else:
             await connection.send(draft)
+
+    def _later(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run it alongside, holding the task until it ends."""
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _send_later(self, connection: ClientConnection, text: str) -> None:
         await asyncio.sleep(self.settings.added_latency_ms / 1000)

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shard.default_model import default_model_path
+from shard.engine.llama_model import Batch
 from shard.swarm.draft_model import DraftModel
 
 
@@ -63,6 +64,35 @@ def test_the_oracle_s_tokens_arriving_mid_draft_leave_a_cache_that_drafts_as_a_f
     _, fresh = model.draft("d", 0, decided, 6)
     assert after == fresh
     assert model.answer("c", start, [], 16) == (start, after)  # answering drafts nothing
+
+
+def test_a_decode_the_oracle_s_tokens_agree_with_is_kept_when_they_land_mid_decode(
+    model: DraftModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scout no faster than the oracle is told each decided token while it decodes the one
+    before. When the news agrees with what was decoded, the decode is kept: the next draft
+    decodes one new token, not the last two again (which left it behind for good)."""
+    prompt = model.model.tokenize("The four seasons of the year are")
+    _, truth = model.draft("truth", 0, prompt, 3)
+    model.forget("truth")
+    model.draft("e", 0, prompt, 1)
+    model.sync("e", len(prompt), truth[:1])  # the oracle decided the scout's draft
+    decoded: list[int] = []
+    real_decode = model.model.decode
+
+    def decode_then_hear_the_oracle(batch: Batch) -> None:
+        decoded.append(len(batch))
+        real_decode(batch)
+        if len(decoded) == 1:  # the oracle's next token lands during this decode
+            model.sync("e", len(prompt) + 1, truth[1:2])
+
+    monkeypatch.setattr(model.model, "decode", decode_then_hear_the_oracle)
+    assert model.run_ahead(4) == "e"
+    assert model.ahead("e") == (len(prompt) + 2, [])  # its token was decided meanwhile
+    assert model.run_ahead(4) == "e"
+    assert decoded == [1, 1]  # the second decode is the newly decided token alone
+    assert model.ahead("e") == (len(prompt) + 2, truth[2:3])
+    model.forget("e")
 
 
 def test_leads_are_kept_even_across_sequences(model: DraftModel) -> None:

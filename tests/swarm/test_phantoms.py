@@ -72,8 +72,9 @@ def test_a_scout_overtaken_by_each_step_scores_no_zero_while_its_drafts_arrive_n
     for tick in range(1, 31):  # 3 s of steps 0.1 s apart
         now = tick / 10
         decided = phantom.decided
-        phantom.arrived((3 + decided, (CONTINUATION[decided],)), now - 0.05)  # new on arrival
-        phantom.arrived((3, CONTINUATION[:decided]), now - 0.04)  # an echo changes nothing
+        told = 3 + decided
+        phantom.arrived((told, (CONTINUATION[decided],)), told, now - 0.05)  # new on arrival
+        phantom.arrived((3, CONTINUATION[:decided]), told, now - 0.04)  # an echo is no offer
         scores.append(phantom.step(None, 4, now, deadline_s=1.0).score)  # it was overtaken
         if phantom.decided >= len(CONTINUATION) - 1:
             break
@@ -81,9 +82,29 @@ def test_a_scout_overtaken_by_each_step_scores_no_zero_while_its_drafts_arrive_n
 
     echoing = replay()
     for now in (0.5, 0.9):
-        echoing.arrived((3, CONTINUATION[: echoing.decided]), now)
-        echoing.arrived((3, (99, 11)), now)  # went another way: nothing ahead
+        told = 3 + echoing.decided
+        echoing.arrived((3, CONTINUATION[: echoing.decided]), told, now)
+        echoing.arrived((3, (99, 11)), told, now)  # went another way: nothing ahead
     assert echoing.step(None, 4, 1.0, deadline_s=1.0).score == 0.0
+
+
+def test_a_right_prediction_of_a_token_never_sent_is_an_offer_once_overtaken() -> None:
+    """A scout slower than the oracle answers after the phantom has decided past it (the
+    dispatch sends no new work while an answer is owed): its draft has nothing ahead, yet
+    its token at the first position it was never sent shows it drafts. A wrong one, one
+    that went another way before it, or one at a position it was sent, shows nothing."""
+
+    def overtaken(answer: tuple[int, tuple[int, ...]], told: int) -> float | None:
+        phantom = replay()  # decided: 1, the scout was sent the prompt and that one
+        for now in (0.1, 0.2, 0.3):
+            phantom.step(None, 4, now, deadline_s=1.0)  # decided: 4, nothing sent since
+        phantom.arrived(answer, told, 0.9)
+        return phantom.step(None, 4, 1.2, deadline_s=1.0).score
+
+    assert overtaken((4, CONTINUATION[1:3]), told=4) is None  # predicted: no zero
+    assert overtaken((4, (CONTINUATION[2],)), told=4) == 0.0  # wrong
+    assert overtaken((4, (99, CONTINUATION[2])), told=5) == 0.0  # went another way first
+    assert overtaken((4, CONTINUATION[1:3]), told=6) == 0.0  # it was sent both
 
 
 def test_the_last_token_ends_the_phantom() -> None:

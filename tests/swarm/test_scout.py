@@ -3,6 +3,7 @@ refusals retrying cannot fix, and redials with backoff when the oracle goes away
 
 import asyncio
 import json
+import time
 from typing import Any, cast
 
 import pytest
@@ -119,3 +120,69 @@ def test_the_scout_reconnects_with_backoff_and_answers_pings() -> None:
     first_wait, second_wait = arrivals[1] - arrivals[0], arrivals[2] - arrivals[1]
     assert 0.7 < first_wait < 1.5  # about 1 s, with jitter
     assert second_wait > first_wait  # then about 2 s
+
+
+class Drafter(FakeModel):
+    """One sequence; drafting a token takes `decode_s` (a long prompt, a slow machine)."""
+
+    def __init__(self, decode_s: float) -> None:
+        self.decode_s = decode_s
+        self.tokens: list[int] = []
+        self.drafted: list[int] = []
+
+    def answer(self, key: str, position: int, tokens: list[int], k: int) -> tuple[int, list[int]]:
+        self.tokens[position:] = tokens
+        return len(self.tokens), self.drafted[:k]
+
+    def ahead(self, key: str) -> tuple[int, list[int]]:
+        return len(self.tokens), list(self.drafted)
+
+    def run_ahead(self, limit: int) -> str | None:
+        if self.drafted:
+            return None
+        time.sleep(self.decode_s)
+        self.drafted.append(42)
+        return "0123456789abcdef"
+
+    def forget(self, key: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("decode_s", "tokens", "within_s"),
+    [(0.05, [42], (0.05, 0.4)), (2.0, [], (0.45, 0.9))],
+    ids=["with-its-first-token", "empty-by-half-the-deadline"],
+)
+def test_work_with_nothing_drafted_is_answered_with_a_prediction_or_in_time(
+    decode_s: float, tokens: list[int], within_s: tuple[float, float]
+) -> None:
+    """An answer with nothing drafted ahead waits for the first token drafted, a prediction
+    of one the oracle has not sent (while an answer is owed it sends no more), so even a
+    scout no faster than the oracle shows it drafts. It never waits past half the deadline."""
+    answers: list[tuple[float, dict[str, Any]]] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        await connection.recv()
+        await connection.send(welcome(FINGERPRINT))
+        work = {"seq": "0123456789abcdef", "position": 0, "tokens": [1, 2, 3]}
+        await connection.send(json.dumps({"type": "work", **work, "k": 4, "deadline_ms": 1000}))
+        sent = time.monotonic()
+        answer = json.loads(await connection.recv())
+        answers.append((time.monotonic() - sent, answer))
+        await connection.close(1012, "going away")
+
+    async def scenario() -> None:
+        server, port = await serve_once(handler)
+        settings = ScoutSettings(oracle=f"http://127.0.0.1:{port}", key="k" * 40, scout_id="u")
+        async with server:
+            running = asyncio.create_task(
+                Scout(settings, cast(DraftModel, Drafter(decode_s))).run_forever()
+            )
+            while not answers:
+                await asyncio.sleep(0.01)
+            running.cancel()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    elapsed, draft = answers[0]
+    assert (draft["type"], draft["position"], draft["tokens"]) == ("draft", 3, tokens)
+    assert within_s[0] <= elapsed < within_s[1]
