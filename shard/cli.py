@@ -20,6 +20,11 @@ from shard.store.api_keys import KeyStore
 from shard.store.database import Database
 from shard.swarm.protocol import MAX_ORACLE_FRAME_BYTES
 
+KEEP_ALIVE_S = 75
+"""How long an idle client connection stays open: longer than clients keep one in their
+pools (httpx, under the OpenAI SDK, 5 s), so that a client never sends a request on a
+connection the server is closing (uvicorn's own 5 s raced it)."""
+
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -129,6 +134,7 @@ def run_oracle(settings: OracleSettings) -> None:
         port=settings.port,
         log_level=settings.log_level,
         ws_max_size=MAX_ORACLE_FRAME_BYTES,  # scouts never need more; the hub checks less
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
 
 

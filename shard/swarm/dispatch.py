@@ -293,7 +293,9 @@ class Dispatch:
             if draft.tokens:
                 sequence.offered = (draft.position, tuple(draft.tokens))
                 told = sequence.synced.get(record.scout_id, 0)
-                sequence.phantom.arrived(sequence.offered, told, time.monotonic())
+                score = sequence.phantom.arrived(sequence.offered, told, time.monotonic())
+                if score is not None:
+                    self._tickets.score(record.scout_id, score)
             return
         engine = self._engine.ready()
         if engine is not None and draft.tokens:

@@ -10,6 +10,7 @@ resync it from the start.
 
 import threading
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,14 +136,16 @@ class DraftModel:
                 slot = self._slots.get(key)
             if slot is None or not self._extend(slot):
                 break
-            start, ready = self.answer(key, start, [], k)
+            start, ahead = self.ahead(key)
+            ready = ahead[:k]
         return start, ready
 
-    def run_ahead(self, limit: int) -> str | None:
+    def run_ahead(self, limit: int, owed: Collection[str] = ()) -> str | None:
         """Draft one more token for a sequence under `limit` tokens ahead, and return its
         key; None when every one is far enough ahead.
 
-        The sequence least far ahead comes first (the least recently synced on a tie). The
+        The sequence least far ahead comes first: on a tie, one whose answer is `owed` (the
+        scout sends it with this token), then the least recently synced. The
         oracle gives every sequence of a step as many draft rows, and verifies drafts only
         where no sequence is slowed by them (`step_cost.best_draft_length`): where rows cost,
         as on a CPU, that is a step in which every sequence has a draft. So leads kept even
@@ -155,7 +158,7 @@ class DraftModel:
             slots = [(k, s) for k, s in slots if len(s.tokens) + len(s.ahead) < self.n_ctx - 1]
             if not slots:
                 return None
-            key, slot = min(slots, key=lambda item: len(item[1].ahead))
+            key, slot = min(slots, key=lambda item: (len(item[1].ahead), item[0] not in owed))
         self._extend(slot)
         return key
 

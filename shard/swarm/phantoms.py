@@ -17,8 +17,9 @@ its draft length and speed (an honest small drafter at 60% scores 0.6, where sco
 matched share of a long draft would score it near 0.2 and ban it); a scout that offers nothing
 ahead for a whole deadline (silent, answering only with what it was already sent, or empty)
 scores 0 for that deadline. A draft is an offer when it arrives with tokens ahead, even if the
-phantom passes them before its next step, or when it rightly predicts a token the scout was
-never sent: a scout no faster than the oracle is overtaken at every step, yet shows it drafts
+phantom passes them before its next step. A draft overtaken by the phantom before it arrived is
+scored on its token at the first position the scout was never sent (1 and an offer when right,
+else 0): a scout no faster than the oracle is overtaken at every step, yet shows it drafts
 honestly, where one that only copies what it was told (or sends nothing) cannot. Pure: the
 dispatch owns the clock and the wire.
 """
@@ -70,6 +71,9 @@ class PhantomReplay:
     """When draft tokens were last ahead: found by a step, or new when they arrived (or when
     the phantom started)."""
 
+    predicted_at: int = field(init=False, default=0)
+    """The last position whose overtaken prediction was scored."""
+
     def __post_init__(self) -> None:
         self.offered_at = self.started_at
 
@@ -107,25 +111,31 @@ class PhantomReplay:
             continuation[before : self.decided], score, self.decided >= len(continuation)
         )
 
-    def arrived(self, answer: tuple[int, tuple[int, ...]], told: int, now: float) -> None:
-        """A draft arrived, when the scout had been sent the sequence's first `told` tokens:
-        it is an offer if it has tokens ahead now, or rightly predicts the token at `told`
-        (which no frame showed it, though the phantom may have decided it since). A scout no
-        faster than the oracle is overtaken so; it must not score 0 for a deadline in which
-        it kept drafting. An echo of what it was sent predicts nothing, and a wrong token
-        ahead is scored at the step."""
-        if self._ahead(answer) or self._predicts(answer, told):
+    def arrived(self, answer: tuple[int, tuple[int, ...]], told: int, now: float) -> float | None:
+        """A draft arrived, when the scout had been sent the sequence's first `told` tokens.
+        With tokens ahead it is an offer, scored at the next step. Overtaken (the phantom
+        decided the token at `told` since), its token there, which no frame showed the
+        scout, is a prediction scored now: 1 and an offer when right, else 0. A scout no
+        faster than the oracle is overtaken so at every step; it must not score 0 for a
+        deadline in which it kept drafting, and one that holds back its unsure tokens until
+        they are overtaken is scored on them all the same. An echo of what it was sent
+        predicts nothing; each position is scored once."""
+        if self._ahead(answer):
             self.offered_at = now
-
-    def _predicts(self, answer: tuple[int, tuple[int, ...]], told: int) -> bool:
-        """Whether the answer agrees with the completion up to and including position
-        `told`, the first one the scout was not sent."""
+            return None
         position, drafted = answer
         prompt, continuation = len(self.completion.prompt), self.completion.continuation
-        if not prompt <= position <= told < position + len(drafted):
-            return False
-        predicted = drafted[: told - position + 1]
-        return predicted == continuation[position - prompt : told - prompt + 1]
+        if told <= self.predicted_at or not prompt <= position <= told < position + len(drafted):
+            return None
+        if told - prompt >= self.decided:
+            return None  # not overtaken: a wrong token ahead is scored at the step
+        if drafted[: told - position] != continuation[position - prompt : told - prompt]:
+            return None  # it went another way before: no prediction of this position
+        self.predicted_at = told
+        if drafted[told - position] != continuation[told - prompt]:
+            return 0.0
+        self.offered_at = now
+        return 1.0
 
     def _ahead(self, answer: tuple[int, tuple[int, ...]] | None) -> tuple[int, ...]:
         """The answer's tokens past what is decided, if what it drafted before them is what

@@ -209,7 +209,8 @@ class Scout:
             if self._pending:
                 continue
             if self.settings.hostile != "random":  # corrupt drafts ahead too, to be verified
-                extended = await self._on_model(self.model.run_ahead, self._ahead)
+                owed = {key for key, answer in self._answers.items() if not answer.answered}
+                extended = await self._on_model(self.model.run_ahead, self._ahead, owed)
                 if extended is not None:
                     await self._stream(connection, extended, STREAM_BATCH)
                     continue
@@ -248,7 +249,7 @@ class Scout:
                 answer = _Answer(start, work.k, len(tokens), answered=bool(tokens))
                 self._answers[work.seq] = answer  # then stream
                 if not answer.answered:  # owed: sent with its first token, a prediction
-                    self._later(self._answer_empty_by(connection, work, answer))
+                    self._later(self._answer_empty_by(connection, pending, answer))
                     return
         except NeedsResync:
             await connection.send(encode(Resync(seq=work.seq)))
@@ -259,11 +260,14 @@ class Scout:
         await self._send(connection, encode(Draft(seq=work.seq, position=start, tokens=tokens)))
 
     async def _answer_empty_by(
-        self, connection: ClientConnection, work: Work, owed: _Answer
+        self, connection: ClientConnection, pending: _Pending, owed: _Answer
     ) -> None:
-        """Send an owed answer empty when half its deadline passed with no token drafted (a
-        long prompt to read first, a slow machine): an answer in time, never a miss."""
-        await asyncio.sleep(work.deadline_ms / 2000)
+        """Send an owed answer empty when half its deadline (from when the work arrived)
+        passed with no token drafted (a long prompt to read first, a slow machine): an
+        answer in time, never a miss."""
+        work = pending.work
+        half_deadline = pending.received + work.deadline_ms / 2000
+        await asyncio.sleep(max(0.0, half_deadline - time.monotonic()))
         if self._answers.get(work.seq) is not owed or owed.answered or work.seq in self._pending:
             return
         owed.answered = True

@@ -72,6 +72,8 @@ def test_a_decode_the_oracle_s_tokens_agree_with_is_kept_when_they_land_mid_deco
     """A scout no faster than the oracle is told each decided token while it decodes the one
     before. When the news agrees with what was decoded, the decode is kept: the next draft
     decodes one new token, not the last two again (which left it behind for good)."""
+    for key in ("a", "b", "c", "d"):
+        model.forget(key)
     prompt = model.model.tokenize("The four seasons of the year are")
     _, truth = model.draft("truth", 0, prompt, 3)
     model.forget("truth")
@@ -109,4 +111,15 @@ def test_leads_are_kept_even_across_sequences(model: DraftModel) -> None:
     assert "x" not in extended[:10]  # x was 5 ahead: y and z catch up first
     assert leads == {"x": 6, "y": 6, "z": 6}
     for key in ("x", "y", "z"):
+        model.forget(key)
+
+
+def test_an_owed_answer_is_drafted_first_among_sequences_as_far_ahead(model: DraftModel) -> None:
+    """A sequence whose answer is owed (sent with its first token) goes before others with
+    as little ahead, which otherwise go least recently synced first."""
+    model.sync("p", 0, model.model.tokenize("One day I will"))
+    model.sync("q", 0, model.model.tokenize("Two birds sat on"))
+    assert model.run_ahead(4, owed={"q"}) == "q"
+    assert model.run_ahead(4) == "p"
+    for key in ("p", "q"):
         model.forget(key)

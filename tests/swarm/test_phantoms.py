@@ -88,23 +88,27 @@ def test_a_scout_overtaken_by_each_step_scores_no_zero_while_its_drafts_arrive_n
     assert echoing.step(None, 4, 1.0, deadline_s=1.0).score == 0.0
 
 
-def test_a_right_prediction_of_a_token_never_sent_is_an_offer_once_overtaken() -> None:
+def test_an_overtaken_draft_is_scored_on_the_first_token_it_was_never_sent() -> None:
     """A scout slower than the oracle answers after the phantom has decided past it (the
-    dispatch sends no new work while an answer is owed): its draft has nothing ahead, yet
-    its token at the first position it was never sent shows it drafts. A wrong one, one
-    that went another way before it, or one at a position it was sent, shows nothing."""
+    dispatch sends no new work while an answer is owed): nothing is ahead, yet its token at
+    the first position it was never sent is a prediction, scored when it arrives (and, when
+    right, an offer: no zero at the deadline). One that went another way before, or covers
+    only positions it was sent, predicts nothing; each position is scored once."""
 
-    def overtaken(answer: tuple[int, tuple[int, ...]], told: int) -> float | None:
+    def overtaken(
+        answer: tuple[int, tuple[int, ...]], told: int
+    ) -> tuple[float | None, float | None, float | None]:
         phantom = replay()  # decided: 1, the scout was sent the prompt and that one
         for now in (0.1, 0.2, 0.3):
             phantom.step(None, 4, now, deadline_s=1.0)  # decided: 4, nothing sent since
-        phantom.arrived(answer, told, 0.9)
-        return phantom.step(None, 4, 1.2, deadline_s=1.0).score
+        arrival = phantom.arrived(answer, told, 0.9)
+        again = phantom.arrived(answer, told, 0.95)
+        return arrival, again, phantom.step(None, 4, 1.2, deadline_s=1.0).score
 
-    assert overtaken((4, CONTINUATION[1:3]), told=4) is None  # predicted: no zero
-    assert overtaken((4, (CONTINUATION[2],)), told=4) == 0.0  # wrong
-    assert overtaken((4, (99, CONTINUATION[2])), told=5) == 0.0  # went another way first
-    assert overtaken((4, CONTINUATION[1:3]), told=6) == 0.0  # it was sent both
+    assert overtaken((4, CONTINUATION[1:3]), told=4) == (1.0, None, None)  # right: no zero
+    assert overtaken((4, (CONTINUATION[2],)), told=4) == (0.0, None, 0.0)  # wrong
+    assert overtaken((4, (99, CONTINUATION[2])), told=5) == (None, None, 0.0)  # another way
+    assert overtaken((4, CONTINUATION[1:3]), told=6) == (None, None, 0.0)  # it was sent both
 
 
 def test_the_last_token_ends_the_phantom() -> None:

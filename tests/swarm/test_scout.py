@@ -4,6 +4,7 @@ refusals retrying cannot fix, and redials with backoff when the oracle goes away
 import asyncio
 import json
 import time
+from collections.abc import Collection
 from typing import Any, cast
 
 import pytest
@@ -22,7 +23,7 @@ class FakeModel:
     fingerprint = FINGERPRINT
     n_vocab = 100
 
-    def run_ahead(self, limit: int) -> str | None:
+    def run_ahead(self, limit: int, owed: Collection[str] = ()) -> str | None:
         return None  # nothing to draft ahead for
 
 
@@ -137,7 +138,7 @@ class Drafter(FakeModel):
     def ahead(self, key: str) -> tuple[int, list[int]]:
         return len(self.tokens), list(self.drafted)
 
-    def run_ahead(self, limit: int) -> str | None:
+    def run_ahead(self, limit: int, owed: Collection[str] = ()) -> str | None:
         if self.drafted:
             return None
         time.sleep(self.decode_s)
