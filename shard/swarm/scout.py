@@ -246,7 +246,7 @@ class Scout:
                 tokens: list[int] = []
             else:  # answer at once from what is drafted ahead (no wait for the model thread)
                 start, tokens = self.model.answer(work.seq, work.position, work.tokens, work.k)
-                answer = _Answer(start, work.k, len(tokens), answered=bool(tokens))
+                answer = _Answer(start, work.k, len(tokens), answered=bool(tokens) or self._owing)
                 self._answers[work.seq] = answer  # then stream
                 if not answer.answered:  # owed: sent with its first token, a prediction
                     self._later(self._answer_empty_by(connection, pending, answer))
@@ -258,6 +258,14 @@ class Scout:
             tokens = [random.randrange(self.model.n_vocab) for _ in range(work.k)]
         tokens = self._corrupted(start, tokens)
         await self._send(connection, encode(Draft(seq=work.seq, position=start, tokens=tokens)))
+
+    @property
+    def _owing(self) -> bool:
+        """Whether an answer is owed already: one at a time, since the oracle sends an owed
+        sequence no news until its token, and with several owed a scout behind on them all
+        would draft each on stale tokens (measured: far fewer drafts verified, 4 sequences
+        on 2 shared cores)."""
+        return any(not answer.answered for answer in self._answers.values())
 
     async def _answer_empty_by(
         self, connection: ClientConnection, pending: _Pending, owed: _Answer

@@ -124,26 +124,29 @@ def test_the_scout_reconnects_with_backoff_and_answers_pings() -> None:
 
 
 class Drafter(FakeModel):
-    """One sequence; drafting a token takes `decode_s` (a long prompt, a slow machine)."""
+    """Sequences whose next token takes `decode_s` to draft (a long prompt, a slow
+    machine); it drafts one token for each, owed answers first."""
 
     def __init__(self, decode_s: float) -> None:
         self.decode_s = decode_s
-        self.tokens: list[int] = []
-        self.drafted: list[int] = []
+        self.tokens: dict[str, list[int]] = {}
+        self.drafted: dict[str, list[int]] = {}
 
     def answer(self, key: str, position: int, tokens: list[int], k: int) -> tuple[int, list[int]]:
-        self.tokens[position:] = tokens
-        return len(self.tokens), self.drafted[:k]
+        self.tokens.setdefault(key, [])[position:] = tokens
+        return len(self.tokens[key]), self.drafted.get(key, [])[:k]
 
     def ahead(self, key: str) -> tuple[int, list[int]]:
-        return len(self.tokens), list(self.drafted)
+        return len(self.tokens.get(key, [])), list(self.drafted.get(key, []))
 
     def run_ahead(self, limit: int, owed: Collection[str] = ()) -> str | None:
-        if self.drafted:
+        waiting = [key for key in self.tokens if not self.drafted.get(key)]
+        if not waiting:
             return None
+        key = min(waiting, key=lambda key: key not in owed)
         time.sleep(self.decode_s)
-        self.drafted.append(42)
-        return "0123456789abcdef"
+        self.drafted[key] = [42]
+        return key
 
     def forget(self, key: str) -> None:
         pass
@@ -187,3 +190,36 @@ def test_work_with_nothing_drafted_is_answered_with_a_prediction_or_in_time(
     elapsed, draft = answers[0]
     assert (draft["type"], draft["position"], draft["tokens"]) == ("draft", 3, tokens)
     assert within_s[0] <= elapsed < within_s[1]
+
+
+def test_one_answer_is_owed_at_a_time() -> None:
+    """The oracle sends an owed sequence no news until its token; a scout behind on several
+    sequences answers all but one at once, so it keeps hearing what the oracle decided."""
+    frames: list[dict[str, Any]] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        await connection.recv()
+        await connection.send(welcome(FINGERPRINT))
+        for seq in ("a" * 16, "b" * 16):
+            work = {"seq": seq, "position": 0, "tokens": [1, 2, 3], "k": 4, "deadline_ms": 1000}
+            await connection.send(json.dumps({"type": "work", **work}))
+        for _ in range(2):
+            frames.append(json.loads(await connection.recv()))
+        await connection.close(1012, "going away")
+
+    async def scenario() -> None:
+        server, port = await serve_once(handler)
+        settings = ScoutSettings(oracle=f"http://127.0.0.1:{port}", key="k" * 40, scout_id="u")
+        async with server:
+            running = asyncio.create_task(
+                Scout(settings, cast(DraftModel, Drafter(0.2))).run_forever()
+            )
+            while len(frames) < 2:
+                await asyncio.sleep(0.01)
+            running.cancel()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert [(frame["seq"], frame["tokens"]) for frame in frames] == [
+        ("b" * 16, []),
+        ("a" * 16, [42]),
+    ]
