@@ -209,8 +209,7 @@ class Scout:
             if self._pending:
                 continue
             if self.settings.hostile != "random":  # corrupt drafts ahead too, to be verified
-                owed = {key for key, answer in self._answers.items() if not answer.answered}
-                extended = await self._on_model(self.model.run_ahead, self._ahead, owed)
+                extended = await self._on_model(self.model.run_ahead, self._ahead, self._owed)
                 if extended is not None:
                     await self._stream(connection, extended, STREAM_BATCH)
                     continue
@@ -246,7 +245,7 @@ class Scout:
                 tokens: list[int] = []
             else:  # answer at once from what is drafted ahead (no wait for the model thread)
                 start, tokens = self.model.answer(work.seq, work.position, work.tokens, work.k)
-                answer = _Answer(start, work.k, len(tokens), answered=bool(tokens) or self._owing)
+                answer = _Answer(start, work.k, len(tokens), answered=bool(tokens or self._owed))
                 self._answers[work.seq] = answer  # then stream
                 if not answer.answered:  # owed: sent with its first token, a prediction
                     self._later(self._answer_empty_by(connection, pending, answer))
@@ -260,12 +259,12 @@ class Scout:
         await self._send(connection, encode(Draft(seq=work.seq, position=start, tokens=tokens)))
 
     @property
-    def _owing(self) -> bool:
-        """Whether an answer is owed already: one at a time, since the oracle sends an owed
+    def _owed(self) -> set[str]:
+        """The sequences whose answer is owed: at most one, since the oracle sends an owed
         sequence no news until its token, and with several owed a scout behind on them all
         would draft each on stale tokens (measured: far fewer drafts verified, 4 sequences
         on 2 shared cores)."""
-        return any(not answer.answered for answer in self._answers.values())
+        return {key for key, answer in self._answers.items() if not answer.answered}
 
     async def _answer_empty_by(
         self, connection: ClientConnection, pending: _Pending, owed: _Answer

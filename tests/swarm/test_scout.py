@@ -152,6 +152,38 @@ class Drafter(FakeModel):
         pass
 
 
+def answers_to(seqs: list[str], decode_s: float) -> list[tuple[float, dict[str, Any]]]:
+    """Send a scout with a `Drafter` work for each sequence; its first len(seqs) frames,
+    each with the seconds since the work was sent."""
+    answers: list[tuple[float, dict[str, Any]]] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        await connection.recv()
+        await connection.send(welcome(FINGERPRINT))
+        for seq in seqs:
+            work = {"seq": seq, "position": 0, "tokens": [1, 2, 3], "k": 4, "deadline_ms": 1000}
+            await connection.send(json.dumps({"type": "work", **work}))
+        sent = time.monotonic()
+        for _ in seqs:
+            answer = json.loads(await connection.recv())
+            answers.append((time.monotonic() - sent, answer))
+        await connection.close(1012, "going away")
+
+    async def scenario() -> None:
+        server, port = await serve_once(handler)
+        settings = ScoutSettings(oracle=f"http://127.0.0.1:{port}", key="k" * 40, scout_id="u")
+        async with server:
+            running = asyncio.create_task(
+                Scout(settings, cast(DraftModel, Drafter(decode_s))).run_forever()
+            )
+            while len(answers) < len(seqs):
+                await asyncio.sleep(0.01)
+            running.cancel()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    return answers
+
+
 @pytest.mark.parametrize(
     ("decode_s", "tokens", "within_s"),
     [(0.05, [42], (0.05, 0.4)), (2.0, [], (0.45, 0.9))],
@@ -163,31 +195,7 @@ def test_work_with_nothing_drafted_is_answered_with_a_prediction_or_in_time(
     """An answer with nothing drafted ahead waits for the first token drafted, a prediction
     of one the oracle has not sent (while an answer is owed it sends no more), so even a
     scout no faster than the oracle shows it drafts. It never waits past half the deadline."""
-    answers: list[tuple[float, dict[str, Any]]] = []
-
-    async def handler(connection: ServerConnection) -> None:
-        await connection.recv()
-        await connection.send(welcome(FINGERPRINT))
-        work = {"seq": "0123456789abcdef", "position": 0, "tokens": [1, 2, 3]}
-        await connection.send(json.dumps({"type": "work", **work, "k": 4, "deadline_ms": 1000}))
-        sent = time.monotonic()
-        answer = json.loads(await connection.recv())
-        answers.append((time.monotonic() - sent, answer))
-        await connection.close(1012, "going away")
-
-    async def scenario() -> None:
-        server, port = await serve_once(handler)
-        settings = ScoutSettings(oracle=f"http://127.0.0.1:{port}", key="k" * 40, scout_id="u")
-        async with server:
-            running = asyncio.create_task(
-                Scout(settings, cast(DraftModel, Drafter(decode_s))).run_forever()
-            )
-            while not answers:
-                await asyncio.sleep(0.01)
-            running.cancel()
-
-    asyncio.run(asyncio.wait_for(scenario(), 30))
-    elapsed, draft = answers[0]
+    [(elapsed, draft)] = answers_to(["0123456789abcdef"], decode_s)
     assert (draft["type"], draft["position"], draft["tokens"]) == ("draft", 3, tokens)
     assert within_s[0] <= elapsed < within_s[1]
 
@@ -195,30 +203,7 @@ def test_work_with_nothing_drafted_is_answered_with_a_prediction_or_in_time(
 def test_one_answer_is_owed_at_a_time() -> None:
     """The oracle sends an owed sequence no news until its token; a scout behind on several
     sequences answers all but one at once, so it keeps hearing what the oracle decided."""
-    frames: list[dict[str, Any]] = []
-
-    async def handler(connection: ServerConnection) -> None:
-        await connection.recv()
-        await connection.send(welcome(FINGERPRINT))
-        for seq in ("a" * 16, "b" * 16):
-            work = {"seq": seq, "position": 0, "tokens": [1, 2, 3], "k": 4, "deadline_ms": 1000}
-            await connection.send(json.dumps({"type": "work", **work}))
-        for _ in range(2):
-            frames.append(json.loads(await connection.recv()))
-        await connection.close(1012, "going away")
-
-    async def scenario() -> None:
-        server, port = await serve_once(handler)
-        settings = ScoutSettings(oracle=f"http://127.0.0.1:{port}", key="k" * 40, scout_id="u")
-        async with server:
-            running = asyncio.create_task(
-                Scout(settings, cast(DraftModel, Drafter(0.2))).run_forever()
-            )
-            while len(frames) < 2:
-                await asyncio.sleep(0.01)
-            running.cancel()
-
-    asyncio.run(asyncio.wait_for(scenario(), 30))
+    frames = [frame for _, frame in answers_to(["a" * 16, "b" * 16], 0.2)]
     assert [(frame["seq"], frame["tokens"]) for frame in frames] == [
         ("b" * 16, []),
         ("a" * 16, [42]),
