@@ -10,9 +10,13 @@
 #           start, the oracle cede it a thread and keep at least 0.9x); ALONE_S and WITH_S
 #           seconds (60 and 300 by default)
 # Everything lives in /tmp/gpu, which stays while the machine is warm between calls.
+# Rehearse it here on the CPU first: `python -m benchmarks.gpu_kit pack --python-version 3.11`,
+# a copy of the tree with .gpu in it, a venv with only numpy, httpx, jinja2 and pytest (what
+# the device image has) first on PATH, OUT set to an empty folder, and GGML_CUDA=OFF.
 set -euo pipefail
 WORK=/tmp/gpu
 ARCH="${CUDA_ARCH:-90}"  # H200 and H100; the build is for this architecture only
+CUDA="${GGML_CUDA:-ON}"  # OFF only to rehearse on a machine without one
 mkdir -p "$WORK/model"
 
 use_build() {  # Shard on the CUDA build of libllama, with the joined model
@@ -31,7 +35,7 @@ build)
   # one build tree: shared libllama for llama-cpp-python, llama-server for the benchmark's peer
   setsid nohup bash -c "
     cmake -S $WORK/llama.cpp -B $WORK/build -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=$ARCH -DBUILD_SHARED_LIBS=ON \
+      -DGGML_CUDA=$CUDA -DCMAKE_CUDA_ARCHITECTURES=$ARCH -DBUILD_SHARED_LIBS=ON \
       -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
       -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF \
       -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_APP=OFF \
@@ -62,7 +66,7 @@ check)
   cp "$WORK/build/bin/llama-server" "$WORK/cache/bench/bin/llama-server-$version" || true
   use_build
   export LLAMA_ARG_N_GPU_LAYERS=999  # llama-server too puts every layer on the GPU
-  nvidia-smi --query-gpu=name,memory.used --format=csv | tee "$OUT/gpu.txt"
+  nvidia-smi --query-gpu=name,memory.used --format=csv | tee "$OUT/gpu.txt" || echo "no GPU"
   set +e
   timeout 200 python3 -m pytest -q -p no:cacheprovider \
     tests/engine/test_speculation.py::test_drafted_output_is_identical_to_undrafted \
@@ -75,7 +79,9 @@ one-machine)
   [ -e "$WORK/built" ] && [ -n "$(ls "$WORK/cache"/*.gguf 2>/dev/null)" ] \
     || { echo "run build, part and check first"; exit 1; }
   use_build
-  export SHARD_N_GPU_LAYERS=0 SHARD_SCOUT_N_GPU_LAYERS=0  # the CPU, as on a machine without a GPU
+  # the CPU alone, as on a machine without a GPU: with no GPU visible, ggml offloads nothing,
+  # not even the big matmuls of a prompt, which it would with the layers on the CPU
+  export CUDA_VISIBLE_DEVICES="" SHARD_N_GPU_LAYERS=0 SHARD_SCOUT_N_GPU_LAYERS=0
   nproc | tee "$OUT/one-machine-cores.txt"
   timeout 560 python3 -m benchmarks.one_machine --alone-seconds "${ALONE_S:-60}" \
     --with-scout-seconds "${WITH_S:-300}" --log-dir "$OUT/one-machine" 2>&1 \

