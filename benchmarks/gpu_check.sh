@@ -5,10 +5,11 @@
 #   part    keep the model piece carried in this call
 #   check   wait for the build, join the model, run the exact-drafts test and the benchmark's
 #           1- and 8-client rows (Shard and llama-server, both on the GPU); results in $OUT
-#   one-machine   after check, if device time is left: issue 13's first swarm on one machine
-#           with default flags, on the CPU only (this machine has 16 cores; the scout should
-#           start, the oracle cede it a thread and keep at least 0.9x); ALONE_S and WITH_S
-#           seconds (60 and 300 by default)
+#   one-machine   after check if device time is left, or in a session of its own after a
+#           CPU-only `GGML_CUDA=OFF ... build` (minutes on 16 cores) and the parts: issue 13's
+#           first swarm on one machine with default flags, on the CPU only (this machine has 16
+#           cores; the scout should start, the oracle cede it a thread and keep at least 0.9x);
+#           ALONE_S and WITH_S seconds (60 and 300 by default)
 # Everything lives in /tmp/gpu, which stays while the machine is warm between calls.
 # Rehearse it here on the CPU first: `python -m benchmarks.gpu_kit pack --python-version 3.11`,
 # a copy of the tree with .gpu in it, a venv with only gpu_kit.DEVICE_IMAGE's packages (what
@@ -19,6 +20,13 @@ WORK=/tmp/gpu
 ARCH="${CUDA_ARCH:-90}"  # H200 and H100; the build is for this architecture only
 CUDA="${GGML_CUDA:-ON}"  # OFF only to rehearse on a machine without one
 mkdir -p "$WORK/model"
+
+join_model() {  # the model from its carried pieces, checked against the packed digest
+  name=$(awk '{print $2}' "$WORK/sha256.txt")
+  mkdir -p "$WORK/cache/bench/bin"
+  [ -e "$WORK/cache/$name" ] || cat "$WORK"/model/model.[0-9]* >"$WORK/cache/$name"
+  (cd "$WORK/cache" && sha256sum -c "$WORK/sha256.txt")
+}
 
 use_build() {  # Shard on the CUDA build of libllama, with the joined model
   export PYTHONPATH="$WORK/site:$PWD" LLAMA_CPP_LIB_PATH="$WORK/build/bin"
@@ -59,10 +67,7 @@ check)
   done
   cp "$WORK/build.log" "$OUT/build.log"
   [ -e "$WORK/built" ] || { echo "build not done"; tail -30 "$WORK/build.log"; exit 1; }
-  name=$(awk '{print $2}' "$WORK/sha256.txt")
-  mkdir -p "$WORK/cache/bench/bin"
-  cat "$WORK"/model/model.[0-9]* >"$WORK/cache/$name"
-  (cd "$WORK/cache" && sha256sum -c "$WORK/sha256.txt")
+  join_model
   version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$WORK/site/llama_cpp/__init__.py")
   cp "$WORK/build/bin/llama-server" "$WORK/cache/bench/bin/llama-server-$version" || true
   use_build
@@ -77,8 +82,9 @@ check)
     --output "$OUT/benchmarks-gpu.md" 2>&1 | tee "$OUT/bench.txt" | tail -40
   ;;
 one-machine)
-  [ -e "$WORK/built" ] && [ -n "$(ls "$WORK/cache"/*.gguf 2>/dev/null)" ] \
-    || { echo "run build, part and check first"; exit 1; }
+  for _ in $(seq 1 60); do [ -e "$WORK/built" ] || [ -e "$WORK/failed" ] && break; sleep 5; done
+  [ -e "$WORK/built" ] || { echo "run build and part first"; tail -30 "$WORK/build.log"; exit 1; }
+  join_model
   use_build
   # the CPU alone, as on a machine without a GPU: with no GPU visible, ggml offloads nothing,
   # not even the big matmuls of a prompt, which it would with the layers on the CPU

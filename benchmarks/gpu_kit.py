@@ -155,6 +155,8 @@ def pack(python_version: str = DEVICE_PYTHON) -> None:
     print('  run(command="bash benchmarks/gpu_check.sh check", timeout_s=560)')
     print("If device time is left (issue 13's first swarm on one machine, on the CPU):")
     print('  run(command="ALONE_S=30 WITH_S=300 bash benchmarks/gpu_check.sh one-machine", ...)')
+    print("or in a device session of its own: build with GGML_CUDA=OFF (no CUDA build), the")
+    print("parts, then one-machine, without check.")
 
 
 def main() -> None:
