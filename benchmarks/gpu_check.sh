@@ -23,7 +23,7 @@ mkdir -p "$WORK/model"
 
 join_model() {  # the model from its carried pieces, checked against the packed digest
   name=$(awk '{print $2}' "$WORK/sha256.txt")
-  mkdir -p "$WORK/cache/bench/bin"
+  mkdir -p "$WORK/cache"
   [ -e "$WORK/cache/$name" ] || cat "$WORK"/model/model.[0-9]* >"$WORK/cache/$name"
   (cd "$WORK/cache" && sha256sum -c "$WORK/sha256.txt")
 }
@@ -68,6 +68,7 @@ check)
   cp "$WORK/build.log" "$OUT/build.log"
   [ -e "$WORK/built" ] || { echo "build not done"; tail -30 "$WORK/build.log"; exit 1; }
   join_model
+  mkdir -p "$WORK/cache/bench/bin"
   version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$WORK/site/llama_cpp/__init__.py")
   cp "$WORK/build/bin/llama-server" "$WORK/cache/bench/bin/llama-server-$version" || true
   use_build

@@ -34,7 +34,7 @@ import tarfile
 from importlib.metadata import version
 from pathlib import Path
 
-from benchmarks.llama_server_build import default_cache_dir
+from benchmarks.llama_server_build import default_cache_dir, llama_cpp_python_version
 
 KIT = Path(".gpu")
 PIECE_BYTES = 61 * 1024 * 1024
@@ -68,7 +68,7 @@ _PRUNED = ("models", "docs", "tools/ui", "benches", "tests", "media", "gguf-py",
 def _sdist_root() -> Path:
     """llama-cpp-python's unpacked sdist, as the llama-server build left it."""
     cache = default_cache_dir()
-    root = cache / "src" / f"llama_cpp_python-{version('llama_cpp_python')}"
+    root = cache / "src" / f"llama_cpp_python-{llama_cpp_python_version()}"
     if not (root / "vendor" / "llama.cpp" / "CMakeLists.txt").exists():
         subprocess.run([sys.executable, "-m", "benchmarks.llama_server_build"], check=True)
     return root
