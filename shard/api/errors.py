@@ -115,7 +115,7 @@ def error_response(error: APIError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
-def _param_path(location: Sequence[Any]) -> str | None:
+def param_path(location: Sequence[Any]) -> str | None:
     """`("body", "messages", 0, "role")` to `messages[0].role`, OpenAI's way of naming it."""
     parts = [p for p in location if p not in ("body", "query", "path", "header")]
     text = ""
@@ -142,7 +142,7 @@ def validation_error(exc: RequestValidationError) -> APIError:
         return APIError(400, "Invalid request.")
     first = errors[0]
     kind = first.get("type", "")
-    param = _param_path(first.get("loc", ()))
+    param = param_path(first.get("loc", ()))
     if kind == "json_invalid":
         return APIError(
             400,

@@ -4,6 +4,7 @@ Unknown fields are refused (as OpenAI does), and fields Shard cannot honour are 
 name, so nothing a client asks for is silently dropped.
 """
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -71,6 +72,12 @@ class ToolCallIn(_Strict):
     function: FunctionCallIn
 
 
+_NULL_ONLY = {
+    "audio": "audio is not supported",
+    "function_call": "the deprecated functions API is not supported: use tool_calls",
+}
+
+
 class ChatMessageIn(_Strict):
     role: Role
     name: str | None = None
@@ -81,6 +88,20 @@ class ChatMessageIn(_Strict):
     content: str | list[TextPart] | None = Field(default=None, validate_default=True)
     refusal: str | None = None
     """Sent back as the SDKs serialise an assistant message; not used."""
+    annotations: list[Any] | None = None
+    """The same (`message.model_dump()` of an answer): citations of OpenAI's web search; not
+    used."""
+    audio: Any = None
+    function_call: Any = None
+    """The deprecated functions API's call, or audio output: only null, as the SDKs send them."""
+
+    @field_validator("audio", "function_call")
+    @classmethod
+    def _null_only(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name or ""
+        if value is not None:
+            raise ValueError(f"{_NULL_ONLY[name]}; send {name} as null or leave it out")
+        return value
 
     @field_validator("role", mode="before")
     @classmethod
@@ -229,6 +250,9 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
+_TOKEN_ID = re.compile(r"-?[0-9]+")
+
+
 class _SamplingRequest(_Strict):
     """Fields and checks that chat and legacy completions share."""
 
@@ -257,7 +281,7 @@ class _SamplingRequest(_Strict):
     @classmethod
     def _bias_keys(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
         for key, value in (bias or {}).items():
-            if not key.lstrip("-").isdigit():
+            if not _TOKEN_ID.fullmatch(key):  # str.isdigit() takes '²', which int() refuses
                 raise ValueError(f"keys must be token ids, got '{key}'")
             if not -100.0 <= value <= 100.0:
                 raise ValueError(f"bias for token {key} must be between -100 and 100")

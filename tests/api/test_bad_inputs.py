@@ -76,6 +76,16 @@ def test_body_that_is_not_an_object(http: httpx.Client) -> None:
         ({"top_logprobs": 21}, "top_logprobs"),
         ({"logit_bias": {"hello": 1}}, "logit_bias"),
         ({"logit_bias": {"5": 101}}, "logit_bias"),
+        ({"logit_bias": {"²": 1}}, "logit_bias"),  # a digit to str.isdigit(), not to int()
+        ({"logit_bias": {"\u0665": 1}}, "logit_bias"),  # an Arabic-Indic 5, which int() reads as 5
+        (
+            {"messages": [{"role": "assistant", "content": "x", "function_call": {"name": "f"}}]},
+            "messages[0].function_call",
+        ),
+        (
+            {"messages": [{"role": "assistant", "content": "x", "audio": {"id": "a"}}]},
+            "messages[0].audio",
+        ),
         ({"stream": "yes please"}, "stream"),
         ({"seed": "abc"}, "seed"),
     ],
@@ -175,6 +185,22 @@ def test_unknown_model_is_404_model_not_found(client: openai.OpenAI, http: httpx
         client.chat.completions.create(model="gpt-4", messages=GOOD["messages"])
 
 
+def test_an_answer_sent_back_as_the_sdk_dumps_it_is_accepted(client: openai.OpenAI) -> None:
+    """`messages.append(answer.model_dump())` carries annotations, audio and function_call,
+    all null: they are what the SDK's message type has, so they are taken and not used."""
+    first = client.chat.completions.create(
+        model=SERVED_ALIAS, messages=GOOD["messages"], max_tokens=3
+    )
+    sent_back = first.choices[0].message.model_dump()
+    assert {"annotations", "audio", "function_call"} <= set(sent_back)
+    again = client.chat.completions.create(
+        model=SERVED_ALIAS,
+        messages=[*GOOD["messages"], sent_back, {"role": "user", "content": "More"}],  # type: ignore[list-item]
+        max_tokens=3,
+    )
+    assert again.choices[0].message.content is not None
+
+
 def test_n_above_parallel_is_refused(http: httpx.Client) -> None:
     response = http.post("/v1/chat/completions", json={**GOOD, "n": 9})
     assert_openai_error(response, 400, "invalid_request", "n")
@@ -221,3 +247,57 @@ def test_unknown_path_and_method(http: httpx.Client) -> None:
     response = http.put("/v1/models")
     assert response.status_code == 405
     assert set(response.json()) == {"error"}
+
+
+def post_raw(http: httpx.Client, path: str, body: str) -> httpx.Response:
+    return http.post(path, content=body.encode(), headers={"content-type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        (
+            "/v1/chat/completions",
+            '{"model": "%s", "messages": [{"role": "user", "content": "hi \\ud800"}]}',
+            "messages[0].content",
+        ),
+        (
+            "/v1/chat/completions",
+            '{"model": "%s", "messages": [{"role": "user", "content": "hi"}],'
+            ' "metadata": {"k": "\\udfff"}}',
+            "metadata.k",
+        ),
+        (
+            "/v1/chat/completions",
+            '{"model": "\\ud800", "messages": [{"role": "user", "content": "hi"}]}',
+            "model",
+        ),
+        (
+            "/v1/chat/completions",
+            '{"model": "%s", "messages": [{"role": "user", "content": "hi", "name": "\\ud83d"}]}',
+            "messages[0].name",
+        ),
+        ("/v1/completions", '{"model": "%s", "prompt": ["ok", "\\udc00 x"]}', "prompt[1]"),
+    ],
+)
+def test_an_unpaired_surrogate_is_a_400_naming_the_field(
+    http: httpx.Client, path: str, body: str, param: str
+) -> None:
+    """JSON can escape half a UTF-16 pair, which is no Unicode text: it must not reach the
+    tokenizer or the store (it made a 500 there, and a stored completion that no list could
+    show)."""
+    response = post_raw(http, path, body.replace("%s", SERVED_ALIAS))
+    assert_openai_error(response, 400, "invalid_request", param)
+    assert "surrogate" in response.json()["error"]["message"]
+    listed = http.get("/v1/chat/completions", params={"limit": 100})
+    assert listed.status_code == 200, listed.text
+
+
+def test_a_surrogate_pair_and_an_escaped_backslash_are_text(http: httpx.Client) -> None:
+    """A whole pair (an emoji) is text, and so is `\\\\ud800` (a backslash, then letters)."""
+    body = (
+        '{"model": "%s", "max_tokens": 2, "messages":'
+        ' [{"role": "user", "content": "\\ud83d\\ude00 and \\\\ud800"}]}'
+    ).replace("%s", SERVED_ALIAS)
+    response = post_raw(http, "/v1/chat/completions", body)
+    assert response.status_code == 200, response.text

@@ -16,9 +16,10 @@ from shard.api.errors import KEYED, error_responses
 from shard.api.generation_flow import Storing, respond
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.api.protocol import ChatCompletion, ChatCompletionRequest
+from shard.api.unicode_bodies import UnicodeCheckedRoute
 from shard.store.api_keys import KeyRecord
 
-router = APIRouter()
+router = APIRouter(route_class=UnicodeCheckedRoute)
 
 
 @router.post(

@@ -10,8 +10,9 @@ from shard import __version__
 from shard.api.errors import error_responses
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.api.protocol import Health
+from shard.api.unicode_bodies import UnicodeCheckedRoute
 
-router = APIRouter()
+router = APIRouter(route_class=UnicodeCheckedRoute)
 
 
 @router.get("/health", response_model=Health, responses=error_responses(503))

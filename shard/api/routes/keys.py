@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from shard.api.auth import keyed
 from shard.api.errors import ADMIN, APIError, error_responses
 from shard.api.oracle_state import OracleState, get_oracle
+from shard.api.unicode_bodies import UnicodeCheckedRoute
 from shard.store.api_keys import KeyRecord
 
-router = APIRouter()
+router = APIRouter(route_class=UnicodeCheckedRoute)
 Admin = Annotated[KeyRecord, Depends(keyed("system", admin=True))]
 Oracle = Annotated[OracleState, Depends(get_oracle)]
 

@@ -8,8 +8,9 @@ from shard.api.auth import keyed
 from shard.api.errors import KEYED, error_responses
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.api.protocol import ModelCard, ModelList
+from shard.api.unicode_bodies import UnicodeCheckedRoute
 
-router = APIRouter(dependencies=[Depends(keyed("system"))])
+router = APIRouter(route_class=UnicodeCheckedRoute, dependencies=[Depends(keyed("system"))])
 
 
 @router.get("/models", responses=error_responses(*KEYED))

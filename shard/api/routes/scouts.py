@@ -15,6 +15,7 @@ from shard.api import scout_views as views
 from shard.api.auth import keyed
 from shard.api.errors import ADMIN, KEYED, APIError, error_responses
 from shard.api.oracle_state import OracleState, get_oracle
+from shard.api.unicode_bodies import UnicodeCheckedRoute
 from shard.store.api_keys import KeyRecord
 from shard.swarm.errors import (
     NotEnoughFreeScouts,
@@ -28,7 +29,7 @@ from shard.swarm.hub import Hub
 from shard.swarm.protocol import CLOSE_BAD_KEY
 from shard.swarm.registry import LogLevel, ScoutRecord
 
-router = APIRouter()
+router = APIRouter(route_class=UnicodeCheckedRoute)
 Caller = Annotated[KeyRecord, Depends(keyed("scouts"))]
 Admin = Annotated[KeyRecord, Depends(keyed("scouts", admin=True))]
 Oracle = Annotated[OracleState, Depends(get_oracle)]

@@ -10,10 +10,11 @@ from shard.api.auth import keyed
 from shard.api.errors import KEYED, APIError, error_responses
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.api.protocol import CompletionUpdate
+from shard.api.unicode_bodies import UnicodeCheckedRoute
 from shard.store.api_keys import KeyRecord
 from shard.store.completions import ListFilter
 
-router = APIRouter()
+router = APIRouter(route_class=UnicodeCheckedRoute)
 Caller = Annotated[KeyRecord, Depends(keyed("system"))]
 Oracle = Annotated[OracleState, Depends(get_oracle)]
 

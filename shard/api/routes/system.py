@@ -13,9 +13,10 @@ from shard.api.auth import bearer_token, keyed
 from shard.api.errors import ADMIN, KEYED, APIError, error_responses
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.api.scout_views import scout_statuses
+from shard.api.unicode_bodies import UnicodeCheckedRoute
 from shard.store.api_keys import KeyRecord
 
-router = APIRouter()
+router = APIRouter(route_class=UnicodeCheckedRoute)
 Oracle = Annotated[OracleState, Depends(get_oracle)]
 
 

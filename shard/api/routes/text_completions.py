@@ -17,9 +17,10 @@ from shard.api.errors import KEYED, error_responses
 from shard.api.generation_flow import Storing, respond
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.api.protocol import CompletionRequest, TextCompletion
+from shard.api.unicode_bodies import UnicodeCheckedRoute
 from shard.store.api_keys import KeyRecord
 
-router = APIRouter()
+router = APIRouter(route_class=UnicodeCheckedRoute)
 
 
 @router.post("/completions", response_model=None, responses=error_responses(400, 404, 503, *KEYED))
