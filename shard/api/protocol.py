@@ -192,6 +192,16 @@ class FunctionDefinition(_Strict):
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
+    @field_validator("parameters")
+    @classmethod
+    def _an_object(cls, parameters: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Arguments are a JSON object, as OpenAI requires (a call's reader finds where an
+        object ends, not a bare number or string)."""
+        kind = (parameters or {}).get("type", "object")
+        if kind != "object":
+            raise ValueError(f"must be a JSON Schema of type 'object', got type {kind!r}")
+        return parameters
+
 
 class ToolDefinition(_Strict):
     type: Literal["function"]

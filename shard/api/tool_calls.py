@@ -121,7 +121,7 @@ def _call_schema(function: Function, prefix: str, definitions: dict[str, Any]) -
     """One function's call as a JSON schema. Its parameters sit under `arguments`, so the
     definitions they refer to (`$defs`, `definitions`, as pydantic writes nested models) move
     to the grammar's root, renamed with `prefix` so that functions' names never clash."""
-    parameters = dict(function.parameters or {"type": "object"})
+    parameters = {"type": "object", **(function.parameters or {})}  # checked: no other type
     local = {**parameters.pop("definitions", {}), **parameters.pop("$defs", {})}
     renamed = {
         f"#/{kind}/{name}": f"#/$defs/{prefix}{name}"

@@ -146,6 +146,17 @@ def test_auto_answers_in_text_or_in_calls_that_parse(client: openai.OpenAI) -> N
             },
             "tools",
         ),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {"name": "f", "parameters": {"type": "integer"}},
+                    }
+                ]
+            },
+            "tools[0].function.parameters",
+        ),
         ({"functions": [{"name": "f"}]}, "functions"),
         ({"messages": [{"role": "tool", "content": "42"}]}, "messages[0]"),
         ({"messages": [{"role": "user", "content": "hi", "tool_call_id": "a"}]}, "messages[0]"),
