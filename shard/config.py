@@ -59,6 +59,9 @@ class OracleSettings(BaseSettings):
     max_queue: int = Field(
         default=64, ge=0, description="requests that may wait for a free sequence before 503"
     )
+    max_request_mb: int = Field(
+        default=16, ge=1, description="largest request body in MiB; a larger one is a 413"
+    )
     chat_template: str | None = Field(
         default=None,
         description="built-in llama.cpp template name, Jinja text, or a file holding Jinja text",

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from shard import __version__
 from shard.api.auth import RateLimitHeaders
+from shard.api.body_limit import BodyLimit
 from shard.api.errors import install_error_handlers, install_openapi_without_422
 from shard.api.lifecycle import Lifecycle
 from shard.api.metrics import OracleMetrics
@@ -157,6 +158,7 @@ def create_app(
     install_error_handlers(app)
     install_openapi_without_422(app)
     app.add_middleware(RateLimitHeaders)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_mb * 2**20)
     for prefix in ("", "/v1"):
         routes = (chat, text_completions, stored_completions, models, keys, health, system, scouts)
         for module in routes:

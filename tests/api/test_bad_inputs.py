@@ -3,6 +3,7 @@
 In-process on a fake model: what is checked here is decided before and around the model."""
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -301,3 +302,22 @@ def test_a_surrogate_pair_and_an_escaped_backslash_are_text(http: httpx.Client) 
     ).replace("%s", SERVED_ALIAS)
     response = post_raw(http, "/v1/chat/completions", body)
     assert response.status_code == 200, response.text
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_read(tmp_path: Path) -> None:
+    """A 100 MB body used to be read and parsed whole; the limit answers as bytes arrive."""
+    with in_process_oracle(tmp_path, max_request_mb=1) as small:
+        text = "x" * (2**20)
+        body = {**GOOD, "messages": [{"role": "user", "content": text}]}
+        response = small.post("/v1/chat/completions", json=body)
+        assert_openai_error(response, 413, "invalid_request", None)
+        assert "--max-request-mb" in response.json()["error"]["message"]
+        chunked = small.post(  # no Content-Length: counted as it arrives
+            "/v1/chat/completions",
+            content=(b"x" * 2**16 for _ in range(20)),
+            headers={"content-type": "application/json"},
+        )
+        assert "content-length" not in chunked.request.headers
+        assert_openai_error(chunked, 413, "invalid_request", None)
+        fits = {**GOOD, "max_tokens": 1, "messages": [{"role": "user", "content": "x" * 1000}]}
+        assert small.post("/v1/chat/completions", json=fits).status_code == 200
