@@ -258,6 +258,8 @@ class ResponseFormat(_Strict):
 
 class StreamOptions(_Strict):
     include_usage: bool = False
+    include_obfuscation: bool | None = None
+    """OpenAI pads its events against length side channels; taken, and Shard does not pad."""
 
 
 _TOKEN_ID = re.compile(r"-?[0-9]+")

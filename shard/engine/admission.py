@@ -37,22 +37,23 @@ def prepare(
     if bos_text and text.startswith(bos_text):
         text = text[len(bos_text) :]  # tokenize adds BOS itself
     prompt = model.tokenize(text)
+    given = "messages" if request.raw_prompt is None else "prompt"  # legacy completions
     if len(prompt) >= n_ctx:
         message = (
             f"This model's maximum context length is {n_ctx} tokens. However, your "
-            f"messages resulted in {len(prompt)} tokens. Please reduce the length of the "
-            "messages."
+            f"{given} resulted in {len(prompt)} tokens, and a completion needs room after "
+            f"them. Please reduce the length of the {given}."
         )
-        return Rejected("context_length_exceeded", message, "messages")
+        return Rejected("context_length_exceeded", message, given)
     room = n_ctx - len(prompt)
     if request.max_tokens > room and not request.shrink_to_fit:
         message = (
             f"This model's maximum context length is {n_ctx} tokens. However, you "
             f"requested {len(prompt) + request.max_tokens} tokens ({len(prompt)} in the "
-            f"messages, {request.max_tokens} in the completion). Please reduce the length "
-            "of the messages or completion."
+            f"{given}, {request.max_tokens} in the completion). Please reduce the length "
+            f"of the {given} or completion."
         )
-        return Rejected("context_length_exceeded", message, "messages")
+        return Rejected("context_length_exceeded", message, given)
     constraint = None
     if request.grammar is not None:
         try:

@@ -179,6 +179,14 @@ def test_text_response_format_and_tool_choice_none_are_fine(http: httpx.Client) 
     assert http.post("/v1/chat/completions", json=body).status_code == 200
 
 
+def test_stream_options_openai_sends_are_taken(http: httpx.Client) -> None:
+    options = {"include_usage": True, "include_obfuscation": False}
+    body = {**GOOD, "max_tokens": 2, "stream": True, "stream_options": options}
+    response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    assert '"usage":{' in response.text
+
+
 def test_unknown_model_is_404_model_not_found(client: openai.OpenAI, http: httpx.Client) -> None:
     response = http.post("/v1/chat/completions", json={**GOOD, "model": "gpt-4"})
     assert_openai_error(response, 404, "model_not_found", "model")
@@ -225,6 +233,15 @@ def test_prompt_longer_than_context(http: httpx.Client, client: openai.OpenAI) -
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=SERVED_ALIAS, messages=body["messages"])
     assert caught.value.code == "context_length_exceeded"
+
+
+def test_a_legacy_prompt_longer_than_context_names_the_prompt(http: httpx.Client) -> None:
+    response = http.post("/v1/completions", json={"model": SERVED_ALIAS, "prompt": "w " * 3000})
+    assert_openai_error(response, 400, "context_length_exceeded", "prompt")
+    assert "messages" not in response.json()["error"]["message"]
+    too_long = {"model": SERVED_ALIAS, "prompt": "Hi", "max_tokens": 5000}
+    response = http.post("/v1/completions", json=too_long)
+    assert_openai_error(response, 400, "context_length_exceeded", "prompt")
 
 
 def test_explicit_max_tokens_beyond_context(http: httpx.Client) -> None:
