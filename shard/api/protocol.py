@@ -27,7 +27,10 @@ _ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields and wrong JSON types are 400s, as in OpenAI's API
+    (pydantic's lax mode would take `"stream": "yes"` as true and `"max_tokens": true` as 1)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class TextPart(_Strict):

@@ -89,6 +89,15 @@ def test_body_that_is_not_an_object(http: httpx.Client) -> None:
         ),
         ({"stream": "yes please"}, "stream"),
         ({"seed": "abc"}, "seed"),
+        # JSON types are strict, as in OpenAI's API: pydantic's lax mode took all of these
+        ({"stream": "yes"}, "stream"),
+        ({"stream": 1}, "stream"),
+        ({"max_tokens": True}, "max_tokens"),
+        ({"max_tokens": "5"}, "max_tokens"),
+        ({"temperature": "0.5"}, "temperature"),
+        ({"seed": "42"}, "seed"),
+        ({"logprobs": "true"}, "logprobs"),
+        ({"stream_options": {"include_usage": "yes"}, "stream": True}, "stream_options.include_usage"),
     ],
 )
 def test_wrong_types_and_out_of_range_values(
@@ -177,6 +186,12 @@ def test_a_response_format_that_cannot_be_enforced_is_a_400(
 def test_text_response_format_and_tool_choice_none_are_fine(http: httpx.Client) -> None:
     body = {**GOOD, "max_tokens": 2, "response_format": {"type": "text"}, "tool_choice": "none"}
     assert http.post("/v1/chat/completions", json=body).status_code == 200
+
+
+def test_an_integer_where_a_number_is_wanted_is_taken(http: httpx.Client) -> None:
+    """Strict types still take 1 for a float field: JSON has one number type."""
+    response = http.post("/v1/chat/completions", json={**GOOD, "temperature": 1, "max_tokens": 2})
+    assert response.status_code == 200, response.text
 
 
 def test_stream_options_openai_sends_are_taken(http: httpx.Client) -> None:

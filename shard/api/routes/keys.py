@@ -19,7 +19,7 @@ Oracle = Annotated[OracleState, Depends(get_oracle)]
 
 
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(default="", max_length=200)
     role: Literal["admin", "user"] = "user"
 

@@ -36,7 +36,7 @@ Oracle = Annotated[OracleState, Depends(get_oracle)]
 
 
 class ReserveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     scout_id: str | None = Field(default=None, max_length=64)
     count: int | None = Field(default=None, ge=1, le=64)
     reservation_duration: int = Field(default=300, ge=30, le=3600)
@@ -49,12 +49,12 @@ class ReserveRequest(BaseModel):
 
 
 class GoldenTicketRun(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     count: int = Field(default=5, ge=1, le=50)
 
 
 class ReservationRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     reservation_id: str = Field(max_length=64)
 
 
