@@ -111,6 +111,10 @@ class FakeModel:
         span = self._n_vocab - FIRST_TEXT_TOKEN
         return [BOS] + [FIRST_TEXT_TOKEN + ord(char) % span for char in text]
 
+    @property
+    def max_token_bytes(self) -> int | None:
+        return 4  # one token per character, of up to 4 bytes of UTF-8
+
     def piece(self, token: int) -> bytes:
         if token < FIRST_TEXT_TOKEN:
             return b""

@@ -36,15 +36,13 @@ def prepare(
     bos_text = model.bos_text()
     if bos_text and text.startswith(bos_text):
         text = text[len(bos_text) :]  # tokenize adds BOS itself
-    prompt = model.tokenize(text)
     given = "messages" if request.raw_prompt is None else "prompt"  # legacy completions
+    fewest = _fewest_tokens(text, model)
+    if fewest >= n_ctx:  # not tokenized: megabytes take seconds, and the engine waits
+        return _too_long(n_ctx, given, f"at least {fewest}")
+    prompt = model.tokenize(text)
     if len(prompt) >= n_ctx:
-        message = (
-            f"This model's maximum context length is {n_ctx} tokens. However, your "
-            f"{given} resulted in {len(prompt)} tokens, and a completion needs room after "
-            f"them. Please reduce the length of the {given}."
-        )
-        return Rejected("context_length_exceeded", message, given)
+        return _too_long(n_ctx, given, str(len(prompt)))
     room = n_ctx - len(prompt)
     if request.max_tokens > room and not request.shrink_to_fit:
         message = (
@@ -60,10 +58,29 @@ def prepare(
             constraint = TokenConstraint(model.grammar_tokenizer(), request.grammar.grammar)
         except GrammarError as error:
             return Rejected("invalid_request", str(error), request.grammar.param)
-    prediction = model.tokenize(request.prediction) if request.prediction else []
+    longest = model.max_token_bytes
+    predicted = request.prediction
+    if predicted and longest is not None:
+        predicted = predicted[: longest * (n_ctx + 16)]  # keeps its first n_ctx tokens
+    prediction = model.tokenize(predicted) if predicted else []
     if prediction and prediction[0] == model.bos_token:
         prediction = prediction[1:]  # tokenize starts a document; this continues one
     prediction = prediction[:n_ctx]  # no answer is longer; a longer one costs its index
     task = Task(request, prompt, min(request.max_tokens, room), constraint=constraint)
     task.prediction = prediction
     return task
+
+
+def _fewest_tokens(text: str, model: Model) -> int:
+    """A lower bound on the tokens `text` becomes, found without tokenizing it."""
+    longest = model.max_token_bytes
+    return 0 if longest is None else -(-len(text.encode()) // longest)
+
+
+def _too_long(n_ctx: int, given: str, tokens: str) -> Rejected:
+    message = (
+        f"This model's maximum context length is {n_ctx} tokens. However, your "
+        f"{given} resulted in {tokens} tokens, and a completion needs room after "
+        f"them. Please reduce the length of the {given}."
+    )
+    return Rejected("context_length_exceeded", message, given)

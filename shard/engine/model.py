@@ -47,6 +47,13 @@ class Model(Protocol):
 
     def tokenize(self, text: str) -> list[int]: ...
 
+    @property
+    def max_token_bytes(self) -> int | None:
+        """The most bytes of text one token can stand for, so that a text too long for the
+        context is refused without tokenizing it (which takes seconds for megabytes, on the
+        engine thread); None where no such bound holds."""
+        ...
+
     def piece(self, token: int) -> bytes: ...
 
     def tokenizer_fingerprint(self) -> str: ...

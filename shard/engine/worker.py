@@ -253,6 +253,8 @@ class Engine:
                 "gets other logits than one-at-a-time decoding, so output with drafts may "
                 "differ from output without (it still follows the model's distribution)"
             )
+        # made now, not in the first request's time: admission refuses long prompts with it
+        log.debug("one token stands for at most %s bytes of text", model.max_token_bytes)
         self.status = EngineStatus(
             n_vocab=model.n_vocab,
             n_ctx=config.n_ctx,

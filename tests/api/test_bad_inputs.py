@@ -97,7 +97,10 @@ def test_body_that_is_not_an_object(http: httpx.Client) -> None:
         ({"temperature": "0.5"}, "temperature"),
         ({"seed": "42"}, "seed"),
         ({"logprobs": "true"}, "logprobs"),
-        ({"stream_options": {"include_usage": "yes"}, "stream": True}, "stream_options.include_usage"),
+        (
+            {"stream_options": {"include_usage": "yes"}, "stream": True},
+            "stream_options.include_usage",
+        ),
     ],
 )
 def test_wrong_types_and_out_of_range_values(
