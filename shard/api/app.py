@@ -155,10 +155,10 @@ def create_app(
 
     app = FastAPI(title="Shard oracle", version=__version__, lifespan=lifespan)
     app.state.oracle = state
-    install_error_handlers(app)
     install_openapi_without_422(app)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_mb * 2**20)
+    install_error_handlers(app)
     for prefix in ("", "/v1"):
         routes = (chat, text_completions, stored_completions, models, keys, health, system, scouts)
         for module in routes:

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def install_openapi_without_422(app: FastAPI) -> None:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Route every error through `error_body`."""
+    """Route every error through `error_body`; call it after adding the other middleware."""
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -200,7 +201,36 @@ def install_error_handlers(app: FastAPI) -> None:
         error = APIError(exc.status_code, message, headers=getattr(exc, "headers", None))
         return error_response(error)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(APIError(500, "The server had an error processing your request."))
+    app.add_middleware(UnexpectedErrors)  # last, so outermost: it sees what the rest raise
+
+
+class UnexpectedErrors:
+    """An unhandled exception becomes OpenAI's 500, and the connection stays open.
+
+    Starlette's own handler for `Exception` answers and then raises again, so uvicorn closed
+    the keep-alive connection and the client's next request on it was reset. Once a response
+    has started (a stream) no other can be sent, so the error goes on up.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_start)
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            error = APIError(500, "The server had an error processing your request.")
+            await error_response(error)(scope, receive, send)
