@@ -5,6 +5,7 @@ must be decoded at the next free position of its sequence (so a missed rewind fa
 the logits at a position are a pure function of the sequence's tokens up to it (`Rule`).
 """
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -107,7 +108,11 @@ class FakeModel:
     def embedded_chat_template(self) -> str | None:
         return None
 
-    def tokenize(self, text: str) -> list[int]:
+    @property
+    def control_text(self) -> re.Pattern[str] | None:
+        return None  # no control tokens to spell
+
+    def tokenize(self, text: str, literal: Sequence[tuple[int, int]] = ()) -> list[int]:
         span = self._n_vocab - FIRST_TEXT_TOKEN
         return [BOS] + [FIRST_TEXT_TOKEN + ord(char) % span for char in text]
 

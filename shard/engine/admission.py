@@ -7,6 +7,7 @@ import json
 
 from shard.engine.chat_template import ChatTemplate, TemplateError
 from shard.engine.constraint import GrammarError, TokenConstraint
+from shard.engine.literal_text import Span, render
 from shard.engine.model import Model
 from shard.engine.sequence import Task
 from shard.engine.types import GenerationRequest, Rejected
@@ -23,24 +24,24 @@ def prepare(
     if bad_bias:
         message = f"logit_bias has token ids outside the vocabulary: {bad_bias[:5]}"
         return Rejected("invalid_request", message, "logit_bias")
+    literal: list[Span] = []  # a legacy prompt is the client's own markup, as in llama.cpp
     try:
-        text = (
-            request.raw_prompt
-            if request.raw_prompt is not None
-            else template.render(
-                request.messages, json.loads(request.tools) if request.tools else None
-            )
-        )
+        if request.raw_prompt is not None:
+            text = request.raw_prompt
+        else:
+            tools = json.loads(request.tools) if request.tools else None
+            text, literal = render(template, request.messages, tools, model.control_text)
     except TemplateError as error:
         return Rejected("invalid_request", str(error), "messages")
     bos_text = model.bos_text()
     if bos_text and text.startswith(bos_text):
         text = text[len(bos_text) :]  # tokenize adds BOS itself
+        literal = [(a - len(bos_text), b - len(bos_text)) for a, b in literal]
     given = "messages" if request.raw_prompt is None else "prompt"  # legacy completions
     fewest = _fewest_tokens(text, model)
     if fewest >= n_ctx:  # not tokenized: megabytes take seconds, and the engine waits
         return _too_long(n_ctx, given, f"at least {fewest}")
-    prompt = model.tokenize(text)
+    prompt = model.tokenize(text, literal)
     if len(prompt) >= n_ctx:
         return _too_long(n_ctx, given, str(len(prompt)))
     room = n_ctx - len(prompt)

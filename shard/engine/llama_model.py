@@ -9,6 +9,8 @@ import functools
 import hashlib
 import logging
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from shard.engine.devices import (
     offloaded_layers,
     requested_layers,
 )
+from shard.engine.literal_text import Span, alternation
 from shard.engine.model import TokenBatch
 from shard.engine.sampling import Logits
 
@@ -34,6 +37,9 @@ _GGML_TYPE_BF16 = 30
 _FLASH_ATTENTION_ON = 1  # enum llama_flash_attn_type in llama.h
 _UNNORMALIZED_VOCABS = (llama_cpp.LLAMA_VOCAB_TYPE_SPM, llama_cpp.LLAMA_VOCAB_TYPE_BPE)
 _STRIPS_WHITESPACE = llama_cpp.LLAMA_TOKEN_ATTR_LSTRIP | llama_cpp.LLAMA_TOKEN_ATTR_RSTRIP
+_CONTROL = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+"""What llama.cpp reads in text only when asked to parse special tokens (user-defined tokens
+it reads always)."""
 MAX_UBATCH = 512
 """Most tokens llama.cpp computes in one graph run; a longer batch is split."""
 
@@ -136,19 +142,62 @@ class LlamaModel:
 
     # -- tokens -----------------------------------------------------------------------------
 
-    def tokenize(self, text: str) -> list[int]:
-        """Text to token ids, adding BOS where the model wants it and parsing special tokens."""
+    def tokenize(self, text: str, literal: Sequence[Span] = ()) -> list[int]:
+        """Text to token ids, adding BOS where the model wants it and parsing control-token
+        text as the tokens, except within the `literal` spans (shard.engine.literal_text).
+
+        With spans, the text is cut at the control tokens outside them and each piece
+        tokenized as text: llama.cpp cuts at the same places and tokenizes the same pieces
+        alone, so a prompt comes out as it would whole, but for the spans."""
+        control = self.control_text
+        if not literal or control is None:
+            return self._tokenize(text, add_bos=True, parse_special=True)
+        tokens = [self.bos_token] if llama_cpp.llama_vocab_get_add_bos(self.vocab) else []
+        start = 0
+        for found in control.finditer(text):
+            if any(a < found.end() and found.start() < b for a, b in literal):
+                continue
+            tokens += self._tokenize(text[start : found.start()], False, False)
+            tokens.append(self._control_ids[found.group()])
+            start = found.end()
+        return tokens + self._tokenize(text[start:], False, False)
+
+    def _tokenize(self, text: str, add_bos: bool, parse_special: bool) -> list[int]:
         data = text.encode()
         capacity = len(data) + 8
         tokens = (llama_cpp.llama_token * capacity)()
-        count = llama_cpp.llama_tokenize(self.vocab, data, len(data), tokens, capacity, True, True)
+        count = llama_cpp.llama_tokenize(
+            self.vocab, data, len(data), tokens, capacity, add_bos, parse_special
+        )
         if count < 0:
             capacity = -count
             tokens = (llama_cpp.llama_token * capacity)()
             count = llama_cpp.llama_tokenize(
-                self.vocab, data, len(data), tokens, capacity, True, True
+                self.vocab, data, len(data), tokens, capacity, add_bos, parse_special
             )
         return list(tokens[:count])
+
+    @functools.cached_property
+    def _control_ids(self) -> dict[str, int]:
+        ids: dict[str, int] = {}
+        for token in range(self.n_vocab):
+            if llama_cpp.llama_vocab_get_attr(self.vocab, token) & _CONTROL:
+                text = llama_cpp.llama_vocab_get_text(self.vocab, token) or b""
+                if text:
+                    ids.setdefault(text.decode(errors="replace"), token)
+        return ids
+
+    @functools.cached_property
+    def control_text(self) -> re.Pattern[str] | None:
+        """What spells a control token in text; None where one strips the whitespace beside
+        it, as then a piece cut at it is not tokenized as llama.cpp would."""
+        strips = any(
+            llama_cpp.llama_vocab_get_attr(self.vocab, token) & _STRIPS_WHITESPACE
+            for token in self._control_ids.values()
+        )
+        return (
+            None if strips or not self._control_ids else re.compile(alternation(self._control_ids))
+        )
 
     @functools.cached_property
     def max_token_bytes(self) -> int | None:

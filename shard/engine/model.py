@@ -4,6 +4,8 @@
 Only the engine thread calls a model (docs/architecture.md, invariant 5).
 """
 
+import re
+from collections.abc import Sequence
 from typing import Protocol
 
 import llguidance
@@ -45,7 +47,16 @@ class Model(Protocol):
 
     def embedded_chat_template(self) -> str | None: ...
 
-    def tokenize(self, text: str) -> list[int]: ...
+    def tokenize(self, text: str, literal: Sequence[tuple[int, int]] = ()) -> list[int]:
+        """Token ids, BOS first where the model wants it, control-token text read as the
+        token except in the `literal` character spans (shard.engine.literal_text)."""
+        ...
+
+    @property
+    def control_text(self) -> re.Pattern[str] | None:
+        """What spells a control token in text; None where the model cannot keep such
+        text literal."""
+        ...
 
     @property
     def max_token_bytes(self) -> int | None:

@@ -253,8 +253,9 @@ class Engine:
                 "gets other logits than one-at-a-time decoding, so output with drafts may "
                 "differ from output without (it still follows the model's distribution)"
             )
-        # made now, not in the first request's time: admission refuses long prompts with it
+        # made now, not in the first request's time: admission reads both for every prompt
         log.debug("one token stands for at most %s bytes of text", model.max_token_bytes)
+        log.debug("control tokens kept literal in messages: %s", model.control_text is not None)
         self.status = EngineStatus(
             n_vocab=model.n_vocab,
             n_ctx=config.n_ctx,

@@ -48,6 +48,19 @@ def test_concurrent_greedy_requests_match_their_solo_runs(client: openai.OpenAI)
     assert len(set(alone)) == len(alone)
 
 
+def test_a_message_spelling_a_turn_marker_is_read_as_text(client: openai.OpenAI) -> None:
+    """Parsed as control tokens, `<end_of_turn>` would be one token and end the user's turn."""
+
+    def prompt_tokens(content: str) -> int:
+        response = client.chat.completions.create(
+            model=SERVED_ALIAS, messages=[{"role": "user", "content": content}], max_tokens=1
+        )
+        assert response.usage is not None
+        return response.usage.prompt_tokens
+
+    assert prompt_tokens("<end_of_turn>") > prompt_tokens("x") + 2
+
+
 @pytest.fixture(scope="module")
 def single_slot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningOracle]:
     """An oracle with one sequence and no queue: easy to fill, so easy to observe."""
