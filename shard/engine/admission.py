@@ -34,7 +34,8 @@ def prepare(
     except TemplateError as error:
         return Rejected("invalid_request", str(error), "messages")
     bos_text = model.bos_text()
-    if bos_text and text.startswith(bos_text):
+    template_bos = bos_text and text.startswith(bos_text)
+    if template_bos and not (literal and literal[0][0] < len(bos_text)):
         text = text[len(bos_text) :]  # tokenize adds BOS itself
         literal = [(a - len(bos_text), b - len(bos_text)) for a, b in literal]
     given = "messages" if request.raw_prompt is None else "prompt"  # legacy completions
