@@ -128,6 +128,7 @@ def build_hub(settings: OracleSettings, state: OracleState) -> Hub:
         trust,
         state.model_names[0],
         state.metrics.scouts_connected.set,
+        state.keys.live_ids,
     )
 
 

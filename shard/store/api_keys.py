@@ -117,6 +117,14 @@ class KeyStore:
                 row.revoked_at = datetime.now(UTC)
             return _record(row)
 
+    def live_ids(self, key_ids: set[str]) -> set[str]:
+        """Those of `key_ids` that name keys not revoked."""
+        with self._db.session() as session:
+            query = select(ApiKeyRow.id).where(
+                ApiKeyRow.id.in_(key_ids), ApiKeyRow.revoked_at.is_(None)
+            )
+            return set(session.scalars(query).all())
+
     def count_live(self) -> int:
         with self._db.session() as session:
             query = (

@@ -27,7 +27,7 @@ from shard.store.api_keys import KeyRecord
 from shard.store.reservations import Reservation, ReservationStore
 from shard.swarm.dispatch import Dispatch
 from shard.swarm.engine_handle import EngineHandle, SwarmEngine
-from shard.swarm.protocol import CLOSE_BANNED, CLOSE_RESTARTING
+from shard.swarm.protocol import CLOSE_BAD_KEY, CLOSE_BANNED, CLOSE_RESTARTING
 from shard.swarm.registry import Registry, ScoutLink, ScoutRecord
 from shard.swarm.reputation import Reputation
 from shard.swarm.reservations import Reservations
@@ -53,8 +53,11 @@ class Hub:
         trust: Trust,
         model_name: str,
         on_scout_count: Callable[[int], None] = lambda count: None,
+        live_keys: Callable[[set[str]], set[str]] = lambda key_ids: key_ids,
     ) -> None:
         self.settings = settings
+        self._live_keys = live_keys
+        """Which of these key ids are live (not revoked), read from the store."""
         self.trust = trust
         self._engine = EngineHandle(engine)
         self._on_scout_count = on_scout_count
@@ -197,6 +200,18 @@ class Hub:
                 scout.log("error", reason)
                 self.registry.drop_soon(scout, reason, CLOSE_BANNED)
 
+    async def _drop_revoked(self) -> None:
+        """A revoked key's scouts leave within a second, here and on every oracle on this
+        store: a live session would go on reading other keys' prompts."""
+        keys = {scout.key_id for scout in self.registry.connected}
+        if not keys:
+            return
+        live = await asyncio.to_thread(self._live_keys, keys)
+        for scout in self.registry.connected:
+            if scout.key_id not in live:
+                scout.log("error", "its key was revoked")
+                self.registry.drop_soon(scout, "the key was revoked", CLOSE_BAD_KEY)
+
     async def _write_forever(self) -> None:
         """The hub's own store work, one call at a time in a worker thread: reservations
         reloaded at start and each ping interval, trust written each second or when a ban
@@ -210,6 +225,7 @@ class Hub:
                 await asyncio.to_thread(self.trust.flush)
                 for reputation in self.trust.take_banned_elsewhere():
                     self._banned_elsewhere(reputation)
+                await self._drop_revoked()
             except Exception:  # a store hiccup: try again next time
                 log.exception("swarm store work failed")
             with contextlib.suppress(TimeoutError):

@@ -177,6 +177,18 @@ def test_a_scout_with_a_bad_key_is_refused(swarm: RunningOracle) -> None:
     assert not raw.welcomed.is_set()
 
 
+def test_a_scout_whose_key_is_revoked_is_dropped_at_once(swarm: RunningOracle) -> None:
+    """Revoking is how an admin shuts a scout out; a live session would go on reading other
+    keys' prompts in its work frames."""
+    admin = httpx.Client(base_url=swarm.base_url, headers=auth(ADMIN_KEY), timeout=30)
+    made = admin.post("/keys", json={"name": "revoked-scout"}).json()
+    raw = RawScout(swarm, "revoked-1", key=made["key"]).start()
+    assert raw.welcomed.wait(30), raw
+    assert admin.delete(f"/keys/{made['id']}").status_code == 200
+    assert raw.ended.wait(10), "still connected after its key was revoked"
+    assert raw.close_code == 4001 and "revoked" in raw.close_reason, raw
+
+
 def test_an_oracle_on_default_threads_cedes_one_to_a_scout_on_this_machine(
     tmp_path: Path,
 ) -> None:
