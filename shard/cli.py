@@ -119,7 +119,7 @@ def run_oracle(settings: OracleSettings) -> None:
     try:
         first_key = KeyStore(database).ensure_bootstrap(configured)
     except ValueError as error:
-        sys.exit(f"shard: SHARD_API_KEY is not a valid key: {error}")
+        sys.exit(f"shard: SHARD_API_KEY cannot be used: {error}")
     if first_key:
         print(
             "\nNo API keys existed, so an admin key was created. It is shown this once only:\n\n"

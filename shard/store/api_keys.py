@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from shard.store.database import Database
 from shard.store.schema import ApiKeyRow
@@ -60,6 +61,10 @@ def hash_key(key: str) -> str:
 def _record(row: ApiKeyRow) -> KeyRecord:
     role: Role = "admin" if row.role == "admin" else "user"
     return KeyRecord(row.id, row.name, role, row.hint, row.created_at, row.revoked_at)
+
+
+class LastAdminKeyError(Exception):
+    """Revoking this key would leave no live admin key."""
 
 
 class KeyStore:
@@ -125,21 +130,49 @@ class KeyStore:
             )
             return set(session.scalars(query).all())
 
-    def count_live(self) -> int:
+    def count_live(self, role: Role | None = None) -> int:
         with self._db.session() as session:
             query = (
                 select(func.count()).select_from(ApiKeyRow).where(ApiKeyRow.revoked_at.is_(None))
             )
+            if role is not None:
+                query = query.where(ApiKeyRow.role == role)
             return int(session.scalar(query) or 0)
+
+    def revoke_unless_last_admin(self, key_id: str) -> KeyRecord | None:
+        """`revoke`, but the last live admin key stays (raises `LastAdminKeyError`): through
+        the API, nothing could make another."""
+        record = next((r for r in self.list() if r.id == key_id), None)
+        live_admin = record is not None and record.role == "admin" and record.revoked_at is None
+        if live_admin and self.count_live("admin") <= 1:
+            raise LastAdminKeyError(key_id)
+        return self.revoke(key_id)
 
     def ensure_bootstrap(self, configured: str | None) -> str | None:
         """On start: register `SHARD_API_KEY` as admin if given, else make the first admin key
         when there are none. Returns a newly made key (for printing once), else None."""
         if configured:
-            if self.authenticate(configured) is None:
-                self.create("SHARD_API_KEY", "admin", configured)
+            self._register_configured(configured)
             return None
         if self.count_live() == 0:
             key, _ = self.create("bootstrap admin", "admin")
             return key
         return None
+
+    def _register_configured(self, key: str) -> None:
+        """`SHARD_API_KEY` as an admin key, unless it is one; a revoked one stays revoked.
+        Two oracles starting on one store may both insert it: the second finds it there."""
+        digest = hash_key(key)
+        with self._db.session() as session:
+            row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == digest))
+        if row is not None and row.revoked_at is not None:
+            raise ValueError(
+                "it was revoked; choose another, or unset it and make an admin key with "
+                "`shard keys create --admin`"
+            )
+        if row is None:
+            try:
+                self.create("SHARD_API_KEY", "admin", key)
+            except IntegrityError:
+                if self.authenticate(key) is None:
+                    raise

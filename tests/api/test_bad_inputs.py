@@ -356,3 +356,13 @@ def test_a_body_over_the_limit_is_a_413_before_it_is_read(tmp_path: Path) -> Non
         assert_openai_error(chunked, 413, "invalid_request", None)
         fits = {**GOOD, "max_tokens": 1, "messages": [{"role": "user", "content": "x" * 1000}]}
         assert small.post("/v1/chat/completions", json=fits).status_code == 200
+
+
+def test_the_last_admin_key_cannot_revoke_itself(tmp_path: Path) -> None:
+    """Through the API nothing could make another admin key afterwards."""
+    with in_process_oracle(tmp_path) as http:
+        own = [key for key in http.get("/v1/keys").json()["data"] if key["role"] == "admin"]
+        assert len(own) == 1
+        response = http.delete(f"/v1/keys/{own[0]['id']}")
+        assert_openai_error(response, 409, "last_admin_key", "key_id")  # type: ignore[arg-type]
+        assert http.get("/v1/keys").status_code == 200

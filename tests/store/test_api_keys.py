@@ -5,7 +5,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from shard.store.api_keys import KEY_PREFIX, KeyStore, hash_key, is_well_formed, new_key
+from shard.store.api_keys import (
+    KEY_PREFIX,
+    KeyStore,
+    LastAdminKeyError,
+    hash_key,
+    is_well_formed,
+    new_key,
+)
 from shard.store.database import Database
 from shard.store.schema import ApiKeyRow
 
@@ -70,6 +77,32 @@ def test_bootstrap_takes_a_configured_key(database: Database) -> None:
     assert len(store.list()) == 1
     with pytest.raises(ValueError):
         store.ensure_bootstrap("sk-oracle-tooshort")
+
+
+def test_a_revoked_configured_key_stays_revoked_and_says_so(database: Database) -> None:
+    """It used to be inserted again, and the unique hash made the oracle crash at start."""
+    store = KeyStore(database)
+    configured = new_key()
+    store.ensure_bootstrap(configured)
+    record = store.authenticate(configured)
+    assert record is not None and store.revoke(record.id) is not None
+    with pytest.raises(ValueError, match="revoked"):
+        store.ensure_bootstrap(configured)
+    assert store.authenticate(configured) is None and len(store.list()) == 1
+
+
+def test_the_last_live_admin_key_is_not_revoked(database: Database) -> None:
+    store = KeyStore(database)
+    _, first = store.create("first", "admin")
+    _, user = store.create("user", "user")
+    with pytest.raises(LastAdminKeyError):
+        store.revoke_unless_last_admin(first.id)
+    assert store.revoke_unless_last_admin(user.id) is not None  # users are not counted
+    _, second = store.create("second", "admin")
+    assert store.revoke_unless_last_admin(first.id) is not None
+    with pytest.raises(LastAdminKeyError):
+        store.revoke_unless_last_admin(second.id)
+    assert store.revoke_unless_last_admin("key_missing") is None
 
 
 def test_keys_survive_reopening(tmp_path: Path) -> None:

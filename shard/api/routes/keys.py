@@ -11,7 +11,7 @@ from shard.api.auth import keyed
 from shard.api.errors import ADMIN, APIError, error_responses
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.api.unicode_bodies import UnicodeCheckedRoute
-from shard.store.api_keys import KeyRecord
+from shard.store.api_keys import KeyRecord, LastAdminKeyError
 
 router = APIRouter(route_class=UnicodeCheckedRoute)
 Admin = Annotated[KeyRecord, Depends(keyed("system", admin=True))]
@@ -48,9 +48,16 @@ async def list_keys(_: Admin, oracle: Oracle) -> dict[str, Any]:
     return {"object": "list", "data": [key_view(r) for r in records]}
 
 
-@router.delete("/keys/{key_id}", responses=error_responses(404, *ADMIN))
+@router.delete("/keys/{key_id}", responses=error_responses(404, 409, *ADMIN))
 async def revoke_key(key_id: str, _: Admin, oracle: Oracle) -> dict[str, Any]:
-    record = await asyncio.to_thread(oracle.keys.revoke, key_id)
+    try:
+        record = await asyncio.to_thread(oracle.keys.revoke_unless_last_admin, key_id)
+    except LastAdminKeyError:
+        message = (
+            "This is the last live admin key: make another admin key before revoking it "
+            "(`shard keys create --admin` on the oracle's machine also makes one)."
+        )
+        raise APIError(409, message, code="last_admin_key", param="key_id") from None
     if record is None:
         raise APIError(404, f"No API key with id '{key_id}'.", code="not_found", param="key_id")
     return key_view(record)
