@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 
 from shard.api.errors import APIError, param_path
 
@@ -55,7 +56,10 @@ class UnicodeCheckedRoute(APIRoute):
 
         async def checked(request: Request) -> Response:
             if request.method in ("POST", "PUT", "PATCH"):
-                body = await request.body()  # cached: FastAPI reads the same bytes after
+                try:
+                    body = await request.body()  # cached: FastAPI reads the same bytes after
+                except ClientDisconnect:  # gone before its body arrived: nothing went wrong here
+                    raise APIError(400, "The client went away while sending its body.") from None
                 if _SURROGATE_ESCAPE.search(body):
                     _refuse_lone_surrogates(body)
             return await handle(request)

@@ -79,3 +79,15 @@ def test_a_connection_survives_an_unexpected_500(failing_server: int) -> None:
         assert get_health(connection) == b"HTTP/1.1 200 OK"
     error = httpx.get(f"http://127.0.0.1:{failing_server}/fails").json()["error"]
     assert error["type"] == "server_error" and error["code"] == "internal_error"
+
+
+def test_a_client_leaving_mid_body_is_no_server_error(oracle: RunningOracle) -> None:
+    """Flaky clients are common; each one was logged as an unhandled error, twice."""
+    address = urlsplit(oracle.base_url)
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: oracle\r\nContent-Length: 100\r\n\r\n"
+    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+        connection.sendall(head + b'{"mo')
+    time.sleep(0.5)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+        assert get_health(connection) == b"HTTP/1.1 200 OK"
+    assert "ClientDisconnect" not in oracle.log()
