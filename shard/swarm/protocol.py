@@ -41,7 +41,9 @@ TokenIds = Annotated[list[Annotated[int, Field(ge=0, lt=2**31)]], Field(max_leng
 
 
 class _Frame(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict JSON types: `"version": "2"` or a token `true` is a protocol error."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Hello(_Frame):
@@ -49,7 +51,8 @@ class Hello(_Frame):
     version: int
     scout_id: ScoutId
     tokenizer: str = Field(max_length=128)
-    draft_model: str = Field(default="", max_length=200)
+    draft_model: str = Field(default="", max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
+    """Shown in logs: no control characters, so a name cannot write log lines of its own."""
     local_threads: int | None = Field(default=None, ge=1, le=1024)
     """CPU threads the scout drafts with when it runs on the oracle's own machine (absent
     elsewhere, so that oracles from before it serve remote scouts as they did): an oracle on

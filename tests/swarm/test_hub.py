@@ -4,6 +4,7 @@ verified in decodes), and a restart lets scouts reconnect. How each kind of misb
 drops a scout is proven in process (test_sessions.py, test_dispatch.py).
 """
 
+import asyncio
 import os
 import re
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import openai
+import pytest
+import websockets
 
 from tests.conftest import ADMIN_KEY, SERVED_ALIAS, RunningOracle, auth, start_oracle, stop_oracle
 from tests.swarm.conftest import (
@@ -187,6 +190,23 @@ def test_a_scout_whose_key_is_revoked_is_dropped_at_once(swarm: RunningOracle) -
     assert admin.delete(f"/keys/{made['id']}").status_code == 200
     assert raw.ended.wait(10), "still connected after its key was revoked"
     assert raw.close_code == 4001 and "revoked" in raw.close_reason, raw
+
+
+def test_a_binary_frame_closes_the_scout_with_a_reason(swarm: RunningOracle) -> None:
+    """Starlette's receive_text raised KeyError on one: a traceback, and no close reason."""
+
+    async def send_binary() -> tuple[int, str]:
+        url = swarm.base_url.replace("http://", "ws://") + "/scouts/connect"
+        async with websockets.connect(url, additional_headers=auth(ADMIN_KEY)) as ws:
+            await ws.send(b'{"type": "hello"}')
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None
+            return closed.value.rcvd.code, closed.value.rcvd.reason
+
+    code, reason = asyncio.run(send_binary())
+    assert code == 4008 and "binary" in reason
+    assert "KeyError" not in swarm.log()
 
 
 def test_an_oracle_on_default_threads_cedes_one_to_a_scout_on_this_machine(

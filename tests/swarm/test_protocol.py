@@ -58,6 +58,22 @@ def test_oracle_frames_round_trip() -> None:
         json.dumps({"type": "draft", "seq": "s", "position": 0, "tokens": list(range(65))}),
         json.dumps({"type": "draft", "seq": "s", "position": 0, "tokens": [], "extra": 1}),
         json.dumps({"type": "hello", "version": 1, "scout_id": "bad id!", "tokenizer": "x"}),
+        # strict JSON types: lax parsing took each of these
+        json.dumps({"type": "hello", "version": "2", "scout_id": "a", "tokenizer": "x"}),
+        json.dumps({"type": "hello", "version": 2.0, "scout_id": "a", "tokenizer": "x"}),
+        json.dumps({"type": "draft", "seq": "s", "position": "0", "tokens": [1]}),
+        json.dumps({"type": "draft", "seq": "s", "position": 0, "tokens": [True, "7", 2.0]}),
+        json.dumps({"type": "pong", "nonce": True}),
+        # a draft model's name is logged: no line breaks of its own
+        json.dumps(
+            {
+                "type": "hello",
+                "version": 2,
+                "scout_id": "a",
+                "tokenizer": "x",
+                "draft_model": "m\nX",
+            }
+        ),
     ],
 )
 def test_malformed_frames_are_protocol_errors(text: str) -> None:

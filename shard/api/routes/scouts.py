@@ -26,7 +26,7 @@ from shard.swarm.errors import (
     TicketsNotReady,
 )
 from shard.swarm.hub import Hub
-from shard.swarm.protocol import CLOSE_BAD_KEY
+from shard.swarm.protocol import CLOSE_BAD_KEY, ProtocolError
 from shard.swarm.registry import LogLevel, ScoutRecord
 
 router = APIRouter(route_class=UnicodeCheckedRoute)
@@ -85,7 +85,30 @@ async def connect(websocket: WebSocket) -> None:
         return
     with contextlib.suppress(WebSocketDisconnect):
         peer = websocket.client.host if websocket.client else None
-        await oracle.hub.serve(websocket, record, peer)
+        await oracle.hub.serve(TextFrames(websocket), record, peer)
+
+
+class TextFrames:
+    """A scout's WebSocket, where a binary frame is a protocol error: Starlette's
+    `receive_text` raised KeyError on one, and the scout got no close reason."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+
+    async def receive_text(self) -> str:
+        message = await self._websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+        text = message.get("text")
+        if text is None:
+            raise ProtocolError("binary frames are not part of the protocol; send JSON text")
+        return str(text)
+
+    async def send_text(self, data: str) -> None:
+        await self._websocket.send_text(data)
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        await self._websocket.close(code, reason)
 
 
 @router.get("/scouts", responses=error_responses(503, *KEYED))
