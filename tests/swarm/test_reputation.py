@@ -125,6 +125,9 @@ def test_bans_survive_a_restart_and_unban_lifts_them(
     assert forbidden.status_code == 403
     lifted = httpx.post(f"{trust.base_url}/scouts/unban-me/unban", headers=auth(ADMIN_KEY))
     assert lifted.status_code == 200 and lifted.json()["banned"] is False
+    again = httpx.post(f"{trust.base_url}/scouts/unban-me/unban", headers=auth(ADMIN_KEY))
+    assert again.status_code == 409, again.text  # not banned now: its record is not wiped
+    assert again.json()["error"]["code"] == "not_banned"
     welcomed = RawScout(trust, "unban-me", key=key).start()
     try:
         assert welcomed.welcomed.wait(30)

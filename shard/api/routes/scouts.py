@@ -222,12 +222,16 @@ async def banned_scouts(_: Admin, oracle: Oracle) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-@router.post("/scouts/{scout_id}/unban", responses=error_responses(404, 503, *ADMIN))
+@router.post("/scouts/{scout_id}/unban", responses=error_responses(404, 409, 503, *ADMIN))
 async def unban_scout(scout_id: str, _: Admin, oracle: Oracle) -> dict[str, Any]:
     """Lift the ban on the scout's key; its record starts afresh."""
     trust = _hub(oracle).trust
     key_id = await asyncio.to_thread(trust.owner_of, scout_id)
     if key_id is None:
         raise APIError(404, f"No scout with id '{scout_id}'.", code="not_found", param="scout_id")
+    banned = await asyncio.to_thread(trust.banned)
+    if key_id not in {reputation.key_id for reputation in banned}:
+        message = f"The key of scout '{scout_id}' is not banned; its record stays as it is."
+        raise APIError(409, message, code="not_banned", param="scout_id")
     reputation = await asyncio.to_thread(trust.unban, key_id)
     return {"scout_id": scout_id, "key_id": key_id, "banned": False, "reputation": reputation.score}
