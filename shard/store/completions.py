@@ -17,6 +17,11 @@ Page = tuple[list[dict[str, Any]], bool]
 """One page of items, and whether more follow."""
 
 
+class UnknownCursorError(LookupError):
+    """`after` names no item of this list (a typo, or one since deleted): listing from the
+    start instead would hand a paginating client its first pages again."""
+
+
 @dataclass(frozen=True)
 class NewCompletion:
     """What is kept of one request: the body as the client got it, its metadata, and its
@@ -81,8 +86,10 @@ class CompletionStore:
                 query = query.where(CompletionRow.model == where.model)
             for label, value in where.metadata.items():
                 query = query.where(CompletionRow.labels[label].as_string() == value)
-            anchor = session.get(CompletionRow, after) if after is not None else None
-            if anchor is not None and anchor.key_id == key_id:
+            if after is not None:
+                anchor = session.get(CompletionRow, after)
+                if anchor is None or anchor.key_id != key_id:
+                    raise UnknownCursorError(after)
                 query = query.where(_past(anchor, order))
             rows = session.scalars(_ordered(query, order).limit(limit + 1)).all()
             return [_stored_object(row) for row in rows[:limit]], len(rows) > limit
@@ -99,7 +106,9 @@ class CompletionStore:
         if order == "desc":
             messages.reverse()
         ids = [message["id"] for message in messages]
-        start = ids.index(after) + 1 if after in ids else 0
+        if after is not None and after not in ids:
+            raise UnknownCursorError(after)
+        start = ids.index(after) + 1 if after is not None else 0
         page = messages[start : start + limit]
         return page, start + limit < len(messages)
 

@@ -92,6 +92,12 @@ def test_list_paginates_the_owners_completions_and_delete_removes(
         assert mine.get(f"/v1/chat/completions/{ids[0]}").status_code == 404
         assert mine.delete(f"/v1/chat/completions/{ids[0]}").status_code == 404
         assert mine.get("/v1/chat/completions", params={"limit": 0}).status_code == 400
+        for cursor in (ids[0], "chatcmpl-nope", ""):  # deleted, unknown, empty
+            page = mine.get("/v1/chat/completions", params={"after": cursor})
+            assert page.status_code == 400, page.text  # not the first page again
+            assert page.json()["error"]["param"] == "after"
+        messages = mine.get(f"/v1/chat/completions/{ids[1]}/messages", params={"after": "msg-x"})
+        assert messages.status_code == 400 and messages.json()["error"]["param"] == "after"
 
 
 def test_the_sdk_lists_filters_updates_and_deletes_stored_completions(

@@ -12,7 +12,7 @@ from shard.api.oracle_state import OracleState, get_oracle
 from shard.api.protocol import CompletionUpdate
 from shard.api.unicode_bodies import UnicodeCheckedRoute
 from shard.store.api_keys import KeyRecord
-from shard.store.completions import ListFilter
+from shard.store.completions import ListFilter, UnknownCursorError
 
 router = APIRouter(route_class=UnicodeCheckedRoute)
 Caller = Annotated[KeyRecord, Depends(keyed("system"))]
@@ -71,9 +71,12 @@ async def list_completions(
 ) -> dict[str, Any]:
     """The caller's own chat completions, filtered by model and by every metadata pair given."""
     where = ListFilter(model, _metadata_filter(http_request))
-    items, has_more = await asyncio.to_thread(
-        oracle.completions.list, caller.id, limit, after, order, where
-    )
+    try:
+        items, has_more = await asyncio.to_thread(
+            oracle.completions.list, caller.id, limit, after, order, where
+        )
+    except UnknownCursorError:
+        raise _unknown_cursor(after, "stored chat completion") from None
     return _listing(items, has_more)
 
 
@@ -121,9 +124,17 @@ async def list_messages(
 ) -> dict[str, Any]:
     """The messages the request sent, each with an id, paginated like every OpenAI list."""
     owner = None if caller.is_admin else caller.id
-    page = await asyncio.to_thread(
-        oracle.completions.messages, completion_id, owner, limit, after, order
-    )
+    try:
+        page = await asyncio.to_thread(
+            oracle.completions.messages, completion_id, owner, limit, after, order
+        )
+    except UnknownCursorError:
+        raise _unknown_cursor(after, "message of this completion") from None
     if page is None:
         raise _not_found(completion_id)
     return _listing(*page)
+
+
+def _unknown_cursor(after: str | None, what: str) -> APIError:
+    message = f"'after' names no {what}: '{after}' (a typo, or deleted since)."
+    return APIError(400, message, param="after")
