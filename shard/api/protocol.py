@@ -292,6 +292,15 @@ class _SamplingRequest(_Strict):
             raise ValueError("at most 4 stop sequences are allowed")
         return stop
 
+    @field_validator("stream_options")
+    @classmethod
+    def _only_when_streaming(
+        cls, options: StreamOptions | None, info: ValidationInfo
+    ) -> StreamOptions | None:
+        if options is not None and not info.data.get("stream"):
+            raise ValueError("stream_options is only allowed when stream is true")  # OpenAI's rule
+        return options
+
     @field_validator("logit_bias")
     @classmethod
     def _bias_keys(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
@@ -343,6 +352,13 @@ class ChatCompletionRequest(_SamplingRequest):
         if isinstance(messages, list) and not messages:
             raise ValueError("messages must contain at least one message")
         return messages
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _with_logprobs(cls, top: int | None, info: ValidationInfo) -> int | None:
+        if top and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs to be true")  # OpenAI's rule
+        return top
 
     @field_validator("functions")
     @classmethod

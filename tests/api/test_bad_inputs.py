@@ -90,6 +90,10 @@ def test_body_that_is_not_an_object(http: httpx.Client) -> None:
         ({"stream": "yes please"}, "stream"),
         ({"seed": "abc"}, "seed"),
         # JSON types are strict, as in OpenAI's API: pydantic's lax mode took all of these
+        ({"stream_options": {"include_usage": True}}, "stream_options"),  # as OpenAI refuses
+        ({"stream_options": {"include_usage": True}, "stream": False}, "stream_options"),
+        ({"top_logprobs": 3}, "top_logprobs"),
+        ({"top_logprobs": 3, "logprobs": False}, "top_logprobs"),
         ({"stream": "yes"}, "stream"),
         ({"stream": 1}, "stream"),
         ({"max_tokens": True}, "max_tokens"),
