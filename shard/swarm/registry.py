@@ -22,6 +22,10 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
 MAX_OUTBOX = 2000
 """Frames waiting for a scout that does not read them; past this it is dropped."""
+MAX_GONE = 256
+"""Records of scouts not connected kept (for their figures and logs), the latest to leave:
+ids are free to make up, so keeping every one would grow memory and `GET /scouts` without
+bound."""
 
 
 class ScoutLink(Protocol):
@@ -82,6 +86,8 @@ class ScoutRecord:
     unsolicited: int = 0
     """Drafts for work never sent, this connection."""
     last_seen: float = field(default_factory=time.monotonic)
+    left_at: float = 0.0
+    """When its last connection ended (monotonic seconds)."""
     outbox: "asyncio.Queue[str]" = field(default_factory=asyncio.Queue)
     logs: deque[ScoutLogEntry] = field(default_factory=lambda: deque(maxlen=500))
 
@@ -161,9 +167,17 @@ class Registry:
             return
         record.link = None
         record.status = status
+        record.left_at = time.monotonic()
         record.log("warning" if status == "dropped" else "info", f"{status}: {reason}")
         self._on_leave(record)
         self._on_count(len(self.connected))
+        self._forget_the_longest_gone()
+
+    def _forget_the_longest_gone(self) -> None:
+        gone = [record for record in self.records.values() if record.link is None]
+        gone.sort(key=lambda record: record.left_at)
+        for record in gone[: max(0, len(gone) - MAX_GONE)]:
+            del self.records[record.scout_id]
 
     async def drop(self, record: ScoutRecord, reason: str, code: int = CLOSE_DROPPED) -> None:
         """Let a misbehaving scout go, telling it why."""
