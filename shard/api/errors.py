@@ -152,9 +152,15 @@ def validation_error(exc: RequestValidationError) -> APIError:
         )
     if kind == "missing" and param:
         return APIError(400, f"Missing required parameter: '{param}'.", param=param)
+    if kind == "missing":  # no body at all
+        return APIError(400, "The request has no body: send a JSON object.")
     if kind == "extra_forbidden" and param:
         return APIError(400, f"Unrecognized request argument supplied: {param}", param=param)
     if param is None and kind in ("model_attributes_type", "dict_type"):
+        if isinstance(first.get("input"), bytes | str):  # not read as JSON at all
+            return APIError(
+                400, "The request body must be JSON, sent with 'Content-Type: application/json'."
+            )
         return APIError(400, "The request body must be a JSON object.")
     message = str(first.get("msg", "invalid value"))
     message = message.removeprefix("Value error, ")

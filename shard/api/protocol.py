@@ -30,7 +30,7 @@ class _Strict(BaseModel):
     """A request body: unknown fields and wrong JSON types are 400s, as in OpenAI's API
     (pydantic's lax mode would take `"stream": "yes"` as true and `"max_tokens": true` as 1)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class TextPart(_Strict):

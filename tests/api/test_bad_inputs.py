@@ -370,3 +370,26 @@ def test_the_last_admin_key_cannot_revoke_itself(tmp_path: Path) -> None:
         response = http.delete(f"/v1/keys/{own[0]['id']}")
         assert_openai_error(response, 409, "last_admin_key", "key_id")  # type: ignore[arg-type]
         assert http.get("/v1/keys").status_code == 200
+
+
+def test_bodies_that_are_not_json_objects_say_what_is_wrong(http: httpx.Client) -> None:
+    empty = http.post("/v1/chat/completions", headers={"content-type": "application/json"})
+    assert_openai_error(empty, 400, "invalid_request", None)
+    assert "no body" in empty.json()["error"]["message"]
+    as_text = http.post(
+        "/v1/chat/completions", content=b'{"model": "x"}', headers={"content-type": "text/plain"}
+    )
+    assert_openai_error(as_text, 400, "invalid_request", None)
+    assert "Content-Type: application/json" in as_text.json()["error"]["message"]
+    not_a_number = http.post(
+        "/v1/chat/completions",
+        content=b'{"model": "x", "messages": [], "temperature": NaN}',
+        headers={"content-type": "application/json"},
+    )
+    assert_openai_error(not_a_number, 400, "invalid_request", "temperature")
+    assert "finite" in not_a_number.json()["error"]["message"]
+
+
+def test_health_answers_head_for_uptime_monitors(http: httpx.Client) -> None:
+    response = http.head("/health")
+    assert response.status_code == 200 and response.content == b""

@@ -1,4 +1,5 @@
-"""GET /health: no key needed; says whether the model is loaded yet."""
+"""GET (or HEAD, for uptime monitors) /health: no key needed; says whether the model is
+loaded yet."""
 
 import time
 from typing import Annotated, Literal
@@ -15,6 +16,7 @@ from shard.api.unicode_bodies import UnicodeCheckedRoute
 router = APIRouter(route_class=UnicodeCheckedRoute)
 
 
+@router.head("/health", include_in_schema=False)
 @router.get("/health", response_model=Health, responses=error_responses(503))
 async def health(oracle: Annotated[OracleState, Depends(get_oracle)]) -> JSONResponse:
     """200 when serving, 503 while loading or draining, so load balancers can use it."""
