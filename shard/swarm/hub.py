@@ -215,7 +215,7 @@ class Hub:
     async def _write_forever(self) -> None:
         """The hub's own store work, one call at a time in a worker thread: reservations
         reloaded at start and each ping interval, trust written each second or when a ban
-        asks for it."""
+        asks for it, then revoked keys' scouts closed."""
         last_reload = float("-inf")
         while True:
             try:
