@@ -142,8 +142,9 @@ class KeyStore:
     def revoke_unless_last_admin(self, key_id: str) -> KeyRecord | None:
         """`revoke`, but the last live admin key stays (raises `LastAdminKeyError`): through
         the API, nothing could make another."""
-        record = next((r for r in self.list() if r.id == key_id), None)
-        live_admin = record is not None and record.role == "admin" and record.revoked_at is None
+        with self._db.session() as session:
+            row = session.get(ApiKeyRow, key_id)
+            live_admin = row is not None and row.role == "admin" and row.revoked_at is None
         if live_admin and self.count_live("admin") <= 1:
             raise LastAdminKeyError(key_id)
         return self.revoke(key_id)
