@@ -87,6 +87,10 @@ class OracleSettings(BaseSettings):
     )
     rate_limit_scouts: str = Field(default="30/minute", description="scout requests per key")
     rate_limit_system: str = Field(default="100/minute", description="system requests per key")
+    rate_limit_scout_connects: str = Field(
+        default="20/minute",
+        description="scout connections per key (each reconnect counts; refused with 1013)",
+    )
     metrics_require_admin: bool = Field(
         default=False, description="make GET /metrics need an admin key"
     )

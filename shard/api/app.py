@@ -86,6 +86,7 @@ def build_state(
         {
             "chat": settings.rate_limit_chat,
             "scouts": settings.rate_limit_scouts,
+            "scout_connect": settings.rate_limit_scout_connects,
             "system": settings.rate_limit_system,
             "restart": settings.rate_limit_restart,
         },

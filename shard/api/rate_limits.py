@@ -18,7 +18,9 @@ from limits.storage import storage_from_string
 
 from shard.api.errors import APIError
 
-Category = Literal["chat", "scouts", "system", "restart"]
+Category = Literal["chat", "scouts", "scout_connect", "system", "restart"]
+"""`scout_connect` counts WebSocket joins apart from `scouts` (REST), so a dashboard polling
+`GET /scouts` never keeps a key's scouts from reconnecting."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ CLOSE_REPLACED = 4010
 CLOSE_DROPPED = 4011
 CLOSE_RESTARTING = 4012
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013
+"""WebSocket's 'try again later': the model is loading, the swarm is not up, or the key is
+past its connect limit. A scout reconnects with backoff."""
 
 ScoutId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 SequenceKey = Annotated[str, Field(min_length=1, max_length=64)]

@@ -18,6 +18,7 @@ from shard.swarm.placement import is_this_host
 from shard.swarm.protocol import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_TOKENIZER_MISMATCH,
+    CLOSE_TRY_AGAIN,
     SUPPORTED_VERSIONS,
     Draft,
     Hello,
@@ -35,8 +36,6 @@ from shard.swarm.trust import Trust
 
 HELLO_TIMEOUT_S = 10.0
 MAX_FRAMES_PER_SECOND = 500
-CLOSE_TRY_AGAIN = 1013
-"""WebSocket's 'try again later': the model is still loading."""
 
 
 class Sessions:

@@ -102,3 +102,28 @@ def test_unlimited_categories_send_no_headers(tmp_path_factory: pytest.TempPathF
         response = http.post("/v1/chat/completions", json=HELLO)
         assert response.status_code == 200
         assert "x-ratelimit-limit" not in response.headers
+
+
+def scout_join(http: TestClient, key: dict[str, str]) -> tuple[int, str]:
+    """Join as a scout and send a frame that is not a hello; how the oracle closed."""
+    with http.websocket_connect("/scouts/connect", headers=key) as websocket:
+        websocket.send_text("{}")
+        closed = websocket.receive()
+    assert closed["type"] == "websocket.close"
+    return int(closed["code"]), str(closed.get("reason") or "")
+
+
+def test_scout_connects_have_their_own_limit(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Past its connects a key's scout is told to try again (1013) before the hub reads a
+    frame, so made-up scout ids cost the store nothing; REST calls are counted apart."""
+    limits = {"rate_limit_scout_connects": "2/minute", "rate_limit_scouts": "100/minute"}
+    with in_process_oracle(tmp_path_factory.mktemp("connects"), **limits) as http:
+        key, other = new_user_key(http), new_user_key(http)
+        assert http.get("/scouts", headers=key).headers["x-ratelimit-limit"] == "100"
+        for _ in range(2):
+            assert scout_join(http, key)[0] == 4008  # admitted: the hub refused the frame
+        code, reason = scout_join(http, key)
+        assert code == 1013
+        assert "Rate limit reached for scout_connect" in reason and "Retry after" in reason
+        assert scout_join(http, other)[0] == 4008
+        assert http.get("/scouts", headers=key).status_code == 200

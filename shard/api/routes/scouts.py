@@ -26,7 +26,7 @@ from shard.swarm.errors import (
     TicketsNotReady,
 )
 from shard.swarm.hub import Hub
-from shard.swarm.protocol import CLOSE_BAD_KEY, ProtocolError
+from shard.swarm.protocol import CLOSE_BAD_KEY, CLOSE_TRY_AGAIN, ProtocolError
 from shard.swarm.registry import LogLevel, ScoutRecord
 
 router = APIRouter(route_class=UnicodeCheckedRoute)
@@ -79,9 +79,16 @@ async def connect(websocket: WebSocket) -> None:
     record = None
     if scheme.lower() == "bearer" and token.strip():
         record = await asyncio.to_thread(oracle.keys.authenticate, token.strip())
-    if record is None or oracle.hub is None:
-        reason = "invalid or missing API key" if record is None else "the swarm is not running"
-        await websocket.close(CLOSE_BAD_KEY if record is None else 1013, reason)
+    if record is None:
+        await websocket.close(CLOSE_BAD_KEY, "invalid or missing API key")
+        return
+    if oracle.hub is None:
+        await websocket.close(CLOSE_TRY_AGAIN, "the swarm is not running")
+        return
+    try:
+        await oracle.rate_limiter.hit("scout_connect", record.id)
+    except APIError as refusal:  # before the hub, so made-up scout ids cost the store nothing
+        await websocket.close(CLOSE_TRY_AGAIN, refusal.message)
         return
     with contextlib.suppress(WebSocketDisconnect):
         peer = websocket.client.host if websocket.client else None
