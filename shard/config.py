@@ -32,6 +32,13 @@ class OracleSettings(BaseSettings):
             "e.g. llama-3-70b-bitnet"
         ),
     )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*"],
+        description=(
+            "origins whose web pages may call the API (CORS; repeatable, comma-separated in the "
+            "environment, empty for none)"
+        ),
+    )
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=8000, ge=0, le=65535, description="port to listen on")
     n_ctx: int = Field(
@@ -177,11 +184,15 @@ class OracleSettings(BaseSettings):
         default=60.0, ge=0, description="seconds a restart waits for running requests to finish"
     )
 
-    @field_validator("served_model_name", mode="before")
+    @field_validator("served_model_name", "allowed_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
+        """'a, b' is two names; blanks are dropped, so '' (or `--allowed-origins ''`) is none."""
         if isinstance(value, str):
-            return [name.strip() for name in value.split(",") if name.strip()]
+            value = value.split(",")
+        if isinstance(value, list):
+            named = (v.strip() if isinstance(v, str) else v for v in value)
+            return [name for name in named if name != ""]
         return value
 
     @model_validator(mode="after")

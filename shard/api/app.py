@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from shard import __version__
 from shard.api.auth import RateLimitHeaders
@@ -17,7 +18,7 @@ from shard.api.errors import install_error_handlers, install_openapi_without_422
 from shard.api.lifecycle import Lifecycle
 from shard.api.metrics import OracleMetrics
 from shard.api.oracle_state import OracleState, ScoutTier
-from shard.api.rate_limits import RateLimiter
+from shard.api.rate_limits import RATE_LIMIT_HEADERS, RateLimiter
 from shard.api.routes import (
     chat,
     dashboard,
@@ -161,6 +162,15 @@ def create_app(
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_mb * 2**20)
     install_error_handlers(app)
+    if settings.allowed_origins:  # outermost, so refusals and 500s carry the CORS headers too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=[*RATE_LIMIT_HEADERS, "Retry-After"],
+            max_age=600,
+        )
     for prefix in ("", "/v1"):
         routes = (chat, text_completions, stored_completions, models, keys, health, system, scouts)
         for module in routes:

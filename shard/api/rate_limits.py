@@ -23,6 +23,9 @@ Category = Literal["chat", "scouts", "scout_connect", "system", "restart"]
 `GET /scouts` never keeps a key's scouts from reconnecting."""
 
 
+RATE_LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
 @dataclass(frozen=True)
 class RateDecision:
     limit: int
@@ -30,11 +33,8 @@ class RateDecision:
     reset_at: float
 
     def headers(self) -> dict[str, str]:
-        return {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(math.ceil(self.reset_at)),
-        }
+        values = (self.limit, self.remaining, math.ceil(self.reset_at))
+        return {name: str(value) for name, value in zip(RATE_LIMIT_HEADERS, values, strict=True)}
 
 
 def parse_limit(text: str) -> RateLimitItem | None:
