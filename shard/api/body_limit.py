@@ -1,7 +1,9 @@
 """The largest request body the oracle reads (`--max-request-mb`), refused in OpenAI's shape.
 
 A declared length over the limit is answered before any byte is read; a body without one
-is counted as it arrives. (FastAPI's own `max_body_size` answers in plain text.)
+is counted as it arrives. (FastAPI's own `max_body_size` answers in plain text.) A compressed
+body (`Content-Encoding: gzip`) is a 415 that says so, not a JSON parse error: decompressing
+would need its own bound, and the OpenAI SDKs send bodies uncompressed.
 """
 
 from starlette.datastructures import Headers
@@ -18,6 +20,15 @@ def too_large(max_bytes: int) -> APIError:
     )
 
 
+def compressed(encoding: str) -> APIError:
+    return APIError(
+        415,
+        f"The request body is sent with 'Content-Encoding: {encoding[:32]}', which this server "
+        "does not decode; send it uncompressed.",
+        param="Content-Encoding",
+    )
+
+
 class BodyLimit:
     """ASGI middleware: a body over `max_bytes` is a 413."""
 
@@ -29,9 +40,14 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length", "")
         if declared.isdecimal() and int(declared) > self.max_bytes:
             await error_response(too_large(self.max_bytes))(scope, receive, send)
+            return
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            await error_response(compressed(encoding))(scope, receive, send)
             return
         received = 0
 

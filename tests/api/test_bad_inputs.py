@@ -2,6 +2,8 @@
 
 In-process on a fake model: what is checked here is decided before and around the model."""
 
+import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -360,6 +362,29 @@ def test_a_body_over_the_limit_is_a_413_before_it_is_read(tmp_path: Path) -> Non
         assert_openai_error(chunked, 413, "invalid_request", None)
         fits = {**GOOD, "max_tokens": 1, "messages": [{"role": "user", "content": "x" * 1000}]}
         assert small.post("/v1/chat/completions", json=fits).status_code == 200
+
+
+def test_a_compressed_body_is_a_415_that_says_so(http: httpx.Client) -> None:
+    """It used to be a JSON parse error, which sent the user looking at their JSON."""
+    body = gzip.compress(json.dumps({**GOOD, "max_tokens": 1}).encode())
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    response = http.post("/v1/chat/completions", content=body, headers=headers)
+    assert_openai_error(response, 415, "unsupported_media_type", "Content-Encoding")
+    assert "gzip" in response.json()["error"]["message"]
+    plain = {**headers, "content-encoding": "identity"}
+    uncompressed = json.dumps({**GOOD, "max_tokens": 1}).encode()
+    assert http.post("/v1/chat/completions", content=uncompressed, headers=plain).status_code == 200
+
+
+def test_a_key_needs_no_body(http: httpx.Client) -> None:
+    """Every field of POST /keys has a default, so no body is an unnamed user key, not a 400."""
+    made = http.post("/keys")
+    assert made.status_code == 201, made.text
+    assert made.json()["role"] == "user" and made.json()["name"] == ""
+    assert_openai_error(post_raw(http, "/keys", "[]"), 400, "invalid_request", None)
+    assert_openai_error(post_raw(http, "/keys", '{"role": 1}'), 400, "invalid_request", "role")
+    tickets = http.post("/scouts/nope/golden-tickets")  # its count has a default too
+    assert_openai_error(tickets, 404, "not_found", "scout_id")
 
 
 def test_the_last_admin_key_cannot_revoke_itself(tmp_path: Path) -> None:

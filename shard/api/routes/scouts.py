@@ -204,9 +204,11 @@ def _api_error(error: SwarmError) -> APIError:
     "/scouts/{scout_id}/golden-tickets", responses=error_responses(400, 404, 409, 503, *ADMIN)
 )
 async def run_golden_tickets(
-    scout_id: str, body: GoldenTicketRun, _: Admin, oracle: Oracle
+    scout_id: str, _: Admin, oracle: Oracle, body: GoldenTicketRun | None = None
 ) -> dict[str, Any]:
-    """Test a scout now: tickets whose answers the oracle knows, scored as they come back."""
+    """Test a scout now: tickets whose answers the oracle knows, scored as they come back (5
+    without a body)."""
+    body = body or GoldenTicketRun()
     hub = _hub(oracle)
     record = _scout(hub, scout_id)
     if not record.connected:
