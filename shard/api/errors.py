@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -202,14 +203,35 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 404:
             message = "Unknown request URL. Please check the URL and method."
-        error = APIError(exc.status_code, message, headers=getattr(exc, "headers", None))
-        return error_response(error)
+        if exc.status_code == 405:
+            allowed = allowed_methods(app, request.scope)
+            headers["Allow"] = ", ".join(allowed)
+            message = f"Method {request.method} is not allowed here; use {' or '.join(allowed)}."
+        return error_response(APIError(exc.status_code, message, headers=headers))
 
-    app.add_middleware(UnexpectedErrors)  # last, so outermost: it sees what the rest raise
+    app.add_middleware(UnexpectedErrors)  # outermost but for CORS: it sees what the rest raise
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route takes at this path. Starlette's 405 names only those of the
+    first route that matched it (GET /chat/completions lists, POST creates). Asked of the
+    routes one method at a time, as FastAPI's included routers nest their own."""
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**scope, "method": method})[0] == Match.FULL
+            for route in app.router.routes
+        )
+    ]
 
 
 class UnexpectedErrors:

@@ -287,8 +287,12 @@ def test_unknown_path_and_method(http: httpx.Client) -> None:
     assert_openai_error(http.get("/v1/nothing-here"), 404, "not_found", None)
     assert_openai_error(http.get("/v1/chat/completions/abc/def/ghi"), 404, "not_found", None)
     response = http.put("/v1/models")
-    assert response.status_code == 405
-    assert set(response.json()) == {"error"}
+    assert_openai_error(response, 405, "method_not_allowed", None)
+    assert response.headers["allow"] == "GET"
+    both = http.delete("/v1/chat/completions")  # two routes: GET lists, POST creates
+    assert_openai_error(both, 405, "method_not_allowed", None)
+    assert both.headers["allow"] == "GET, POST"
+    assert "use GET or POST" in both.json()["error"]["message"]
 
 
 def post_raw(http: httpx.Client, path: str, body: str) -> httpx.Response:
