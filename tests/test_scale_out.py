@@ -29,7 +29,7 @@ HELLO = {"model": SERVED_ALIAS, "messages": [{"role": "user", "content": "Hi"}],
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     with tempfile.TemporaryDirectory() as data:
-        server = pgserver.get_server(data, cleanup_mode="stop")
+        server = pgserver.get_server(data, cleanup_mode="stop")  # type: ignore[attr-defined]
         try:
             yield server.get_uri()
         finally:
@@ -116,7 +116,7 @@ def test_a_ban_through_one_oracle_holds_on_the_other_and_an_unban_through_either
     tmp_path: Path, postgres_url: str
 ) -> None:
     env = {"SHARD_DATABASE_URL": postgres_url}
-    flags = ("--parallel", "2", "--threads", "1", "--ban-after-tickets", "2")
+    flags: tuple[str, ...] = ("--parallel", "2", "--threads", "1", "--ban-after-tickets", "2")
     flags += ("--ban-seconds", "0", "--no-ngram-drafts", "--served-model-name", SERVED_ALIAS)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

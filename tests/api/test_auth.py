@@ -83,8 +83,8 @@ def test_no_response_or_log_line_reveals_a_key(oracle: RunningOracle, http: http
     client = openai.OpenAI(base_url=oracle.base_url, api_key=key, max_retries=0)
     response = client.chat.completions.with_raw_response.create(
         model=SERVED_ALIAS,
-        messages=HELLO,
-        max_tokens=3,  # type: ignore[arg-type]
+        messages=HELLO,  # type: ignore[arg-type]
+        max_tokens=3,
     )
     completion = response.parse()
     bodies = [

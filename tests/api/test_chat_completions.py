@@ -6,19 +6,22 @@ import time
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import SERVED_ALIAS, TEST_KEY, RunningOracle, auth
 
-GREEDY_PROMPT = [{"role": "user", "content": "Write a short poem about the sea."}]
+GREEDY_PROMPT: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Write a short poem about the sea."}
+]
 
 
 def greedy(client: openai.OpenAI, max_tokens: int = 24, **extra: object) -> str:
-    response = client.chat.completions.create(
+    response = client.chat.completions.create(  # type: ignore[call-overload]
         model=SERVED_ALIAS,
-        messages=GREEDY_PROMPT,  # type: ignore[arg-type]
+        messages=GREEDY_PROMPT,
         temperature=0,
         max_tokens=max_tokens,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
     return response.choices[0].message.content or ""
 
@@ -56,7 +59,7 @@ def test_greedy_is_deterministic_and_gguf_name_works(client: openai.OpenAI) -> N
         model="gemma-3-270m-q4_k_m",
         messages=GREEDY_PROMPT,
         temperature=0,
-        max_tokens=24,  # type: ignore[arg-type]
+        max_tokens=24,
     )
     assert by_file_name.choices[0].message.content == first
 
@@ -65,7 +68,7 @@ def test_streaming_matches_non_streaming_in_openai_chunk_format(client: openai.O
     expected = greedy(client, 30)
     stream = client.chat.completions.create(
         model=SERVED_ALIAS,
-        messages=GREEDY_PROMPT,  # type: ignore[arg-type]
+        messages=GREEDY_PROMPT,
         temperature=0,
         max_tokens=30,
         stream=True,
@@ -118,13 +121,13 @@ def test_stop_sequence_cuts_output_and_reports_stop(client: openai.OpenAI) -> No
         messages=GREEDY_PROMPT,
         temperature=0,
         max_tokens=60,
-        stop=stop_word,  # type: ignore[arg-type]
+        stop=stop_word,
     )
     assert response.choices[0].finish_reason == "stop"
     assert stop_word not in (response.choices[0].message.content or "")
     streamed = client.chat.completions.create(
         model=SERVED_ALIAS,
-        messages=GREEDY_PROMPT,  # type: ignore[arg-type]
+        messages=GREEDY_PROMPT,
         temperature=0,
         max_tokens=60,
         stop=stop_word,
@@ -170,7 +173,7 @@ def test_max_completion_tokens_and_finish_length(client: openai.OpenAI) -> None:
         model=SERVED_ALIAS,
         messages=GREEDY_PROMPT,
         temperature=0,
-        max_completion_tokens=7,  # type: ignore[arg-type]
+        max_completion_tokens=7,
     )
     assert response.usage is not None and response.usage.completion_tokens == 7
     assert response.choices[0].finish_reason == "length"
@@ -180,7 +183,7 @@ def test_eos_gives_finish_stop(client: openai.OpenAI) -> None:
     """Forcing the end-of-turn token makes generation end at once with finish_reason stop."""
     response = client.chat.completions.create(
         model=SERVED_ALIAS,
-        messages=GREEDY_PROMPT,  # type: ignore[arg-type]
+        messages=GREEDY_PROMPT,
         temperature=0,
         max_tokens=20,
         logit_bias={"106": 100},  # <end_of_turn> in Gemma's vocabulary
@@ -193,7 +196,7 @@ def test_eos_gives_finish_stop(client: openai.OpenAI) -> None:
 def test_logit_bias_forces_tokens(client: openai.OpenAI) -> None:
     forced = client.chat.completions.create(
         model=SERVED_ALIAS,
-        messages=GREEDY_PROMPT,  # type: ignore[arg-type]
+        messages=GREEDY_PROMPT,
         temperature=0,
         max_tokens=4,
         logit_bias={"3689": 100},  # "What" in Gemma's vocabulary
@@ -205,7 +208,7 @@ def test_logit_bias_forces_tokens(client: openai.OpenAI) -> None:
 def test_logprobs_and_top_logprobs(client: openai.OpenAI) -> None:
     response = client.chat.completions.create(
         model=SERVED_ALIAS,
-        messages=GREEDY_PROMPT,  # type: ignore[arg-type]
+        messages=GREEDY_PROMPT,
         temperature=0,
         max_tokens=5,
         logprobs=True,
@@ -227,7 +230,7 @@ def test_logprobs_and_top_logprobs(client: openai.OpenAI) -> None:
         model=SERVED_ALIAS,
         messages=GREEDY_PROMPT,
         temperature=0,
-        max_tokens=5,  # type: ignore[arg-type]
+        max_tokens=5,
     )
     assert without.choices[0].logprobs is None
 
@@ -236,9 +239,9 @@ def test_penalties_change_greedy_output(client: openai.OpenAI) -> None:
     prompt = [{"role": "user", "content": "Repeat the word 'hello' many times."}]
     plain = client.chat.completions.create(
         model=SERVED_ALIAS,
-        messages=prompt,
+        messages=prompt,  # type: ignore[arg-type]
         temperature=0,
-        max_tokens=40,  # type: ignore[arg-type]
+        max_tokens=40,
     )
     penalised = client.chat.completions.create(
         model=SERVED_ALIAS,
@@ -255,7 +258,7 @@ def test_top_p_zero_is_greedy(client: openai.OpenAI) -> None:
     assert greedy(client, 16) == (
         client.chat.completions.create(
             model=SERVED_ALIAS,
-            messages=GREEDY_PROMPT,  # type: ignore[arg-type]
+            messages=GREEDY_PROMPT,
             temperature=1.5,
             top_p=0.0,
             max_tokens=16,

@@ -5,6 +5,7 @@ from typing import Any
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import SERVED_ALIAS
 
@@ -19,12 +20,18 @@ def farewell(name):
     print(message)
     return message
 """
-EDIT = [{"role": "user", "content": f"Rename the function greet to welcome:\n\n{CODE}"}]
+EDIT: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": f"Rename the function greet to welcome:\n\n{CODE}"}
+]
 
 
 def answer(client: openai.OpenAI, **options: Any) -> Any:
     return client.chat.completions.create(
-        model=SERVED_ALIAS, messages=EDIT, temperature=0, max_tokens=90, **options
+        model=SERVED_ALIAS,
+        messages=EDIT,
+        temperature=0,
+        max_tokens=90,
+        **options,
     )
 
 

@@ -81,7 +81,7 @@ def test_openai_client_retry_succeeds_once_the_window_allows(
             base_url=str(http.base_url),
             api_key=ADMIN_KEY,
             max_retries=3,
-            http_client=http,  # type: ignore[arg-type]
+            http_client=http,
         )
         calls = 0
         while 429 not in statuses and calls < 10:  # until the limit bites, however slow we are

@@ -7,10 +7,11 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import ADMIN_KEY, SERVED_ALIAS, RunningOracle, auth, start_oracle, stop_oracle
 
-PROMPT = [{"role": "user", "content": "Name two planets."}]
+PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name two planets."}]
 
 
 def user_key(http: httpx.Client) -> str:
@@ -24,7 +25,7 @@ def test_completion_is_retrievable_by_its_owner_only(
     client = openai.OpenAI(base_url=oracle.base_url, api_key=owner, max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
         model=SERVED_ALIAS,
-        messages=PROMPT,  # type: ignore[arg-type]
+        messages=PROMPT,
         max_tokens=8,
         temperature=0,
     )
@@ -51,7 +52,7 @@ def test_streamed_completion_is_stored_in_the_plain_shape(
             messages=PROMPT,
             max_tokens=12,
             temperature=0,
-            stream=True,  # type: ignore[arg-type]
+            stream=True,
         )
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -75,7 +76,7 @@ def test_list_paginates_the_owners_completions_and_delete_removes(
     key = user_key(http)
     client = openai.OpenAI(base_url=oracle.base_url, api_key=key, max_retries=0)
     ids = [
-        client.chat.completions.create(model=SERVED_ALIAS, messages=PROMPT, max_tokens=2).id  # type: ignore[arg-type]
+        client.chat.completions.create(model=SERVED_ALIAS, messages=PROMPT, max_tokens=2).id
         for _ in range(3)
     ]
     with httpx.Client(base_url=oracle.base_url, headers=auth(key)) as mine:
@@ -110,13 +111,13 @@ def test_the_sdk_lists_filters_updates_and_deletes_stored_completions(
     ]
 
     def create(**options: object) -> str:
-        made = client.chat.completions.create(
+        made = client.chat.completions.create(  # type: ignore[call-overload]
             model=SERVED_ALIAS,
-            messages=conversation,  # type: ignore[arg-type]
+            messages=conversation,
             max_tokens=2,
-            **options,  # type: ignore[arg-type]
+            **options,
         )
-        return made.id
+        return str(made.id)
 
     planets = create(metadata={"topic": "planets", "run": "1"})
     moons = create(metadata={"topic": "moons"})
@@ -142,7 +143,7 @@ def test_the_sdk_lists_filters_updates_and_deletes_stored_completions(
 
     messages = list(client.chat.completions.messages.list(planets, limit=1))
     assert [m.id for m in messages] == [f"{planets}-0", f"{planets}-1"]
-    assert [(m.role, m.content) for m in messages] == [  # type: ignore[comparison-overlap]
+    assert [(m.role, m.content) for m in messages] == [
         ("system", "Answer briefly."),
         ("user", "Name a planet."),
     ]
@@ -176,15 +177,15 @@ def test_metadata_over_openais_limits_is_refused(
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(
             model=SERVED_ALIAS,
-            messages=PROMPT,  # type: ignore[arg-type]
+            messages=PROMPT,
             max_tokens=1,
             metadata=metadata,
         )
-    assert refused.value.param == "metadata"  # type: ignore[attr-defined]
-    made = client.chat.completions.create(model=SERVED_ALIAS, messages=PROMPT, max_tokens=1)  # type: ignore[arg-type]
+    assert refused.value.param == "metadata"
+    made = client.chat.completions.create(model=SERVED_ALIAS, messages=PROMPT, max_tokens=1)
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.update(made.id, metadata=metadata)
-    assert refused.value.param == "metadata"  # type: ignore[attr-defined]
+    assert refused.value.param == "metadata"
     fits = {f"k{i}": "v" * 512 for i in range(16)}
     assert client.chat.completions.update(made.id, metadata=fits).metadata == fits
 
@@ -195,7 +196,7 @@ def test_completion_survives_a_restart(tmp_path: Path) -> None:
         made = first.client(max_retries=0).chat.completions.create(
             model=SERVED_ALIAS,
             messages=PROMPT,
-            max_tokens=4,  # type: ignore[arg-type]
+            max_tokens=4,
         )
     finally:
         stop_oracle(first)

@@ -74,7 +74,7 @@ def test_a_schema_holds_for_every_streamed_choice(client: openai.OpenAI) -> None
         max_tokens=60,
         stream=True,
     )
-    texts, finishes = ["", "", ""], [None, None, None]
+    texts, finishes = ["", "", ""], list[str | None]([None, None, None])
     for chunk in stream:
         for choice in chunk.choices:
             texts[choice.index] += choice.delta.content or ""

@@ -35,9 +35,9 @@ def test_the_template_renders_the_tools_and_the_round_trip_works(
     assert status["model"]["chat_template"] == "jinja, renders tools"
     client = templated.client(max_retries=0, timeout=120)
     options: dict[str, Any] = {"model": SERVED_ALIAS, "temperature": 0, "max_tokens": 60}
-    first = client.chat.completions.create(
-        messages=QUESTION,  # type: ignore[arg-type]
-        tools=[WEATHER, TIME],  # type: ignore[list-item]
+    first = client.chat.completions.create(  # type: ignore[call-overload]
+        messages=QUESTION,
+        tools=[WEATHER, TIME],
         tool_choice="required",
         parallel_tool_calls=False,
         **options,
@@ -53,9 +53,9 @@ def test_the_template_renders_the_tools_and_the_round_trip_works(
     assert first.usage.prompt_tokens > plain.usage.prompt_tokens + 40
 
     result = {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "clear", "c": 18}'}
-    second = client.chat.completions.create(
-        messages=[*QUESTION, choice.message, result],  # type: ignore[list-item]
-        tools=[WEATHER, TIME],  # type: ignore[list-item]
+    second = client.chat.completions.create(  # type: ignore[call-overload]
+        messages=[*QUESTION, choice.message, result],
+        tools=[WEATHER, TIME],
         tool_choice="none",
         **options,
     )

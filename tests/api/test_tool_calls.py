@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 from langchain_openai import ChatOpenAI
+from openai.types.chat import ChatCompletionMessageFunctionToolCall
 from pydantic import BaseModel, Field
 
 from tests.conftest import SERVED_ALIAS, TEST_KEY, RunningOracle, auth
@@ -41,10 +42,10 @@ QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
 def test_a_required_call_round_trip(client: openai.OpenAI, oracle: RunningOracle) -> None:
-    first = client.chat.completions.create(
+    first = client.chat.completions.create(  # type: ignore[call-overload]
         model=SERVED_ALIAS,
-        messages=QUESTION,  # type: ignore[arg-type]
-        tools=[WEATHER, TIME],  # type: ignore[list-item]
+        messages=QUESTION,
+        tools=[WEATHER, TIME],
         tool_choice="required",
         parallel_tool_calls=False,
         temperature=0,
@@ -61,10 +62,10 @@ def test_a_required_call_round_trip(client: openai.OpenAI, oracle: RunningOracle
 
     history: list[Any] = [*QUESTION, choice.message]  # the SDK's own message object
     result = {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "clear", "c": 18}'}
-    second = client.chat.completions.create(
+    second = client.chat.completions.create(  # type: ignore[call-overload]
         model=SERVED_ALIAS,
         messages=[*history, result],
-        tools=[WEATHER, TIME],  # type: ignore[list-item]
+        tools=[WEATHER, TIME],
         tool_choice="none",
         temperature=0,
         max_tokens=30,
@@ -119,7 +120,9 @@ def test_auto_answers_in_text_or_in_calls_that_parse(client: openai.OpenAI) -> N
     )
     message = completion.choices[0].message
     if message.tool_calls:
-        assert all(json.loads(call.function.arguments) for call in message.tool_calls)
+        for call in message.tool_calls:
+            assert isinstance(call, ChatCompletionMessageFunctionToolCall)
+            assert json.loads(call.function.arguments)
     else:
         assert message.content and not message.content.startswith("<tool_call>")
 
@@ -193,7 +196,7 @@ def test_langchain_binds_tools_and_structures_output(oracle: RunningOracle) -> N
     )
     with_tool = chat.bind_tools([Weather], tool_choice="Weather", parallel_tool_calls=False)
     reply = with_tool.invoke("What is the weather in Paris?")
-    (call,) = reply.tool_calls  # type: ignore[attr-defined]
+    (call,) = reply.tool_calls
     assert call["name"] == "Weather" and isinstance(call["args"]["city"], str)
     place = chat.with_structured_output(Place).invoke("Name a city in Italy.")
     assert isinstance(place, Place)

@@ -1,6 +1,7 @@
 """Chat templates: llama.cpp's built-ins by name or architecture, Jinja text or files."""
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -56,7 +57,10 @@ def test_template_errors_are_client_errors() -> None:
 
 
 def test_oracle_uses_the_chat_template_flag(tmp_path: Path) -> None:
-    body = {"model": "gemma-3-270m-q4_k_m", "messages": [{"role": "user", "content": "Hi"}]}
+    body: dict[str, Any] = {
+        "model": "gemma-3-270m-q4_k_m",
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
     body["max_tokens"] = 1
     counts: dict[str, int] = {}
     for flag in ("gemma", JINJA):

@@ -40,7 +40,7 @@ def test_a_build_of_ones_own_is_found_where_llama_cpp_loads_it(
     real_lib = Path(llama_cpp.__file__).parent / "lib"
     elsewhere = tmp_path / "llama_cpp" / "__init__.py"  # a package with no libraries
     elsewhere.parent.mkdir()
-    monkeypatch.setattr(devices.llama_cpp, "__file__", str(elsewhere))
+    monkeypatch.setattr(llama_cpp, "__file__", str(elsewhere))  # the module devices reads
     monkeypatch.delenv("LLAMA_CPP_LIB_PATH", raising=False)
     assert devices.devices() == []
     monkeypatch.setenv("LLAMA_CPP_LIB_PATH", str(real_lib))

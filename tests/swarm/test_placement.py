@@ -2,6 +2,7 @@
 thread count cedes, and says what to do, or on a machine too small to spare a core does not
 start; elsewhere all cores."""
 
+import os
 import socket
 
 import pytest
@@ -66,7 +67,7 @@ def test_idle_priority_only_when_asked() -> None:
 def test_shard_scout_beside_its_oracle_on_two_cores_says_so_and_does_not_start(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(scout.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # the module scout reads
     settings = ScoutSettings(oracle="http://127.0.0.1:9", key="sk-oracle-" + "k" * 40)
     with pytest.raises(SystemExit) as ended:
         scout.run_scout(settings)

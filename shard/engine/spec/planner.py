@@ -2,16 +2,21 @@
 and the timings that length is weighed against (docs/architecture.md, "Speculation")."""
 
 import time
+from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 
 from shard.engine.model import Model, TokenBatch
 from shard.engine.spec.calibration import CalibrationCache
-from shard.engine.spec.proposers import NO_PROPOSAL, Proposal, Proposer
+from shard.engine.spec.proposers import NO_PROPOSAL, Proposal
 from shard.engine.spec.step_cost import CALIBRATION_SIZES, DraftGate, StepCost, best_draft_length
 
+Offerer = TypeVar("Offerer")
+"""Whoever made the proposal: a `Proposer` in the engine, anything in a test."""
 
-def best_offer(offers: list[tuple[Proposer, Proposal]]) -> tuple[Proposer | None, Proposal]:
+
+def best_offer(offers: Sequence[tuple[Offerer, Proposal]]) -> tuple[Offerer | None, Proposal]:
     """The offer with the most tokens expected to be accepted (the first on a tie); empty
     proposals are no offer."""
     real = [(proposer, proposal) for proposer, proposal in offers if proposal.tokens]

@@ -54,7 +54,7 @@ def test_prediction_proposer_drafts_from_where_the_output_stands() -> None:
 
 
 def test_scout_proposer_credits_only_drafts_that_were_ahead_of_the_sequence() -> None:
-    sink, reports = DraftSink(), []
+    sink, reports = DraftSink(), list[DraftOutcome]()
     proposer = ScoutProposer(sink, k_max=4, min_acceptance=0.5, n_vocab=100, report=reports.append)
     sequence = Sequence("s", [10, 11])
     assert proposer.propose(sequence, 4).tokens == []  # nothing posted yet
@@ -85,9 +85,9 @@ def test_best_offer_prefers_more_expected_tokens_then_the_first() -> None:
     weak = Proposal(NGRAM, [1, 2], [0.5, 0.2])
     strong = Proposal(SCOUT, [3], [0.9])
     empty = Proposal(SCOUT)
-    assert best_offer([("a", weak), ("b", strong)])[1] is strong  # type: ignore[list-item]
-    assert best_offer([("a", strong), ("b", Proposal(NGRAM, [4], [0.9]))])[0] == "a"  # type: ignore[list-item]
-    assert best_offer([("a", empty)]) == (None, Proposal(NGRAM))  # type: ignore[list-item]
+    assert best_offer([("a", weak), ("b", strong)])[1] is strong
+    assert best_offer([("a", strong), ("b", Proposal(NGRAM, [4], [0.9]))])[0] == "a"
+    assert best_offer([("a", empty)]) == (None, Proposal(NGRAM))
 
 
 def test_padded_draft_takes_k_tokens_within_room() -> None:
