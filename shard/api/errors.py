@@ -208,8 +208,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 404:
             message = "Unknown request URL. Please check the URL and method."
-        if exc.status_code == 405:
-            allowed = allowed_methods(app, request.scope)
+        allowed = allowed_methods(app, request.scope) if exc.status_code == 405 else []
+        if allowed:
             headers["Allow"] = ", ".join(allowed)
             message = f"Method {request.method} is not allowed here; use {' or '.join(allowed)}."
         return error_response(APIError(exc.status_code, message, headers=headers))
