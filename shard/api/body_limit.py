@@ -45,9 +45,10 @@ class BodyLimit:
         if declared.isdecimal() and int(declared) > self.max_bytes:
             await error_response(too_large(self.max_bytes))(scope, receive, send)
             return
-        encoding = headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            await error_response(compressed(encoding))(scope, receive, send)
+        codings = ",".join(headers.getlist("content-encoding")).split(",")
+        encoded = [c.strip().lower() for c in codings if c.strip().lower() not in ("", "identity")]
+        if encoded:
+            await error_response(compressed(encoded[0]))(scope, receive, send)
             return
         received = 0
 

@@ -385,6 +385,10 @@ def test_a_compressed_body_is_a_415_that_says_so(http: httpx.Client) -> None:
     response = http.post("/v1/chat/completions", content=body, headers=headers)
     assert_openai_error(response, 415, "unsupported_media_type", "Content-Encoding")
     assert "gzip" in response.json()["error"]["message"]
+    twice = [("content-type", "application/json"), ("content-encoding", "identity")]
+    twice.append(("content-encoding", "gzip"))  # a second header counts too
+    refused = http.post("/v1/chat/completions", content=body, headers=twice)
+    assert_openai_error(refused, 415, "unsupported_media_type", "Content-Encoding")
     plain = {**headers, "content-encoding": "identity"}
     uncompressed = json.dumps({**GOOD, "max_tokens": 1}).encode()
     assert http.post("/v1/chat/completions", content=uncompressed, headers=plain).status_code == 200

@@ -27,7 +27,7 @@ from shard.swarm.errors import (
 )
 from shard.swarm.hub import Hub
 from shard.swarm.protocol import CLOSE_BAD_KEY, CLOSE_TRY_AGAIN, ProtocolError
-from shard.swarm.registry import LogLevel, ScoutRecord
+from shard.swarm.registry import LogLevel, ScoutRecord, close_reason
 
 router = APIRouter(route_class=UnicodeCheckedRoute)
 Caller = Annotated[KeyRecord, Depends(keyed("scouts"))]
@@ -88,7 +88,7 @@ async def connect(websocket: WebSocket) -> None:
     try:
         await oracle.rate_limiter.hit("scout_connect", record.id)
     except APIError as refusal:  # before the hub, so made-up scout ids cost the store nothing
-        await websocket.close(CLOSE_TRY_AGAIN, refusal.message)
+        await websocket.close(CLOSE_TRY_AGAIN, close_reason(refusal.message))
         return
     with contextlib.suppress(WebSocketDisconnect):
         peer = websocket.client.host if websocket.client else None
