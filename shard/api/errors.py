@@ -208,6 +208,11 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 404:
             message = "Unknown request URL. Please check the URL and method."
+            if _is_websocket_path(app, request.scope):
+                message = (
+                    f"{request.url.path} is a WebSocket endpoint: connect to it with ws:// or "
+                    "wss:// (as `shard scout --oracle URL` does), not with an HTTP request."
+                )
         allowed = allowed_methods(app, request.scope) if exc.status_code == 405 else []
         if allowed:
             headers["Allow"] = ", ".join(allowed)
@@ -215,6 +220,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(APIError(exc.status_code, message, headers=headers))
 
     app.add_middleware(UnexpectedErrors)  # outermost but for CORS: it sees what the rest raise
+
+
+def _is_websocket_path(app: FastAPI, scope: Scope) -> bool:
+    as_websocket = {**scope, "type": "websocket"}
+    return any(route.matches(as_websocket)[0] == Match.FULL for route in app.router.routes)
 
 
 _METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")

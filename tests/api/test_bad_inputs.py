@@ -303,6 +303,9 @@ def test_unknown_path_and_method(http: httpx.Client) -> None:
     assert_openai_error(both, 405, "method_not_allowed", None)
     assert both.headers["allow"] == "GET, POST"
     assert "use GET or POST" in both.json()["error"]["message"]
+    websocket = http.get("/scouts/connect")  # the scouts' endpoint, asked over plain HTTP
+    assert_openai_error(websocket, 404, "not_found", None)
+    assert "WebSocket endpoint" in websocket.json()["error"]["message"]
 
 
 def post_raw(http: httpx.Client, path: str, body: str) -> httpx.Response:

@@ -63,3 +63,18 @@ def test_no_origins_turns_cors_off(tmp_path_factory: pytest.TempPathFactory) -> 
         answer = http.get("/v1/models", headers={"Origin": PAGE})
         assert "access-control-allow-origin" not in answer.headers
         assert http.options("/v1/chat/completions", headers=PREFLIGHT).status_code == 405
+
+
+def test_an_unexpected_500_carries_the_headers(
+    http: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CORS is outside the middleware that turns a bug into a 500, so the page reads it."""
+
+    def broken(token: str) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(http.app.state.oracle.keys, "authenticate", broken)  # type: ignore[attr-defined]
+    response = http.get("/v1/models", headers={"Origin": PAGE})
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert response.headers["access-control-allow-origin"] == "*"

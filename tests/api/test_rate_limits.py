@@ -2,6 +2,7 @@
 limits are the HTTP layer's (Redis-backed limits shared by two real oracles are proven in
 tests/test_scale_out.py)."""
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,13 +105,24 @@ def test_unlimited_categories_send_no_headers(tmp_path_factory: pytest.TempPathF
         assert "x-ratelimit-limit" not in response.headers
 
 
-def scout_join(http: TestClient, key: dict[str, str]) -> tuple[int, str]:
-    """Join as a scout and send a frame that is not a hello; how the oracle closed."""
+def scout_join(http: TestClient, key: dict[str, str], scout_id: str | None = None) -> int:
+    """Join as a scout: with a `scout_id`, a hello the oracle welcomes (then leave); without,
+    a frame that is not a hello. The close code, or 0 for a welcome; a refusal's reason must
+    say why."""
+    status = http.get("/system/status").json()
+    hello = {"type": "hello", "version": 2, "scout_id": scout_id or "x"}
+    hello["tokenizer"] = status["model"]["tokenizer_fingerprint"]
     with http.websocket_connect("/scouts/connect", headers=key) as websocket:
-        websocket.send_text("{}")
-        closed = websocket.receive()
-    assert closed["type"] == "websocket.close"
-    return int(closed["code"]), str(closed.get("reason") or "")
+        websocket.send_text(json.dumps(hello) if scout_id else "{}")
+        answer = websocket.receive()
+    if answer["type"] == "websocket.send":
+        assert json.loads(answer["text"])["type"] == "welcome"
+        return 0
+    assert answer["type"] == "websocket.close"
+    if answer["code"] == 1013:
+        reason = str(answer.get("reason") or "")
+        assert "Rate limit reached for scout_connect" in reason and "Retry after" in reason
+    return int(answer["code"])
 
 
 def test_scout_connects_have_their_own_limit(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -119,11 +131,12 @@ def test_scout_connects_have_their_own_limit(tmp_path_factory: pytest.TempPathFa
     limits = {"rate_limit_scout_connects": "2/minute", "rate_limit_scouts": "100/minute"}
     with in_process_oracle(tmp_path_factory.mktemp("connects"), **limits) as http:
         key, other = new_user_key(http), new_user_key(http)
+        trust = http.app.state.oracle.hub.trust  # type: ignore[attr-defined]
         assert http.get("/scouts", headers=key).headers["x-ratelimit-limit"] == "100"
-        for _ in range(2):
-            assert scout_join(http, key)[0] == 4008  # admitted: the hub refused the frame
-        code, reason = scout_join(http, key)
-        assert code == 1013
-        assert "Rate limit reached for scout_connect" in reason and "Retry after" in reason
-        assert scout_join(http, other)[0] == 4008
+        assert scout_join(http, key, "admitted") == 0
+        assert scout_join(http, key) == 4008  # admitted: the hub refused the frame
+        assert scout_join(http, key, "made-up") == 1013
+        assert trust.owner_of("admitted") is not None  # a welcomed id is in the store
+        assert trust.owner_of("made-up") is None  # a refused one is not
+        assert scout_join(http, other) == 4008
         assert http.get("/scouts", headers=key).status_code == 200
