@@ -222,9 +222,15 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_middleware(UnexpectedErrors)  # outermost but for CORS: it sees what the rest raise
 
 
+def _routed(app: FastAPI, scope: Scope, **changes: str) -> bool:
+    """Whether some route takes this request with `changes` made to it (another method, or
+    a WebSocket). Asked of the routes themselves, as FastAPI's included routers nest."""
+    changed = {**scope, **changes}
+    return any(route.matches(changed)[0] == Match.FULL for route in app.router.routes)
+
+
 def _is_websocket_path(app: FastAPI, scope: Scope) -> bool:
-    as_websocket = {**scope, "type": "websocket"}
-    return any(route.matches(as_websocket)[0] == Match.FULL for route in app.router.routes)
+    return _routed(app, scope, type="websocket")
 
 
 _METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
@@ -232,16 +238,8 @@ _METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
     """Every method some route takes at this path. Starlette's 405 names only those of the
-    first route that matched it (GET /chat/completions lists, POST creates). Asked of the
-    routes one method at a time, as FastAPI's included routers nest their own."""
-    return [
-        method
-        for method in _METHODS
-        if any(
-            route.matches({**scope, "method": method})[0] == Match.FULL
-            for route in app.router.routes
-        )
-    ]
+    first route that matched it (GET /chat/completions lists, POST creates)."""
+    return [method for method in _METHODS if _routed(app, scope, method=method)]
 
 
 class UnexpectedErrors:
