@@ -175,6 +175,9 @@ def _output_grammar(body: ChatCompletionRequest) -> OutputGrammar | None:
         text = checked_lark(tools_grammar(_functions(body), mode, parallel, answer_schema))
     except GrammarError as error:
         raise APIError(400, f"the tools cannot be used: {error}", param="tools") from error
+    except RecursionError:
+        message = "the tools' parameters are nested too deeply"
+        raise APIError(400, message, param="tools") from None
     return OutputGrammar(text, "tools")
 
 

@@ -203,6 +203,9 @@ class FunctionDefinition(_Strict):
         kind = (parameters or {}).get("type", "object")
         if kind != "object":
             raise ValueError(f"must be a JSON Schema of type 'object', got type {kind!r}")
+        for keyword in ("$defs", "definitions"):
+            if not isinstance((parameters or {}).get(keyword, {}), dict):
+                raise ValueError(f"'{keyword}' must be an object of named schemas")
         return parameters
 
 
@@ -265,7 +268,9 @@ class StreamOptions(_Strict):
     """OpenAI pads its events against length side channels; taken, and Shard does not pad."""
 
 
-_TOKEN_ID = re.compile(r"-?[0-9]+")
+_TOKEN_ID = re.compile(r"-?[0-9]{1,12}")
+"""A token id as a JSON key. Twelve digits pass any vocabulary (the engine then says which
+ids are past this model's); many more would be slow for `int()`, which refuses over 4300."""
 
 
 class _SamplingRequest(_Strict):
@@ -433,6 +438,15 @@ class CompletionRequest(_SamplingRequest):
     best_of: int | None = None
     suffix: str | None = None
     logprobs: int | None = None
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _not_token_ids(cls, prompt: Any) -> Any:
+        """OpenAI also takes a prompt as token ids; say so, not "a valid string"."""
+        items = prompt if isinstance(prompt, list) else []
+        if any(isinstance(item, int | list) for item in items):
+            raise ValueError("prompts as token ids are not supported; send the prompt as text")
+        return prompt
 
     @field_validator("prompt")
     @classmethod

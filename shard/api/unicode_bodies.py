@@ -2,7 +2,9 @@
 
 JSON's `\\ud800` escape decodes to a lone UTF-16 surrogate, which Python's `json` accepts but
 which no UTF-8 text can hold: tokenizing, storing or answering with it fails later, far from
-the request. The route class checks a body before FastAPI validates it.
+the request. So do a surrogate's own three bytes (ED A0 80 and the like): not UTF-8, yet
+`json.loads` decodes bytes with `surrogatepass`. The route class checks a body before
+FastAPI validates it.
 """
 
 import json
@@ -16,9 +18,9 @@ from starlette.requests import ClientDisconnect
 
 from shard.api.errors import APIError, param_path
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-"""Only an escape can put a surrogate into a parsed body (raw surrogate bytes are not UTF-8),
-so a body without one is not parsed twice."""
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+"""An escape or a surrogate's UTF-8-like bytes: only these put a surrogate into a parsed
+body, so a body without one is not parsed twice."""
 
 Location = tuple[str | int, ...]
 
@@ -60,7 +62,7 @@ class UnicodeCheckedRoute(APIRoute):
                     body = await request.body()  # cached: FastAPI reads the same bytes after
                 except ClientDisconnect:  # gone before its body arrived: nothing went wrong here
                     raise APIError(400, "The client went away while sending its body.") from None
-                if _SURROGATE_ESCAPE.search(body):
+                if _SURROGATE.search(body):
                     _refuse_lone_surrogates(body)
             return await handle(request)
 
@@ -69,15 +71,17 @@ class UnicodeCheckedRoute(APIRoute):
 
 def _refuse_lone_surrogates(body: bytes) -> None:
     try:
-        value = json.loads(body)
+        location = lone_surrogate_at(json.loads(body))
     except ValueError:
         return  # FastAPI reports JSON that does not parse
-    location = lone_surrogate_at(value)
+    except RecursionError:
+        raise APIError(400, "The JSON body is nested too deeply.") from None
     if location is not None:
         param = param_path(location)
         raise APIError(
             400,
             f"Invalid value for '{param or 'body'}': the string holds an unpaired UTF-16 "
-            "surrogate (a \\ud800-\\udfff escape without its pair), which is not Unicode text.",
+            "surrogate (a \\ud800-\\udfff escape without its pair, or its bytes), which is not "
+            "Unicode text.",
             param=param,
         )

@@ -49,12 +49,16 @@ class _Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+"""No C0 or C1 control character, nor a line or paragraph separator: each can start a line."""
+
+
 class Hello(_Frame):
     type: Literal["hello"] = "hello"
     version: int
     scout_id: ScoutId
     tokenizer: str = Field(max_length=128)
-    draft_model: str = Field(default="", max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
+    draft_model: str = Field(default="", max_length=200, pattern=_PRINTABLE)
     """Shown in logs: no control characters, so a name cannot write log lines of its own."""
     local_threads: int | None = Field(default=None, ge=1, le=1024)
     """CPU threads the scout drafts with when it runs on the oracle's own machine (absent

@@ -4,6 +4,7 @@ In-process on a fake model: what is checked here is decided before and around th
 
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -91,6 +92,7 @@ def test_body_that_is_not_an_object(http: httpx.Client) -> None:
         ({"logit_bias": {"5": 101}}, "logit_bias"),
         ({"logit_bias": {"²": 1}}, "logit_bias"),  # a digit to str.isdigit(), not to int()
         ({"logit_bias": {"\u0665": 1}}, "logit_bias"),  # an Arabic-Indic 5, which int() reads as 5
+        ({"logit_bias": {"1" * 5000: 1}}, "logit_bias"),  # int() refuses over 4300 digits
         (
             {"messages": [{"role": "assistant", "content": "x", "function_call": {"name": "f"}}]},
             "messages[0].function_call",
@@ -339,17 +341,40 @@ def post_raw(http: httpx.Client, path: str, body: str) -> httpx.Response:
         ("/v1/completions", '{"model": "%s", "prompt": ["ok", "\\udc00 x"]}', "prompt[1]"),
     ],
 )
+@pytest.mark.parametrize("written", ["escaped", "as bytes"])
 def test_an_unpaired_surrogate_is_a_400_naming_the_field(
-    http: httpx.Client, path: str, body: str, param: str
+    http: httpx.Client, path: str, body: str, param: str, written: str
 ) -> None:
     """JSON can escape half a UTF-16 pair, which is no Unicode text: it must not reach the
     tokenizer or the store (it made a 500 there, and a stored completion that no list could
-    show)."""
-    response = post_raw(http, path, body.replace("%s", SERVED_ALIAS))
+    show). Its three bytes (ED A0 80, say) are no UTF-8, yet `json.loads` decodes them."""
+    text = body.replace("%s", SERVED_ALIAS)
+    if written == "escaped":
+        response = post_raw(http, path, text)
+    else:
+        raw = re.sub(r"\\u(d[89a-f][0-9a-f]{2})", lambda m: chr(int(m[1], 16)), text)
+        content = raw.encode("utf-8", "surrogatepass")
+        assert b"\\u" not in content
+        response = http.post(path, content=content, headers={"content-type": "application/json"})
     assert_openai_error(response, 400, "invalid_request", param)
     assert "surrogate" in response.json()["error"]["message"]
     listed = http.get("/v1/chat/completions", params={"limit": 100})
     assert listed.status_code == 200, listed.text
+
+
+def test_a_surrogate_in_a_body_nested_too_deeply_is_a_400(http: httpx.Client) -> None:
+    """The surrogate check parses the body itself, and must not fail where FastAPI would
+    answer a 400."""
+    deep = "[" * 5000 + "]" * 5000
+    body = f'{{"model": "m", "messages": [], "x": "\\ud800", "y": {deep}}}'
+    assert post_raw(http, "/v1/chat/completions", body).status_code == 400
+
+
+def test_a_legacy_prompt_of_token_ids_says_so(http: httpx.Client) -> None:
+    for prompt in ([1, 2, 3], [[1, 2], [3]]):
+        response = http.post("/v1/completions", json={"model": SERVED_ALIAS, "prompt": prompt})
+        assert_openai_error(response, 400, "invalid_request", "prompt")
+        assert "token ids" in response.json()["error"]["message"]
 
 
 def test_a_surrogate_pair_and_an_escaped_backslash_are_text(http: httpx.Client) -> None:

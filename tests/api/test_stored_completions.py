@@ -131,8 +131,9 @@ def test_the_sdk_lists_filters_updates_and_deletes_stored_completions(
     assert listed(metadata={"topic": "planets", "run": "2"}) == []
     assert listed(model=SERVED_ALIAS, order="desc") == [moons, planets]
     assert listed(model="another-model") == []
-    quoted = http.get("/v1/chat/completions", params={'metadata[a"b]': "x"})
-    assert quoted.status_code == 400 and quoted.json()["error"]["param"] == "metadata"
+    for unquotable in ('a"b', "a\x00b", "a\nb"):  # none can be written in a JSON path
+        quoted = http.get("/v1/chat/completions", params={f"metadata[{unquotable}]": "x"})
+        assert quoted.status_code == 400 and quoted.json()["error"]["param"] == "metadata"
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.retrieve(unstored)
     assert client.chat.completions.retrieve(planets).metadata == {"topic": "planets", "run": "1"}

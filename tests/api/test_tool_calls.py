@@ -160,6 +160,28 @@ def test_auto_answers_in_text_or_in_calls_that_parse(client: openai.OpenAI) -> N
             },
             "tools[0].function.parameters",
         ),
+        (
+            {
+                "tools": [
+                    {"type": "function", "function": {"name": "f", "parameters": {"$defs": "x"}}}
+                ]
+            },
+            "tools[0].function.parameters",
+        ),
+        (  # deeper than the grammar's own copy of the schema can recurse
+            {
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "f",
+                            "parameters": {"x": json.loads("[" * 500 + "]" * 500)},
+                        },
+                    }
+                ]
+            },
+            "tools",
+        ),
         ({"functions": [{"name": "f"}]}, "functions"),
         ({"messages": [{"role": "tool", "content": "42"}]}, "messages[0]"),
         ({"messages": [{"role": "user", "content": "hi", "tool_call_id": "a"}]}, "messages[0]"),

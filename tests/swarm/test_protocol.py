@@ -64,15 +64,18 @@ def test_oracle_frames_round_trip() -> None:
         json.dumps({"type": "draft", "seq": "s", "position": "0", "tokens": [1]}),
         json.dumps({"type": "draft", "seq": "s", "position": 0, "tokens": [True, "7", 2.0]}),
         json.dumps({"type": "pong", "nonce": True}),
-        # a draft model's name is logged: no line breaks of its own
-        json.dumps(
-            {
-                "type": "hello",
-                "version": 2,
-                "scout_id": "a",
-                "tokenizer": "x",
-                "draft_model": "m\nX",
-            }
+        # a draft model's name is logged: no line breaks of its own (C0, C1, U+2028)
+        *(
+            json.dumps(
+                {
+                    "type": "hello",
+                    "version": 2,
+                    "scout_id": "a",
+                    "tokenizer": "x",
+                    "draft_model": f"m{breaks}X",
+                }
+            )
+            for breaks in ("\n", "\x85", "\x9b", "\u2028", "\u2029")
         ),
     ],
 )

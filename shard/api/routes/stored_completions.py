@@ -2,6 +2,7 @@
 its messages, update its metadata, delete it. Others' ids answer 404 (an admin sees all)."""
 
 import asyncio
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -43,16 +44,18 @@ def _listing(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
     }
 
 
+_UNQUOTABLE = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
 def _metadata_filter(http_request: Request) -> dict[str, str]:
     """`metadata[key]=value` query parameters, as the OpenAI SDKs send them."""
     found = {}
     for name, value in http_request.query_params.multi_items():
         if name.startswith("metadata[") and name.endswith("]"):
             key = name[len("metadata[") : -1]
-            if '"' in key or "\\" in key:  # they cannot be written in a JSON path
-                raise APIError(
-                    400, "Metadata filter keys cannot hold '\"' or '\\'.", param="metadata"
-                )
+            if _UNQUOTABLE.search(key):  # they cannot be written in a JSON path
+                message = "Metadata filter keys cannot hold '\"', '\\' or control characters."
+                raise APIError(400, message, param="metadata")
             found[key] = value
         elif name == "metadata":
             raise APIError(400, "Filter metadata as metadata[key]=value.", param="metadata")
