@@ -11,7 +11,8 @@ earlier ticket showed, and a phantom sequence (`phantoms.py`) takes a completion
 seen and uses it up. A scout that remembers what it was sent learns nothing it is asked later.
 
 A single ticket (`draw`) asks for the tokens after a cut: Score = length of the matching draft
-prefix / k. Phantom sequences score their steps themselves.
+prefix / tokens drafted by the deadline (at most k; 0 for none). Phantom sequences score
+their steps themselves.
 """
 
 import asyncio
@@ -107,13 +108,16 @@ class Ticket:
     expected: tuple[int, ...]
 
     def score(self, drafted: list[int]) -> float:
-        """Matching prefix of the draft over the number of tokens asked for."""
+        """Matching prefix of the draft over the tokens drafted (of the k asked for), 0 for
+        none: a scout too slow to draft all k by the deadline is slow, not wrong (its
+        latency says so), as phantoms score acceptance whatever the draft's length."""
+        drafted = drafted[: len(self.expected)]
         matched = 0
         for got, want in zip(drafted, self.expected, strict=False):
             if got != want:
                 break
             matched += 1
-        return matched / len(self.expected)
+        return matched / len(drafted) if drafted else 0.0
 
 
 async def _wait_idle(engine: SwarmEngine) -> None:

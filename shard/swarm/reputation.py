@@ -1,7 +1,7 @@
 """How much the oracle trusts a scout's key, and when it bans it.
 
-    golden = mean golden-ticket score (matching draft prefix / k), over every ticket since
-             the last unban
+    golden = mean golden-ticket score (matching draft prefix / tokens drafted), over every
+             ticket since the last unban
     live   = accepted draft tokens / verified draft tokens, over the same time
     reputation = 0.7 * golden + 0.3 * live    (the one that exists, when only one does;
                                                1.0 with no evidence yet)

@@ -255,9 +255,12 @@ def test_ban_policy_waits_for_enough_tickets() -> None:
     assert not policy.should_ban(Reputation("k", tickets=30, ticket_score_sum=15.0))
 
 
-def test_ticket_score_is_the_matching_prefix_over_k() -> None:
+def test_ticket_score_is_the_matching_prefix_over_what_was_drafted() -> None:
     ticket = Ticket("s", (1, 2), (5, 6, 7, 8))
     assert ticket.score([5, 6, 7, 8]) == 1.0
     assert ticket.score([5, 6, 0, 8]) == 0.5
     assert ticket.score([]) == 0.0
     assert ticket.score([9, 6, 7, 8]) == 0.0
+    assert ticket.score([5, 6]) == 1.0  # right, but slow to draft all four: not marked down
+    assert ticket.score([5, 9]) == 0.5
+    assert ticket.score([5, 6, 7, 8, 1, 1]) == 1.0  # past k is not asked for
