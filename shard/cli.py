@@ -3,6 +3,7 @@ is also a `SHARD_*` environment variable (a flag given on the command line wins)
 
 import argparse
 import logging
+import socket
 import sys
 import types
 import typing
@@ -111,6 +112,7 @@ def run_oracle(settings: OracleSettings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _refuse_a_taken_port(settings.host, settings.port)
     model_path: Path = settings.model or default_model_path()
     if not model_path.is_file():
         sys.exit(f"shard: no model file at {model_path}")
@@ -136,6 +138,24 @@ def run_oracle(settings: OracleSettings) -> None:
         ws_max_size=MAX_ORACLE_FRAME_BYTES,  # scouts never need more; the hub checks less
         timeout_keep_alive=KEEP_ALIVE_S,
     )
+
+
+def _refuse_a_taken_port(host: str, port: int) -> None:
+    """Say so before the model loads: uvicorn binds only after the app has started."""
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as error:
+        sys.exit(
+            f"shard: cannot listen on {host}:{port}: {error.strerror or error}. Is another "
+            "server there? Give another with --port (or SHARD_PORT)."
+        )
 
 
 def run_keys(args: argparse.Namespace) -> None:

@@ -2,6 +2,7 @@
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,24 @@ def test_a_prefix_cache_too_small_for_one_prompt_is_refused_at_start(tmp_path: P
     assert refused.returncode != 0
     assert "--prefix-cache-tokens 100 is too small to hold one prompt" in refused.stderr
     assert "--n-ctx 512" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_taken_port_is_refused_before_the_model_loads(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        model = tmp_path / "never-read.gguf"  # the port is checked first: no model is needed
+        refused = shard(
+            "oracle",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--model",
+            str(model),
+            database=tmp_path / "x.db",
+        )
+    assert refused.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in refused.stderr
+    assert "--port" in refused.stderr and "Traceback" not in refused.stderr

@@ -173,9 +173,8 @@ def create_app(
         )
     for prefix in ("", "/v1"):
         routes = (chat, text_completions, stored_completions, models, keys, health, system, scouts)
-        for module in routes:
+        for module in (*routes, dashboard):
             app.include_router(module.router, prefix=prefix)
-    app.include_router(dashboard.router)
     return app
 
 

@@ -464,3 +464,11 @@ def test_bodies_that_are_not_json_objects_say_what_is_wrong(http: httpx.Client) 
 def test_health_answers_head_for_uptime_monitors(http: httpx.Client) -> None:
     response = http.head("/health")
     assert response.status_code == 200 and response.content == b""
+
+
+def test_the_dashboard_is_at_its_bare_path_and_under_v1(http: httpx.Client) -> None:
+    """As every endpoint is (the README's table); the page asks the API by absolute paths."""
+    for path in ("/dashboard", "/v1/dashboard"):
+        page = http.get(path)
+        assert page.status_code == 200 and "<html" in page.text.lower()
+        assert 'api("/system/status")' in page.text
