@@ -24,6 +24,18 @@ class GrammarError(ValueError):
     """The schema or grammar cannot be compiled; the message says why."""
 
 
+class GrammarDeadEnd(GrammarError):
+    """The grammar allows no way on from here: it admits no complete value along this path
+    (a required property whose schema is its own object, say), which llguidance finds only
+    while matching."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            "the grammar allows no way on from the output so far, so no answer can match it "
+            f"(does a required part of the schema refer back to itself?): {problem}"
+        )
+
+
 def json_grammar(schema: dict[str, Any] | None, strict: bool = True) -> str:
     """The grammar for JSON matching `schema` (any JSON object when None). Without `strict`,
     keywords the library does not implement are ignored rather than refused."""
@@ -64,6 +76,7 @@ class TokenConstraint:
         self._n_vocab = tokenizer.vocab_size
         self._ends = list(tokenizer.eos_tokens)
         self._mask = llguidance.numpy.allocate_token_bitmask(1, self._n_vocab)
+        self._fill()  # a grammar stuck at its start is refused before anything is generated
 
     def copy(self) -> "TokenConstraint":
         """Another choice of the same request, at the same place (the grammar's start)."""
@@ -73,10 +86,16 @@ class TokenConstraint:
         twin._mask = llguidance.numpy.allocate_token_bitmask(1, self._n_vocab)
         return twin
 
-    def allowed(self, logits: Logits) -> Logits:
-        """A copy of `logits` with every token the grammar forbids here at -inf. Should the
-        matcher have failed (no token allowed), only ending is allowed."""
+    def _fill(self) -> None:
         llguidance.numpy.fill_next_token_bitmask(self._matcher, self._mask)
+        if self._matcher.is_error():
+            raise GrammarDeadEnd(self._matcher.get_error())
+
+    def allowed(self, logits: Logits) -> Logits:
+        """A copy of `logits` with every token the grammar forbids here at -inf; raises
+        GrammarDeadEnd when it allows no way on. Should no token be allowed all the same,
+        only ending is."""
+        self._fill()
         bits = np.unpackbits(self._mask.view(np.uint8), count=len(logits), bitorder="little")
         allowed = bits.view(np.bool_)
         if not allowed.any():

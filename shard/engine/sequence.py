@@ -12,7 +12,7 @@ from shard.engine.constraint import TokenConstraint
 from shard.engine.spec.prediction import PredictionAlignment
 from shard.engine.spec.proposers import NO_PROPOSAL, Proposal, Proposer
 from shard.engine.text_stream import TextStream
-from shard.engine.types import GenerationRequest
+from shard.engine.types import GenerationRequest, Rejected
 
 
 @dataclass
@@ -75,6 +75,8 @@ class Task:
     constraint: TokenConstraint | None = None
     """The request's grammar at its start; each choice follows a copy."""
     prediction: list[int] = field(default_factory=list)
+    failure: Rejected | None = None
+    """Why the request must end now, mid-generation (its grammar reached a dead end)."""
 
     @property
     def lead(self) -> Choice:

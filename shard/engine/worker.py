@@ -21,6 +21,7 @@ from pathlib import Path
 from shard.engine.admission import prepare
 from shard.engine.batching import fill_batch, plan_prompt_chunks
 from shard.engine.chat_template import ChatTemplate
+from shard.engine.constraint import GrammarDeadEnd
 from shard.engine.devices import GpuOffload, backend_of, devices
 from shard.engine.llama_model import MAX_UBATCH, ContextShape, LlamaModel
 from shard.engine.model import Model
@@ -429,6 +430,10 @@ class Engine:
                 if self._pad_single_rows:
                     self._model.forget(task.lead.seq_id, len(task.prompt))  # a filler, if any
                 self._start_choices(task)
+        for task in list(self._running):
+            if task.failure is not None:
+                self._emit(task.request.request_id, task.failure)
+                self._retire(task, failed=True)
         for task in [t for t in self._running if all(c.finished for c in t.choices)]:
             self._retire(task)
         if self.progress.following:
@@ -511,7 +516,13 @@ class Engine:
             else logits
         )
         if choice.constraint is not None:
-            processed = choice.constraint.allowed(processed)
+            try:
+                processed = choice.constraint.allowed(processed)
+            except GrammarDeadEnd as error:  # the request fails at the step's end
+                param = task.request.grammar.param if task.request.grammar else None
+                task.failure = Rejected("invalid_request", str(error), param)
+                choice.next_token, choice.finished = None, True
+                return -1  # no token: the verification stops at a finished choice
         u = coupled_uniform(params.seed, choice.index, choice.generated)
         token = pick_token(processed, params, u)
         if choice.constraint is not None:

@@ -9,6 +9,8 @@ import json
 from typing import Any
 
 import openai
+import pytest
+from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, Field
 
 from tests.conftest import SERVED_ALIAS
@@ -82,3 +84,40 @@ def test_a_schema_holds_for_every_streamed_choice(client: openai.OpenAI) -> None
     assert finishes == ["stop"] * 3
     verdicts = [Verdict.model_validate_json(text) for text in texts]
     assert len(set(texts)) > 1, verdicts  # sampled: each choice follows the grammar its own way
+
+
+def schema_format(schema: dict[str, Any]) -> ResponseFormatJSONSchema:
+    return {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": schema}}
+
+
+SELF_REQUIRED = {"type": "object", "properties": {"a": {"$ref": "#"}}, "required": ["a"]}
+"""No finite JSON matches: llguidance compiles it, and finds out two tokens in ('{"')."""
+
+
+def test_a_schema_no_answer_can_match_is_a_400_not_invalid_json(client: openai.OpenAI) -> None:
+    """Stuck at its start or midway, a grammar with no way on fails the request (it answered
+    '{"' or '' with finish_reason "stop"), and the server goes on serving."""
+    for schema in ({"$ref": "#"}, SELF_REQUIRED):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(
+                model=SERVED_ALIAS,
+                messages=[{"role": "user", "content": "Hi"}],
+                response_format=schema_format(schema),
+                max_tokens=16,
+            )
+        assert refused.value.param == "response_format"
+        assert "no way on" in str(refused.value)
+    stream = client.chat.completions.create(
+        model=SERVED_ALIAS,
+        messages=[{"role": "user", "content": "Hi"}],
+        response_format=schema_format(SELF_REQUIRED),
+        max_tokens=16,
+        stream=True,
+    )
+    with pytest.raises(openai.APIError, match="no way on"):
+        for _ in stream:
+            pass
+    fine = client.chat.completions.create(
+        model=SERVED_ALIAS, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+    )
+    assert fine.choices[0].message.content is not None
