@@ -76,6 +76,9 @@ class TokenConstraint:
         self._n_vocab = tokenizer.vocab_size
         self._ends = list(tokenizer.eos_tokens)
         self._mask = llguidance.numpy.allocate_token_bitmask(1, self._n_vocab)
+        self._filled = False
+        """Whether `_mask` is for the matcher's place now (so the first token reuses the
+        mask made here)."""
         self._fill()  # a grammar stuck at its start is refused before anything is generated
 
     def copy(self) -> "TokenConstraint":
@@ -83,11 +86,13 @@ class TokenConstraint:
         twin = object.__new__(TokenConstraint)
         twin._matcher = self._matcher.deep_copy()
         twin._n_vocab, twin._ends = self._n_vocab, self._ends
-        twin._mask = llguidance.numpy.allocate_token_bitmask(1, self._n_vocab)
+        twin._mask, twin._filled = self._mask.copy(), self._filled
         return twin
 
     def _fill(self) -> None:
-        llguidance.numpy.fill_next_token_bitmask(self._matcher, self._mask)
+        if not self._filled:
+            llguidance.numpy.fill_next_token_bitmask(self._matcher, self._mask)
+            self._filled = True
         if self._matcher.is_error():
             raise GrammarDeadEnd(self._matcher.get_error())
 
@@ -107,3 +112,4 @@ class TokenConstraint:
     def consume(self, token: int) -> None:
         """The choice's token at this position was decided (a masked sample, so allowed)."""
         self._matcher.consume_token(token)
+        self._filled = False
