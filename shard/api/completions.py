@@ -181,17 +181,24 @@ def _output_grammar(body: ChatCompletionRequest) -> OutputGrammar | None:
     return OutputGrammar(text, "tools")
 
 
-def to_text_generation_request(body: CompletionRequest, request_id: str) -> GenerationRequest:
-    return GenerationRequest(
-        request_id=request_id,
-        messages=(),
-        raw_prompt=body.prompt_text(),
-        sampling=_sampling(body, False, 0),
-        max_tokens=body.max_tokens if body.max_tokens is not None else LEGACY_MAX_TOKENS,
-        shrink_to_fit=body.max_tokens is None,
-        stop=body.stop_sequences(),
-        n=body.n or 1,
-    )
+def to_text_generation_requests(
+    body: CompletionRequest, completion_id: str
+) -> list[GenerationRequest]:
+    """One engine request per prompt, each with the body's sampling and `n`."""
+    prompts = body.prompts()
+    return [
+        GenerationRequest(
+            request_id=completion_id if len(prompts) == 1 else f"{completion_id}-{number}",
+            messages=(),
+            raw_prompt=prompt,
+            sampling=_sampling(body, False, 0),
+            max_tokens=body.max_tokens if body.max_tokens is not None else LEGACY_MAX_TOKENS,
+            shrink_to_fit=body.max_tokens is None,
+            stop=body.stop_sequences(),
+            n=body.n or 1,
+        )
+        for number, prompt in enumerate(prompts)
+    ]
 
 
 def _logprobs_out(items: list[EngineTokenLogprob]) -> ChoiceLogprobs:
@@ -369,24 +376,3 @@ def _delta(event: ReadEvent) -> Delta:
     return Delta(
         tool_calls=[ToolCallDelta(index=call.index, function=FunctionDelta(arguments=event.text))]
     )
-
-
-async def stream_text_chunks(
-    builder: CompletionBuilder, generation: Generation, include_usage: bool
-) -> AsyncIterator[TextCompletion]:
-    """Legacy streaming: `text_completion` chunks with text deltas, then maybe usage."""
-    first = builder.text_result()
-
-    def chunk(choices: list[TextChoice], usage: Usage | None = None) -> TextCompletion:
-        return TextCompletion(
-            id=first.id, created=first.created, model=first.model, choices=choices, usage=usage
-        )
-
-    async for delta in generation.deltas():
-        builder.add(delta)
-        if delta.text or delta.finish_reason:
-            yield chunk(
-                [TextChoice(index=delta.index, text=delta.text, finish_reason=delta.finish_reason)]
-            )
-    if include_usage:
-        yield chunk([], builder.usage())

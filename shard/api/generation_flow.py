@@ -5,7 +5,7 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -114,11 +114,12 @@ class Storing:
 async def finish(
     oracle: OracleState,
     caller: KeyRecord,
-    generation: Generation,
+    generations: Sequence[Generation],
     result: StoredResult,
     storing: Storing | None,
 ) -> None:
-    """Store the completion (before the response ends) unless asked not to, and count it."""
+    """Store the completion (before the response ends) unless asked not to, and count it
+    once, however many generations (a legacy request's prompts) made it."""
     if storing is not None:
         kept = NewCompletion(
             result.id,
@@ -129,19 +130,19 @@ async def finish(
         )
         await asyncio.to_thread(oracle.completions.save, kept)
     metrics = oracle.metrics
-    if generation.first_token_at is not None:
-        metrics.first_token.observe(generation.first_token_at - generation.admitted_at)
+    admitted_at = min(generation.admitted_at for generation in generations)
+    first_tokens = [g.first_token_at for g in generations if g.first_token_at is not None]
+    if first_tokens:
+        metrics.first_token.observe(min(first_tokens) - admitted_at)
     usage = result.usage or Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0)
-    metrics.finished(
-        time.monotonic() - generation.admitted_at, usage.prompt_tokens, usage.completion_tokens
-    )
+    metrics.finished(time.monotonic() - admitted_at, usage.prompt_tokens, usage.completion_tokens)
 
 
 async def server_sent_events(
     oracle: OracleState,
     caller: KeyRecord,
     exits: AsyncExitStack,
-    generation: Generation,
+    generations: Sequence[Generation],
     chunks: AsyncIterator[BaseModel],
     final: Callable[[], StoredResult],
     storing: Storing | None,
@@ -162,7 +163,7 @@ async def server_sent_events(
         except asyncio.CancelledError:
             oracle.metrics.failed("cancelled")
             raise
-    await finish(oracle, caller, generation, final(), storing)
+    await finish(oracle, caller, generations, final(), storing)
     yield "data: [DONE]\n\n"
 
 
@@ -198,13 +199,13 @@ async def respond(
             return result_of(builder)
 
         result = await collect_unless_disconnected(oracle, http_request, exits, collect())
-        await finish(oracle, caller, generation, result, storing)
+        await finish(oracle, caller, [generation], result, storing)
         return result
     events = server_sent_events(
         oracle,
         caller,
         exits,
-        generation,
+        [generation],
         chunks_of(builder, generation),
         lambda: result_of(builder),
         storing,

@@ -23,6 +23,9 @@ from pydantic import (
 from shard.engine.constraint import GrammarError, json_grammar
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
+MAX_CHOICES = 128
+"""The most choices one request may ask for: `n`, or prompts times `n` in legacy ones."""
+
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
@@ -279,7 +282,7 @@ class _SamplingRequest(_Strict):
     model: str
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    n: int | None = Field(default=None, ge=1, le=128)
+    n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
@@ -429,6 +432,11 @@ class ChatCompletionRequest(_SamplingRequest):
         return self.max_tokens
 
 
+MAX_PROMPTS = 64
+"""Prompts one legacy completion may carry (LangChain sends up to 20 by default); each is
+one request in flight, and the default capacity is 72."""
+
+
 class CompletionRequest(_SamplingRequest):
     """POST /completions, the legacy text API (LlamaIndex's OpenAILike uses it by default).
     Its default max_tokens is 16, as OpenAI's is."""
@@ -450,9 +458,16 @@ class CompletionRequest(_SamplingRequest):
 
     @field_validator("prompt")
     @classmethod
-    def _one_text_prompt(cls, prompt: str | list[str]) -> str | list[str]:
-        if isinstance(prompt, list) and len(prompt) != 1:
-            raise ValueError("send one prompt per request")
+    def _prompt_count(cls, prompt: str | list[str], info: ValidationInfo) -> str | list[str]:
+        """Each prompt is one request to the engine, so a list is bounded like `n`."""
+        count = len(prompt) if isinstance(prompt, list) else 1
+        if count == 0:
+            raise ValueError("send at least one prompt")
+        if count > MAX_PROMPTS:
+            raise ValueError(f"send at most {MAX_PROMPTS} prompts per request")
+        n = info.data.get("n") or 1
+        if count * n > MAX_CHOICES:
+            raise ValueError(f"prompts times n is {count * n}; at most {MAX_CHOICES} choices")
         return prompt
 
     @field_validator("echo", "logprobs", "suffix")
@@ -469,8 +484,8 @@ class CompletionRequest(_SamplingRequest):
             raise ValueError("best_of other than 1 is not supported")
         return value
 
-    def prompt_text(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else self.prompt
 
 
 # -- responses --------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 import httpx
 import openai
+from langchain_core.language_models import LanguageModelInput
+from langchain_openai import OpenAI
 
-from tests.conftest import SERVED_ALIAS
+from tests.conftest import SERVED_ALIAS, TEST_KEY, RunningOracle
 
 
 def test_legacy_completion_continues_the_prompt(client: openai.OpenAI) -> None:
@@ -52,7 +54,9 @@ def test_legacy_refuses_what_it_cannot_do(http: httpx.Client) -> None:
         ({"logprobs": 2}, "logprobs"),
         ({"suffix": "x"}, "suffix"),
         ({"best_of": 3}, "best_of"),
-        ({"prompt": ["a", "b"]}, "prompt"),
+        ({"prompt": []}, "prompt"),
+        ({"prompt": ["a"] * 65}, "prompt"),
+        ({"prompt": ["a", "b"], "n": 65}, "prompt"),
         ({"prompt": [1, 2, 3]}, "prompt"),
     ):
         response = http.post(
@@ -61,3 +65,58 @@ def test_legacy_refuses_what_it_cannot_do(http: httpx.Client) -> None:
         assert response.status_code == 400, (change, response.text)
         assert response.json()["error"]["param"] is not None
         assert response.json()["error"]["param"].startswith(param)
+
+
+PROMPTS = ["The capital of France is", "Once upon a time", "1, 2, 3,"]
+
+
+def test_a_list_of_prompts_answers_each_indexed_prompt_by_prompt(client: openai.OpenAI) -> None:
+    """As OpenAI: choice index = prompt number * n + choice; usage summed over prompts."""
+    alone = [
+        client.completions.create(model=SERVED_ALIAS, prompt=p, temperature=0, max_tokens=8)
+        for p in PROMPTS
+    ]
+    together = client.completions.create(
+        model=SERVED_ALIAS, prompt=PROMPTS, temperature=0, max_tokens=8, n=2
+    )
+    assert [c.index for c in together.choices] == list(range(6))
+    for number, single in enumerate(alone):
+        for choice in together.choices[number * 2 : number * 2 + 2]:
+            assert choice.text == single.choices[0].text, (number, choice)
+    assert together.usage is not None
+    assert together.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone if a.usage)
+    assert together.usage.completion_tokens == 6 * 8
+    streamed = client.completions.create(
+        model=SERVED_ALIAS, prompt=PROMPTS, temperature=0, max_tokens=8, stream=True
+    )
+    texts = ["", "", ""]
+    for chunk in streamed:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.text
+    assert texts == [a.choices[0].text for a in alone]
+
+
+def test_langchain_batch_sends_a_list_of_prompts(oracle: RunningOracle) -> None:
+    llm = OpenAI(
+        model=SERVED_ALIAS,
+        base_url=f"{oracle.base_url}/v1",
+        api_key=TEST_KEY,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=6,
+        max_retries=0,
+    )
+    answers = llm.batch(list[LanguageModelInput](PROMPTS[:2]))
+    assert len(answers) == 2 and all(isinstance(answer, str) for answer in answers)
+    assert answers[0] == llm.invoke(PROMPTS[0])
+
+
+def test_one_refused_prompt_refuses_the_list_and_frees_the_others(http: httpx.Client) -> None:
+    too_long = "word " * 40000
+    body = {"model": SERVED_ALIAS, "prompt": ["Hi", too_long, "Hello"], "max_tokens": 4}
+    response = http.post("/v1/completions", json=body)
+    assert response.status_code == 400, response.text
+    assert "context" in response.json()["error"]["message"]
+    assert http.get("/system/status").json()["load"]["requests_in_flight"] == 0
+    body["prompt"] = ["Hi", "Hello"]
+    after = http.post("/v1/completions", json=body).json()
+    assert [choice["index"] for choice in after["choices"]] == [0, 1]

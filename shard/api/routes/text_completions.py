@@ -1,5 +1,6 @@
 """POST /completions: the legacy text API, for clients such as LlamaIndex's OpenAILike that
-use it by default. The prompt is continued as it is, without a chat template."""
+use it by default. Each prompt (one, or a list) is continued as it is, without a chat
+template."""
 
 import uuid
 from typing import Annotated
@@ -8,14 +9,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from shard.api.auth import keyed
-from shard.api.completions import (
-    CompletionBuilder,
-    stream_text_chunks,
-    to_text_generation_request,
-)
+from shard.api.completions import to_text_generation_requests
 from shard.api.errors import KEYED, error_responses
-from shard.api.generation_flow import Storing, respond
+from shard.api.generation_flow import Storing
 from shard.api.oracle_state import OracleState, get_oracle
+from shard.api.prompt_lists import respond_to_prompts
 from shard.api.protocol import CompletionRequest, TextCompletion
 from shard.api.unicode_bodies import UnicodeCheckedRoute
 from shard.store.api_keys import KeyRecord
@@ -32,14 +30,15 @@ async def create_completion(
 ) -> TextCompletion | StreamingResponse:
     model = oracle.resolve_model(body.model)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return await respond(
+    completion_id = f"cmpl-{uuid.uuid4().hex}"
+    return await respond_to_prompts(
         oracle,
         caller,
         http_request,
-        to_text_generation_request(body, f"cmpl-{uuid.uuid4().hex}"),
+        to_text_generation_requests(body, completion_id),
+        completion_id,
         model,
         bool(body.stream),
-        CompletionBuilder.text_result,
-        lambda builder, generation: stream_text_chunks(builder, generation, include_usage),
+        include_usage,
         Storing(),  # kept, retrievable by id, though never listed with chat completions
     )
