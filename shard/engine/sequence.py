@@ -12,7 +12,7 @@ from shard.engine.constraint import TokenConstraint
 from shard.engine.spec.prediction import PredictionAlignment
 from shard.engine.spec.proposers import NO_PROPOSAL, Proposal, Proposer
 from shard.engine.text_stream import TextStream
-from shard.engine.types import GenerationRequest, Rejected
+from shard.engine.types import GenerationRequest, Rejected, TokenLogprob
 
 
 @dataclass
@@ -60,6 +60,18 @@ class Choice:
     """Structured output: where the choice is in the request's grammar."""
     alignment: PredictionAlignment | None = None
     """Where the output stands in the request's predicted output, if it has one."""
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    """Each sampled token's logprob, when asked for; sent as the token's text is."""
+    logprobs_sent: int = 0
+
+    def take_logprobs(self, ended: bool) -> tuple[TokenLogprob, ...]:
+        """The logprobs not yet sent of tokens whose text is out: all of them when the choice
+        ends other than on a stop string, none of a token the stop string holds or follows."""
+        every = ended and not self.text.stopped
+        upto = len(self.logprobs) if every else min(self.text.tokens_released, len(self.logprobs))
+        taken = tuple(self.logprobs[self.logprobs_sent : upto])
+        self.logprobs_sent = max(upto, self.logprobs_sent)
+        return taken
 
 
 @dataclass(eq=False)

@@ -60,7 +60,6 @@ from shard.engine.types import (
     PredictionUsed,
     PromptCached,
     Rejected,
-    TokenLogprob,
 )
 
 log = logging.getLogger(__name__)
@@ -532,9 +531,10 @@ class Engine:
         choice.generated += 1
         choice.counts[token] += 1
         choice.tokens.append(token)
-        logprobs: tuple[TokenLogprob, ...] = ()
         if params.logprobs:
-            logprobs = (token_logprob(logits, token, params.top_logprobs, self._model.piece),)
+            choice.logprobs.append(
+                token_logprob(logits, token, params.top_logprobs, self._model.piece)
+            )
         finish: FinishReason | None = None
         if self._model.is_end_of_generation(token):
             text, finish = choice.text.flush(), "stop"
@@ -549,6 +549,7 @@ class Engine:
         else:
             choice.next_token = None
             choice.finished = True
+        logprobs = choice.take_logprobs(finish is not None) if params.logprobs else ()
         if text or logprobs or finish or task.request.token_ids:
             ids = (token,) if task.request.token_ids else ()
             delta = ChoiceDelta(choice.index, text, choice.generated, logprobs, finish, ids)

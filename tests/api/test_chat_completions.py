@@ -2,6 +2,7 @@
 
 import json
 import time
+from typing import Any
 
 import httpx
 import openai
@@ -233,6 +234,36 @@ def test_logprobs_and_top_logprobs(client: openai.OpenAI) -> None:
         max_tokens=5,
     )
     assert without.choices[0].logprobs is None
+
+
+def test_logprobs_end_where_a_stop_string_cuts_the_content(client: openai.OpenAI) -> None:
+    """As OpenAI: no logprob for a token the stop string holds or follows, streamed or not."""
+    options: dict[str, Any] = {
+        "model": SERVED_ALIAS,
+        "messages": GREEDY_PROMPT,
+        "temperature": 0,
+        "max_tokens": 8,
+        "logprobs": True,
+    }
+    free = client.chat.completions.create(**options)
+    assert free.choices[0].logprobs is not None and free.choices[0].logprobs.content
+    tokens = [item.token for item in free.choices[0].logprobs.content]
+    assert len(tokens) == 8
+    stop = "".join(tokens[3:5])  # begins exactly where the fourth token does
+    kept = "".join(tokens[:3])
+    assert stop.strip() and stop not in kept
+    cut = client.chat.completions.create(**options, stop=[stop])
+    assert cut.choices[0].message.content == kept
+    assert cut.choices[0].logprobs is not None and cut.choices[0].logprobs.content is not None
+    assert [item.token for item in cut.choices[0].logprobs.content] == tokens[:3]
+    streamed = [
+        item.token
+        for chunk in client.chat.completions.create(**options, stop=[stop], stream=True)
+        for choice in chunk.choices
+        if choice.logprobs is not None and choice.logprobs.content
+        for item in choice.logprobs.content
+    ]
+    assert streamed == tokens[:3]
 
 
 def test_penalties_change_greedy_output(client: openai.OpenAI) -> None:

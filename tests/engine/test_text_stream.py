@@ -48,3 +48,26 @@ def test_broken_utf8_is_replaced_not_raised() -> None:
     assert stream.push(b"\xff") == "\ufffd"
     assert stream.push("é".encode()[:1]) == ""
     assert stream.flush() == "\ufffd"
+
+
+def test_tokens_count_as_released_once_their_text_begins_to_go_out() -> None:
+    stream = TextStream((" integer",))
+    assert feed(stream, [b"5", b" is", b" an", b" int"]) == ["5", " is", " an", ""]
+    assert stream.tokens_released == 3  # " int" may be the stop string's start: held
+    assert stream.push(b"eger") == ""
+    assert stream.stopped and stream.tokens_released == 3  # the stop's tokens never count
+
+
+def test_a_token_partly_before_a_stop_string_counts() -> None:
+    stream = TextStream(("END",))
+    assert feed(stream, [b"a", b"bcEN", b"D"]) == ["a", "bc", ""]
+    assert stream.tokens_released == 2
+
+
+def test_flush_counts_every_token_even_one_with_no_text_yet() -> None:
+    stream = TextStream(("END",))
+    euro = "€".encode()
+    assert feed(stream, [b"x E", euro[:1]]) == ["x ", ""]
+    assert stream.tokens_released == 1
+    assert stream.flush() == "E\ufffd"
+    assert stream.tokens_released == 2
