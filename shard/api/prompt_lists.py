@@ -64,11 +64,16 @@ async def _start_all(
     oracle: OracleState, requests: list[GenerationRequest], exits: AsyncExitStack
 ) -> list[Generation]:
     """Admit the prompts together (not one engine step each); if any is refused, those
-    admitted are cancelled and the first refusal is the answer."""
-    outcomes = await asyncio.gather(
-        *(start_generation(oracle, request, exits) for request in requests),
-        return_exceptions=True,
-    )
+    admitted are cancelled and the first refusal is the answer (so too if this is cancelled:
+    the generations already admitted must not run on unread)."""
+    try:
+        outcomes = await asyncio.gather(
+            *(start_generation(oracle, request, exits) for request in requests),
+            return_exceptions=True,
+        )
+    except BaseException:
+        await exits.aclose()
+        raise
     refusals = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     if refusals:
         await exits.aclose()

@@ -1,11 +1,14 @@
 """POST /completions, the legacy API that LlamaIndex's OpenAILike calls by default."""
 
+from pathlib import Path
+
 import httpx
 import openai
 from langchain_core.language_models import LanguageModelInput
 from langchain_openai import OpenAI
 
 from tests.conftest import SERVED_ALIAS, TEST_KEY, RunningOracle
+from tests.in_process import in_process_oracle
 
 
 def test_legacy_completion_continues_the_prompt(client: openai.OpenAI) -> None:
@@ -120,3 +123,16 @@ def test_one_refused_prompt_refuses_the_list_and_frees_the_others(http: httpx.Cl
     body["prompt"] = ["Hi", "Hello"]
     after = http.post("/v1/completions", json=body).json()
     assert [choice["index"] for choice in after["choices"]] == [0, 1]
+
+
+def test_prompts_past_capacity_are_a_503_with_none_left_running(tmp_path: Path) -> None:
+    with in_process_oracle(tmp_path, parallel=2, max_queue=1) as http:  # capacity 3
+        body = {"model": SERVED_ALIAS, "prompt": ["a", "b", "c", "d"], "max_tokens": 2}
+        refused = http.post("/v1/completions", json=body)
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["Retry-After"] == "1"
+        assert http.get("/system/status").json()["load"]["requests_in_flight"] == 0
+        body["prompt"] = ["a", "b", "c"]
+        answered = http.post("/v1/completions", json=body)
+        assert answered.status_code == 200, answered.text
+        assert [choice["index"] for choice in answered.json()["choices"]] == [0, 1, 2]
