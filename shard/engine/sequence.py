@@ -68,9 +68,9 @@ class Choice:
         """The logprobs not yet sent of tokens whose text is out: all of them when the choice
         ends other than on a stop string, none of a token the stop string holds or follows."""
         every = ended and not self.text.stopped
-        upto = len(self.logprobs) if every else min(self.text.tokens_released, len(self.logprobs))
+        upto = len(self.logprobs) if every else self.text.tokens_released
         taken = tuple(self.logprobs[self.logprobs_sent : upto])
-        self.logprobs_sent = max(upto, self.logprobs_sent)
+        self.logprobs_sent = upto  # tokens_released only grows
         return taken
 
 
