@@ -22,7 +22,6 @@ from shard.api.protocol import (
     FunctionCallOut,
     FunctionDelta,
     PromptTokensDetails,
-    TextChoice,
     TextCompletion,
     TokenLogprobOut,
     ToolCallDelta,
@@ -31,6 +30,7 @@ from shard.api.protocol import (
     Usage,
     _SamplingRequest,
 )
+from shard.api.text_choices import TextChoices, TextShape
 from shard.api.tool_calls import (
     ArgumentsAdded,
     CallStarted,
@@ -191,7 +191,8 @@ def to_text_generation_requests(
             request_id=completion_id if len(prompts) == 1 else f"{completion_id}-{number}",
             messages=(),
             raw_prompt=prompt,
-            sampling=_sampling(body, False, 0),
+            sampling=_sampling(body, body.logprobs is not None, body.logprobs or 0),
+            prompt_logprobs=body.logprobs if body.echo else None,
             max_tokens=body.max_tokens if body.max_tokens is not None else LEGACY_MAX_TOKENS,
             shrink_to_fit=body.max_tokens is None,
             stop=body.stop_sequences(),
@@ -279,14 +280,15 @@ class CompletionBuilder:
             return AssistantMessage(content=reader.content)
         return AssistantMessage(content=reader.content or None, tool_calls=calls)
 
-    def text_result(self) -> TextCompletion:
+    def text_result(self, shape: TextShape | None = None) -> TextCompletion:
         """The legacy `text_completion` object."""
+        choices = TextChoices(self._generation, shape or TextShape())
         return TextCompletion(
             id=self._id,
             created=self._created,
             model=self._model,
             choices=[
-                TextChoice(index=i, text=text, finish_reason=self._finish[i])
+                choices.whole(i, text, self._logprobs[i], self._finish[i])
                 for i, text in enumerate(self._texts)
             ],
             usage=self.usage(),

@@ -22,6 +22,7 @@ from shard.api.generation_flow import (
 )
 from shard.api.oracle_state import OracleState
 from shard.api.protocol import PromptTokensDetails, TextChoice, TextCompletion, Usage
+from shard.api.text_choices import TextChoices, TextShape
 from shard.engine.client import Generation
 from shard.engine.types import ChoiceDelta, GenerationRequest
 from shard.store.api_keys import KeyRecord
@@ -37,6 +38,7 @@ async def respond_to_prompts(
     stream: bool,
     include_usage: bool,
     storing: Storing | None,
+    shape: TextShape,
 ) -> TextCompletion | StreamingResponse:
     """Admit every prompt or none, then answer with the whole object or an SSE stream."""
     exits = AsyncExitStack()
@@ -48,14 +50,14 @@ async def respond_to_prompts(
         async def collect() -> TextCompletion:
             async for number, delta in _interleaved(generations):
                 builders[number].add(delta)
-            return merged(builders)
+            return merged(builders, shape)
 
         result = await collect_unless_disconnected(oracle, http_request, exits, collect())
         await finish(oracle, caller, generations, result, storing)
         return result
-    chunks = _stream_chunks(builders, generations, include_usage)
+    chunks = _stream_chunks(builders, generations, include_usage, shape)
     events = server_sent_events(
-        oracle, caller, exits, generations, chunks, lambda: merged(builders), storing
+        oracle, caller, exits, generations, chunks, lambda: merged(builders, shape), storing
     )
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -117,9 +119,9 @@ async def _interleaved(
             task.cancel()
 
 
-def merged(builders: list[CompletionBuilder]) -> TextCompletion:
+def merged(builders: list[CompletionBuilder], shape: TextShape) -> TextCompletion:
     """One object from each prompt's: choices renumbered prompt by prompt, usage summed."""
-    parts = [builder.text_result() for builder in builders]
+    parts = [builder.text_result(shape) for builder in builders]
     choices = [
         choice.model_copy(update={"index": number * len(part.choices) + choice.index})
         for number, part in enumerate(parts)
@@ -146,11 +148,15 @@ def _summed(parts: list[TextCompletion]) -> Usage:
 
 
 async def _stream_chunks(
-    builders: list[CompletionBuilder], generations: list[Generation], include_usage: bool
+    builders: list[CompletionBuilder],
+    generations: list[Generation],
+    include_usage: bool,
+    shape: TextShape,
 ) -> AsyncIterator[TextCompletion]:
     """`text_completion` chunks with text deltas as any prompt makes them, then maybe usage."""
     first = builders[0].text_result()
     n = generations[0].request.n
+    texts = [TextChoices(generation, shape) for generation in generations]
 
     def chunk(choices: list[TextChoice], usage: Usage | None = None) -> TextCompletion:
         return TextCompletion(
@@ -159,9 +165,8 @@ async def _stream_chunks(
 
     async for number, delta in _interleaved(generations):
         builders[number].add(delta)
-        if delta.text or delta.finish_reason:
-            index = number * n + delta.index
-            choice = TextChoice(index=index, text=delta.text, finish_reason=delta.finish_reason)
+        choice = texts[number].chunk(delta, number * n + delta.index)
+        if choice is not None:
             yield chunk([choice])
     if include_usage:
-        yield chunk([], merged(builders).usage)
+        yield chunk([], merged(builders, shape).usage)

@@ -25,6 +25,9 @@ from shard.engine.constraint import GrammarError, json_grammar
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 MAX_CHOICES = 128
 """The most choices one request may ask for: `n`, or prompts times `n` in legacy ones."""
+MAX_TOP_LOGPROBS = 20
+"""The most alternatives a token's logprob may come with (chat `top_logprobs`, legacy
+`logprobs`)."""
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 
@@ -334,7 +337,7 @@ class ChatCompletionRequest(_SamplingRequest):
     messages: list[ChatMessageIn] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     metadata: Metadata = None
     store: bool | None = None
     service_tier: str | None = None
@@ -443,9 +446,11 @@ class CompletionRequest(_SamplingRequest):
 
     prompt: str | list[str]
     echo: bool | None = None
+    """Put the prompt before each choice's text (and its tokens before the logprobs)."""
     best_of: int | None = None
     suffix: str | None = None
-    logprobs: int | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    """Each token's logprob and this many likeliest alternatives (OpenAI allows 5, vLLM 20)."""
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -470,11 +475,11 @@ class CompletionRequest(_SamplingRequest):
             raise ValueError(f"prompts times n is {count * n}; at most {MAX_CHOICES} choices")
         return prompt
 
-    @field_validator("echo", "logprobs", "suffix")
+    @field_validator("suffix")
     @classmethod
     def _unsupported(cls, value: Any) -> Any:
-        if value not in (None, False):
-            raise ValueError("this parameter is not supported by Shard's legacy completions")
+        if value is not None:
+            raise ValueError("suffix (insertion) is not supported by Shard's legacy completions")
         return value
 
     @field_validator("best_of")
@@ -652,10 +657,21 @@ class Health(BaseModel):
     version: str
 
 
+class TextLogprobs(BaseModel):
+    """The legacy shape: parallel lists, one entry per token. The prompt's first token (with
+    `echo`) has no logprob; each `top_logprobs` entry holds the sampled token too, so it may
+    have one more than asked. `text_offset` counts characters from the prompt's start."""
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+
 class TextChoice(BaseModel):
     index: int
     text: str
-    logprobs: None = None
+    logprobs: TextLogprobs | None = None
     finish_reason: Literal["stop", "length"] | None
 
 

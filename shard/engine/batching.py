@@ -61,8 +61,13 @@ def fill_batch(
         last = len(task.prompt) - 1
         finishing = task.prefilled + take == len(task.prompt)
         wanted = () if not finishing else (last - 1, last) if rows_padded else (last,)
+        every = task.wants_prompt_logprobs
+        task.prompt_rows = []
         for position in range(task.prefilled, task.prefilled + take):
-            index = batch.add(task.prompt[position], position, seq_id, position in wanted)
+            want = every or position in wanted
+            index = batch.add(task.prompt[position], position, seq_id, want)
+            if every and position < last:
+                task.prompt_rows.append((position, index))
         if finishing:
             task.logits_index = index
             if rows_padded and take == 1:

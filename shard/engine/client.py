@@ -22,6 +22,7 @@ from shard.engine.types import (
     PredictionUsed,
     Progress,
     PromptCached,
+    PromptLogprobs,
     Rejected,
 )
 from shard.engine.worker import Engine, EngineConfig, LoadModel, load_llama_model
@@ -57,6 +58,8 @@ class Generation:
         self.cached_tokens = 0
         """Prompt tokens that came from the prefix cache (known once the request starts)."""
         self.prompt_ids: tuple[int, ...] = ()
+        self.prompt_logprobs: PromptLogprobs | None = None
+        """When the request asked for them, known before its first delta."""
         self.queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
         self.finished = False
         self.admitted_at = time.monotonic()
@@ -75,6 +78,8 @@ class Generation:
                 raise RequestRejectedError(event)
             if isinstance(event, PromptCached):
                 self.cached_tokens = event.tokens
+            if isinstance(event, PromptLogprobs):
+                self.prompt_logprobs = event
             self._tally(event)
             if isinstance(event, ChoiceDelta):
                 if self.first_token_at is None:

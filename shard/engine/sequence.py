@@ -84,6 +84,10 @@ class Task:
     choices: list[Choice] = field(default_factory=list)
     prefilled: int = 0
     logits_index: int = -1
+    prompt_rows: list[tuple[int, int]] = field(default_factory=list)
+    """This step's (prompt position, batch index) whose logits give the next prompt token's
+    logprob, for a request that wants prompt logprobs."""
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
     constraint: TokenConstraint | None = None
     """The request's grammar at its start; each choice follows a copy."""
     prediction: list[int] = field(default_factory=list)
@@ -93,6 +97,10 @@ class Task:
     @property
     def lead(self) -> Choice:
         return self.choices[0]
+
+    @property
+    def wants_prompt_logprobs(self) -> bool:
+        return self.request.prompt_logprobs is not None
 
     @property
     def prompt_cached(self) -> bool:

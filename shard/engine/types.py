@@ -80,6 +80,10 @@ class GenerationRequest:
     tools: str | None = None
     """The OpenAI `tools` list as JSON, for a chat template that renders tools itself; None
     when there are none to offer or the API wrote them into the messages."""
+    prompt_logprobs: int | None = None
+    """Legacy `echo` with `logprobs`: each prompt token's logprob (after the first, which
+    has none), with this many alternatives. Such a prompt is decoded whole, not taken from
+    the prefix cache, whose tokens' logits are gone."""
     shown_to_scouts: bool = True
     """False for text scouts must never see being written (golden tickets' text): its
     tokens are left off the progress feed, so no scout drafts for it."""
@@ -107,6 +111,15 @@ class PromptCached:
     """The request started; this many of its prompt tokens came from the prefix cache."""
 
     tokens: int
+
+
+@dataclass(frozen=True)
+class PromptLogprobs:
+    """The prompt is decoded: its first token, and the logprob of each one after it given
+    those before (sent before the first delta, when the request asked for them)."""
+
+    first_token: bytes
+    logprobs: tuple[TokenLogprob, ...]
 
 
 @dataclass(frozen=True)
@@ -140,7 +153,7 @@ class PredictionUsed:
     rejected: int
 
 
-EngineEvent = Admitted | PromptCached | Rejected | ChoiceDelta | PredictionUsed
+EngineEvent = Admitted | PromptCached | PromptLogprobs | Rejected | ChoiceDelta | PredictionUsed
 
 
 DraftSource = Literal["ngram", "scout", "prediction"]

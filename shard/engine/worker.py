@@ -59,6 +59,7 @@ from shard.engine.types import (
     GenerationRequest,
     PredictionUsed,
     PromptCached,
+    PromptLogprobs,
     Rejected,
 )
 
@@ -340,7 +341,8 @@ class Engine:
         while self._waiting and len(self._pool) >= self._waiting[0].request.n:
             task = self._waiting.popleft()
             n, stop = task.request.n, task.request.stop
-            seq_ids, cached = self._pool.assign(self._model, task.prompt, n, self._reuse)
+            reuse = self._reuse and not task.wants_prompt_logprobs
+            seq_ids, cached = self._pool.assign(self._model, task.prompt, n, reuse)
             task.choices = [Choice(i, seq_id, TextStream(stop)) for i, seq_id in enumerate(seq_ids)]
             for choice in task.choices:
                 if task.prediction:
@@ -425,6 +427,7 @@ class Engine:
             self._planner.observe(len(decoding), any_drafted, made, seconds, size)
         for task, take in chunks:
             task.prefilled += take
+            self._score_prompt(task)
             if task.prompt_cached:
                 if self._pad_single_rows:
                     self._model.forget(task.lead.seq_id, len(task.prompt))  # a filler, if any
@@ -495,6 +498,22 @@ class Engine:
             proposer.unverified(choice, proposal, decided)
         elif decoded:
             proposer.verified(choice, proposal, decoded, min(accepted, decoded))
+
+    def _score_prompt(self, task: Task) -> None:
+        """Logprobs of the prompt tokens this chunk's logits predict; all of them are sent
+        once the prompt is decoded."""
+        top = task.request.prompt_logprobs
+        if top is None:
+            return
+        for position, index in task.prompt_rows:
+            token = task.prompt[position + 1]
+            logprob = token_logprob(self._model.logits(index), token, top, self._model.piece)
+            task.prompt_logprobs.append(logprob)
+        task.prompt_rows = []
+        if task.prompt_cached:
+            first = self._model.piece(task.prompt[0])
+            event = PromptLogprobs(first, tuple(task.prompt_logprobs))
+            self._emit(task.request.request_id, event)
 
     def _start_choices(self, task: Task) -> None:
         """The prompt is cached: share it with the other choices, then sample first tokens."""

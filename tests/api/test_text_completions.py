@@ -53,8 +53,10 @@ def test_legacy_streaming_matches_and_ends_with_done(
 
 def test_legacy_refuses_what_it_cannot_do(http: httpx.Client) -> None:
     for change, param in (
-        ({"echo": True}, "echo"),
-        ({"logprobs": 2}, "logprobs"),
+        ({"logprobs": 21}, "logprobs"),
+        ({"logprobs": -1}, "logprobs"),
+        ({"logprobs": True}, "logprobs"),
+        ({"echo": "yes"}, "echo"),
         ({"suffix": "x"}, "suffix"),
         ({"best_of": 3}, "best_of"),
         ({"prompt": []}, "prompt"),
@@ -71,6 +73,83 @@ def test_legacy_refuses_what_it_cannot_do(http: httpx.Client) -> None:
 
 
 PROMPTS = ["The capital of France is", "Once upon a time", "1, 2, 3,"]
+
+
+def test_logprobs_come_in_the_legacy_shape_with_offsets_from_the_prompt(
+    client: openai.OpenAI,
+) -> None:
+    prompt = "The capital of France is"
+    response = client.completions.create(
+        model=SERVED_ALIAS, prompt=prompt, temperature=0, max_tokens=6, logprobs=3
+    )
+    choice = response.choices[0]
+    logprobs = choice.logprobs
+    assert logprobs is not None and logprobs.tokens and logprobs.text_offset
+    assert logprobs.token_logprobs and logprobs.top_logprobs
+    assert "".join(logprobs.tokens) == choice.text
+    assert len(logprobs.tokens) == 6 == len(logprobs.token_logprobs) == len(logprobs.top_logprobs)
+    offsets = [len(prompt) + len("".join(logprobs.tokens[:i])) for i in range(6)]
+    assert logprobs.text_offset == offsets  # counted from the prompt's start, as OpenAI does
+    for token, logprob, top in zip(
+        logprobs.tokens, logprobs.token_logprobs, logprobs.top_logprobs, strict=True
+    ):
+        assert logprob is not None and logprob <= 0
+        assert top is not None and top[token] == logprob  # the sampled token is always there
+        assert 3 <= len(top) <= 4
+        assert max(top, key=top.__getitem__) == token  # greedy: the likeliest
+    streamed = client.completions.create(
+        model=SERVED_ALIAS, prompt=prompt, temperature=0, max_tokens=6, logprobs=3, stream=True
+    )
+    tokens: list[str] = []
+    offsets_streamed: list[int] = []
+    for chunk in streamed:
+        for part in chunk.choices:
+            if part.logprobs is not None:
+                tokens += part.logprobs.tokens or []
+                offsets_streamed += part.logprobs.text_offset or []
+    assert (tokens, offsets_streamed) == (logprobs.tokens, logprobs.text_offset)
+
+
+def test_echo_with_logprobs_scores_the_prompt_as_decoding_would(client: openai.OpenAI) -> None:
+    """lm-evaluation-harness scores a continuation so: echo, logprobs, one new token. A
+    prompt token's logprob must be the one the model gave it when it generated it."""
+    prompt = "The capital of France is"
+    generated = client.completions.create(
+        model=SERVED_ALIAS, prompt=prompt, temperature=0, max_tokens=4, logprobs=1
+    )
+    continued = prompt + generated.choices[0].text
+    scored = client.completions.create(
+        model=SERVED_ALIAS, prompt=continued, temperature=0, max_tokens=1, logprobs=1, echo=True
+    )
+    choice = scored.choices[0]
+    assert choice.text.startswith(continued)
+    assert choice.logprobs is not None and choice.logprobs.token_logprobs is not None
+    assert choice.logprobs.tokens is not None and choice.logprobs.top_logprobs is not None
+    assert choice.logprobs.token_logprobs[0] is None  # the first token has nothing before it
+    assert choice.logprobs.top_logprobs[0] is None
+    assert scored.usage is not None
+    assert len(choice.logprobs.tokens) == scored.usage.prompt_tokens + 1
+    assert generated.choices[0].logprobs is not None
+    expected = generated.choices[0].logprobs.token_logprobs
+    assert expected is not None
+    assert choice.logprobs.token_logprobs[-5:-1] == expected  # bit for bit, prefill or not
+    assert choice.logprobs.text_offset is not None and choice.logprobs.text_offset[0] == 0
+    assert "".join(choice.logprobs.tokens) == choice.text
+    plain = client.completions.create(
+        model=SERVED_ALIAS, prompt=continued, temperature=0, max_tokens=1
+    )
+    assert choice.text == continued + plain.choices[0].text
+    streamed = client.completions.create(
+        model=SERVED_ALIAS, prompt=[prompt, continued], temperature=0, max_tokens=3, echo=True,
+        stream=True, n=2,
+    )  # fmt: skip
+    texts = [""] * 4
+    for chunk in streamed:
+        for part in chunk.choices:
+            texts[part.index] += part.text
+    assert all(texts[i].startswith(prompt) for i in (0, 1))
+    assert all(texts[i].startswith(continued) for i in (2, 3))
+    assert texts[0] == texts[1] and texts[2] == texts[3]
 
 
 def test_a_list_of_prompts_answers_each_indexed_prompt_by_prompt(client: openai.OpenAI) -> None:

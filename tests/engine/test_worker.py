@@ -19,6 +19,7 @@ from shard.engine.client import (
     RequestRejectedError,
 )
 from shard.engine.model import TokenBatch
+from shard.engine.sampling import token_logprob
 from shard.engine.types import (
     NGRAM,
     SCOUT,
@@ -620,3 +621,35 @@ def test_threads_are_ceded_to_scouts_on_this_machine_only_from_the_default() -> 
     fixed = FakeModel()
     assert run(ceding, fixed, config(threads=4)) == [4, 4, 4, 4]
     assert fixed.threads == []  # --threads was given: kept (a warning if cores are shared)
+
+
+def test_prompt_logprobs_score_every_prompt_token_across_chunks_never_from_the_cache() -> None:
+    """Legacy echo with logprobs: each prompt token's logprob given those before it, from
+    logits of a prompt decoded in several chunks, though the prefix cache holds it."""
+    fake = FakeModel()
+    text = "abcdefghij" * 4  # 41 tokens with BOS: three chunks of at most 16
+    params = SamplingParams(seed=1, temperature=0.0)
+    plain = GenerationRequest("warm", (), params, 5, raw_prompt=text, token_ids=True)
+    scored = replace(plain, request_id="scored", prompt_logprobs=2)
+
+    async def scenario(client: EngineClient) -> tuple[Output, Output, Generation]:
+        first = await complete(client, plain)
+        async with client.generate(scored) as generation:
+            second = Output()
+            async for delta in generation.deltas():
+                second.texts[delta.index] = second.texts.get(delta.index, "") + delta.text
+        return first, second, generation
+
+    first, second, generation = run(scenario, fake, config(n_batch=16))
+    assert second.texts == first.texts  # scoring the prompt changes nothing generated
+    assert generation.cached_tokens == 0
+    scored_prompt = generation.prompt_logprobs
+    assert scored_prompt is not None
+    prompt = list(generation.prompt_ids)
+    assert len(prompt) == 41 and scored_prompt.first_token == fake.piece(prompt[0])
+    expected = [
+        token_logprob(fake.rule(prompt[: p + 1]), prompt[p + 1], 2, fake.piece)
+        for p in range(len(prompt) - 1)
+    ]
+    assert list(scored_prompt.logprobs) == expected
+    assert len({item.logprob for item in expected}) > 1  # not one value throughout

@@ -15,6 +15,7 @@ from shard.api.generation_flow import Storing
 from shard.api.oracle_state import OracleState, get_oracle
 from shard.api.prompt_lists import respond_to_prompts
 from shard.api.protocol import CompletionRequest, TextCompletion
+from shard.api.text_choices import TextShape
 from shard.api.unicode_bodies import UnicodeCheckedRoute
 from shard.store.api_keys import KeyRecord
 
@@ -41,4 +42,5 @@ async def create_completion(
         bool(body.stream),
         include_usage,
         Storing(),  # kept, retrievable by id, though never listed with chat completions
+        TextShape(echo=bool(body.echo), logprobs=body.logprobs is not None),
     )
