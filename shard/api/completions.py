@@ -190,7 +190,8 @@ def to_text_generation_requests(
         GenerationRequest(
             request_id=completion_id if len(prompts) == 1 else f"{completion_id}-{number}",
             messages=(),
-            raw_prompt=prompt,
+            raw_prompt=prompt if isinstance(prompt, str) else None,
+            prompt_ids=tuple(prompt) if isinstance(prompt, list) else None,
             sampling=_sampling(body, body.logprobs is not None, body.logprobs or 0),
             prompt_logprobs=body.logprobs if body.echo else None,
             max_tokens=body.max_tokens if body.max_tokens is not None else LEGACY_MAX_TOKENS,

@@ -440,11 +440,15 @@ MAX_PROMPTS = 64
 one request in flight, and the default capacity is 72."""
 
 
+_Prompt = str | list[str] | list[int] | list[list[int]]
+
+
 class CompletionRequest(_SamplingRequest):
     """POST /completions, the legacy text API (LlamaIndex's OpenAILike uses it by default).
     Its default max_tokens is 16, as OpenAI's is."""
 
-    prompt: str | list[str]
+    prompt: _Prompt
+    """Text, texts, token ids (used as they are, no BOS added), or lists of them."""
     echo: bool | None = None
     """Put the prompt before each choice's text (and its tokens before the logprobs)."""
     best_of: int | None = None
@@ -452,22 +456,19 @@ class CompletionRequest(_SamplingRequest):
     logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     """Each token's logprob and this many likeliest alternatives (OpenAI allows 5, vLLM 20)."""
 
-    @field_validator("prompt", mode="before")
-    @classmethod
-    def _not_token_ids(cls, prompt: Any) -> Any:
-        """OpenAI also takes a prompt as token ids; say so, not "a valid string"."""
-        items = prompt if isinstance(prompt, list) else []
-        if any(isinstance(item, int | list) for item in items):
-            raise ValueError("prompts as token ids are not supported; send the prompt as text")
-        return prompt
-
     @field_validator("prompt")
     @classmethod
-    def _prompt_count(cls, prompt: str | list[str], info: ValidationInfo) -> str | list[str]:
+    def _prompt_count(cls, prompt: _Prompt, info: ValidationInfo) -> _Prompt:
         """Each prompt is one request to the engine, so a list is bounded like `n`."""
-        count = len(prompt) if isinstance(prompt, list) else 1
-        if count == 0:
+        prompts = _prompt_list(prompt)
+        if not prompts:
             raise ValueError("send at least one prompt")
+        for ids in (item for item in prompts if isinstance(item, list)):
+            if not ids:
+                raise ValueError("a prompt of token ids needs one at least")
+            if min(ids) < 0:
+                raise ValueError("token ids are not negative")
+        count = len(prompts)
         if count > MAX_PROMPTS:
             raise ValueError(f"send at most {MAX_PROMPTS} prompts per request")
         n = info.data.get("n") or 1
@@ -489,8 +490,15 @@ class CompletionRequest(_SamplingRequest):
             raise ValueError("best_of other than 1 is not supported")
         return value
 
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else self.prompt
+    def prompts(self) -> list[str | list[int]]:
+        return _prompt_list(self.prompt)
+
+
+def _prompt_list(prompt: _Prompt) -> list[str | list[int]]:
+    """The prompts one body carries: a text or a list of token ids is one."""
+    if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)):
+        return [prompt]
+    return list(prompt)  # type: ignore[arg-type]
 
 
 # -- responses --------------------------------------------------------------------------------

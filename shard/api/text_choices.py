@@ -58,7 +58,7 @@ class TextChoices:
     def __init__(self, generation: Generation, shape: TextShape) -> None:
         self._generation = generation
         self._shape = shape
-        self._prompt = generation.request.raw_prompt or ""
+        self._prompt = generation.prompt_text
         self._offsets = [len(self._prompt)] * generation.request.n
         self._opened = [False] * generation.request.n
 

@@ -24,6 +24,11 @@ def prepare(
     if bad_bias:
         message = f"logit_bias has token ids outside the vocabulary: {bad_bias[:5]}"
         return Rejected("invalid_request", message, "logit_bias")
+    if request.prompt_ids is not None:
+        prompt = _checked_ids(request.prompt_ids, model.n_vocab, n_ctx)
+        if isinstance(prompt, Rejected):
+            return prompt
+        return _fitted(request, model, prompt, n_ctx, "prompt")
     literal: list[Span] = []  # a legacy prompt is the client's own markup, as in llama.cpp
     try:
         if request.raw_prompt is not None:
@@ -45,6 +50,24 @@ def prepare(
     prompt = model.tokenize(text, literal)
     if len(prompt) >= n_ctx:
         return _too_long(n_ctx, given, str(len(prompt)))
+    return _fitted(request, model, prompt, n_ctx, given)
+
+
+def _checked_ids(ids: tuple[int, ...], n_vocab: int, n_ctx: int) -> list[int] | Rejected:
+    """A prompt the client tokenized itself (lm-evaluation-harness does), used as it is."""
+    if len(ids) >= n_ctx:
+        return _too_long(n_ctx, "prompt", str(len(ids)))
+    outside = [token for token in ids if not 0 <= token < n_vocab]
+    if outside:
+        message = f"prompt has token ids outside the vocabulary (0 to {n_vocab - 1}): {outside[:5]}"
+        return Rejected("invalid_request", message, "prompt")
+    return list(ids)
+
+
+def _fitted(
+    request: GenerationRequest, model: Model, prompt: list[int], n_ctx: int, given: str
+) -> Task | Rejected:
+    """The task for a tokenized prompt that fits, if the completion fits after it."""
     room = n_ctx - len(prompt)
     if request.max_tokens > room and not request.shrink_to_fit:
         message = (

@@ -58,6 +58,8 @@ class Generation:
         self.cached_tokens = 0
         """Prompt tokens that came from the prefix cache (known once the request starts)."""
         self.prompt_ids: tuple[int, ...] = ()
+        self.prompt_text = ""
+        """A legacy prompt as text (one given as token ids, as its tokens' pieces)."""
         self.prompt_logprobs: PromptLogprobs | None = None
         """When the request asked for them, known before its first delta."""
         self.queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
@@ -184,6 +186,7 @@ class EngineClient:
             assert isinstance(first, Admitted)
             generation.prompt_tokens = first.prompt_tokens
             generation.prompt_ids = first.prompt_ids
+            generation.prompt_text = request.raw_prompt or first.prompt_text
             yield generation
         finally:
             del self._generations[request.request_id]

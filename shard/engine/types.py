@@ -69,6 +69,8 @@ class GenerationRequest:
     n: int = 1
     raw_prompt: str | None = None
     """Legacy completions: text to continue as it is, instead of rendering `messages`."""
+    prompt_ids: tuple[int, ...] | None = None
+    """Legacy completions: token ids to continue as they are (no BOS added)."""
     owner: str | None = None
     """The API key's id: its reserved scouts draft for this request first."""
     token_ids: bool = False
@@ -104,6 +106,8 @@ class Admitted:
 
     prompt_tokens: int
     prompt_ids: tuple[int, ...] = ()
+    prompt_text: str = ""
+    """A prompt given as token ids, as text (its tokens' pieces), for `echo`."""
 
 
 @dataclass(frozen=True)

@@ -333,7 +333,11 @@ class Engine:
             self._emit(request.request_id, prepared)
             return
         prompt_ids = tuple(prepared.prompt) if request.token_ids else ()
-        self._emit(request.request_id, Admitted(len(prepared.prompt), prompt_ids))
+        text = ""
+        if request.prompt_ids is not None:
+            pieces = b"".join(self._model.piece(token) for token in prepared.prompt)
+            text = pieces.decode(errors="replace")
+        self._emit(request.request_id, Admitted(len(prepared.prompt), prompt_ids, text))
         self._waiting.append(prepared)
 
     def _admit_waiting(self) -> None:

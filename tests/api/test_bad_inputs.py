@@ -370,11 +370,15 @@ def test_a_surrogate_in_a_body_nested_too_deeply_is_a_400(http: httpx.Client) ->
     assert post_raw(http, "/v1/chat/completions", body).status_code == 400
 
 
-def test_a_legacy_prompt_of_token_ids_says_so(http: httpx.Client) -> None:
-    for prompt in ([1, 2, 3], [[1, 2], [3]]):
+def test_a_legacy_prompt_of_token_ids_outside_the_vocabulary_says_so(http: httpx.Client) -> None:
+    for prompt, says in (
+        ([2, 10**7], "outside the vocabulary"),
+        ([[2, 3], [2, -5]], "not negative"),
+        ([[2, 3], []], "needs one at least"),
+    ):
         response = http.post("/v1/completions", json={"model": SERVED_ALIAS, "prompt": prompt})
         assert_openai_error(response, 400, "invalid_request", "prompt")
-        assert "token ids" in response.json()["error"]["message"]
+        assert says in response.json()["error"]["message"]
 
 
 def test_a_surrogate_pair_and_an_escaped_backslash_are_text(http: httpx.Client) -> None:

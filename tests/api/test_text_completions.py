@@ -6,7 +6,9 @@ import httpx
 import openai
 from langchain_core.language_models import LanguageModelInput
 from langchain_openai import OpenAI
+from llama_cpp import Llama
 
+from shard.default_model import default_model_path
 from tests.conftest import SERVED_ALIAS, TEST_KEY, RunningOracle
 from tests.in_process import in_process_oracle
 
@@ -62,7 +64,10 @@ def test_legacy_refuses_what_it_cannot_do(http: httpx.Client) -> None:
         ({"prompt": []}, "prompt"),
         ({"prompt": ["a"] * 65}, "prompt"),
         ({"prompt": ["a", "b"], "n": 65}, "prompt"),
-        ({"prompt": [1, 2, 3]}, "prompt"),
+        ({"prompt": [[]]}, "prompt"),
+        ({"prompt": [2, -1]}, "prompt"),
+        ({"prompt": [2, 10**9]}, "prompt"),  # the engine's check: outside the vocabulary
+        ({"prompt": ["a", 1]}, "prompt"),
     ):
         response = http.post(
             "/v1/completions", json={"model": SERVED_ALIAS, "prompt": "Hi", **change}
@@ -73,6 +78,25 @@ def test_legacy_refuses_what_it_cannot_do(http: httpx.Client) -> None:
 
 
 PROMPTS = ["The capital of France is", "Once upon a time", "1, 2, 3,"]
+
+
+def test_a_prompt_of_token_ids_is_continued_as_its_text_is(client: openai.OpenAI) -> None:
+    """lm-evaluation-harness tokenizes prompts itself by default and sends the ids."""
+    vocabulary = Llama(str(default_model_path()), vocab_only=True, verbose=False)
+    texts = PROMPTS[:2]
+    ids = [vocabulary.tokenize(text.encode(), add_bos=True) for text in texts]
+    as_text = client.completions.create(
+        model=SERVED_ALIAS, prompt=texts, temperature=0, max_tokens=8
+    )
+    as_ids = client.completions.create(
+        model=SERVED_ALIAS, prompt=ids, temperature=0, max_tokens=8, echo=True
+    )
+    assert as_ids.usage is not None and as_text.usage is not None
+    assert as_ids.usage.prompt_tokens == as_text.usage.prompt_tokens == sum(map(len, ids))
+    for text, by_text, by_ids in zip(texts, as_text.choices, as_ids.choices, strict=True):
+        assert by_ids.text == text + by_text.text  # echo: the ids' text, then the same answer
+    one = client.completions.create(model=SERVED_ALIAS, prompt=ids[0], temperature=0, max_tokens=8)
+    assert one.choices[0].text == as_text.choices[0].text
 
 
 def test_logprobs_come_in_the_legacy_shape_with_offsets_from_the_prompt(
