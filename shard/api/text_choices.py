@@ -61,14 +61,14 @@ class TextChoices:
         self._prompt = generation.prompt_text
         self._offsets = [len(self._prompt)] * generation.request.n
         self._opened = [False] * generation.request.n
+        self._prompt_logprobs: TextLogprobs | None = None
 
-    def _echoed(self) -> tuple[str, TextLogprobs | None]:
-        """The prompt's text and, if asked, its tokens' logprobs (from offset 0)."""
+    def _scored_prompt(self) -> TextLogprobs | None:
+        """The prompt's tokens' logprobs from offset 0, if asked for (made once)."""
         scored = self._generation.prompt_logprobs
-        if not self._shape.logprobs or scored is None:
-            return self._prompt, None
-        logprobs, _ = text_logprobs(scored.logprobs, 0, scored.first_token)
-        return self._prompt, logprobs
+        if self._prompt_logprobs is None and self._shape.logprobs and scored is not None:
+            self._prompt_logprobs, _ = text_logprobs(scored.logprobs, 0, scored.first_token)
+        return self._prompt_logprobs
 
     def whole(
         self,
@@ -82,8 +82,8 @@ class TextChoices:
         if self._shape.logprobs:
             logprobs, _ = text_logprobs(items, len(self._prompt))
         if self._shape.echo:
-            prompt, prompt_logprobs = self._echoed()
-            text = prompt + text
+            text = self._prompt + text
+            prompt_logprobs = self._scored_prompt()
             if logprobs is not None and prompt_logprobs is not None:
                 logprobs = joined([prompt_logprobs, logprobs])
         return TextChoice(index=index, text=text, logprobs=logprobs, finish_reason=finish)
@@ -97,8 +97,8 @@ class TextChoices:
             logprobs, self._offsets[delta.index] = text_logprobs(delta.logprobs, start)
         text = delta.text
         if self._shape.echo and not self._opened[delta.index]:
-            prompt, prompt_logprobs = self._echoed()
-            text = prompt + text
+            text = self._prompt + text
+            prompt_logprobs = self._scored_prompt()
             if prompt_logprobs is not None:
                 logprobs = joined([prompt_logprobs, *([logprobs] if logprobs else [])])
         self._opened[delta.index] = True

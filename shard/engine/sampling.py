@@ -156,6 +156,8 @@ def _strongest(values: np.ndarray, n: int) -> list[int]:
     best: list[int] = []
     for _ in range(min(n, len(rest))):
         index = int(np.argmax(rest))
+        if rest[index] == -np.inf:
+            break  # fewer than n are finite: never for raw logits, but no index twice
         best.append(index)
         rest[index] = -np.inf
     return best

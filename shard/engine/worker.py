@@ -513,7 +513,6 @@ class Engine:
             token = task.prompt[position + 1]
             logprob = token_logprob(self._model.logits(index), token, top, self._model.piece)
             task.prompt_logprobs.append(logprob)
-        task.prompt_rows = []
         if task.prompt_cached:
             first = self._model.piece(task.prompt[0])
             event = PromptLogprobs(first, tuple(task.prompt_logprobs))
